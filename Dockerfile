@@ -1,0 +1,41 @@
+# One image for every luna-streams process; the command picks the component:
+#   docker run IMAGE gateway | queue-worker | autorestart-worker | log-janitor
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 luna \
+    && useradd --system --uid 10001 --gid luna --home-dir /app --shell /usr/sbin/nologin luna
+
+WORKDIR /app
+
+# Dependencies first, pinned by constraints.txt (pip freeze), so that a source change does not
+# reinstall them.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The sources stay in /app (the working directory): `luna-streams <component>` runs
+# `python -m <package>`, which imports the package from the working directory, so the gateway
+# finds the developer manual in /app/docs next to it.
+COPY README.md ./
+COPY shared ./shared
+COPY gateway ./gateway
+COPY queue_worker ./queue_worker
+COPY autorestart_worker ./autorestart_worker
+COPY log_janitor ./log_janitor
+COPY docs ./docs
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && rm -rf build ./*.egg-info \
+    && mkdir -p /app/var \
+    && chown luna:luna /app/var
+
+USER luna
+
+EXPOSE 5160
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["luna-streams"]
+CMD ["gateway"]

@@ -1,0 +1,45 @@
+# luna-streams: `make run` serves the whole stack, `make test` passes the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format reliability bench clean rabbitmq
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[dev,embedded]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Start the local RabbitMQ when it is installed but down (CI machines have it installed).
+rabbitmq:
+	@if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then :; \
+	elif [ -n "$$LUNA_STREAMS_AMQP_URL" ]; then :; \
+	elif command -v rabbitmq-server >/dev/null; then \
+		echo "starting rabbitmq-server"; rabbitmq-server -detached; \
+		for i in $$(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; \
+		sleep 2; \
+	else echo "RabbitMQ is not running and rabbitmq-server is not installed" >&2; fi
+
+run: install rabbitmq
+	$(VENV)/bin/luna-streams all
+
+test: install rabbitmq
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

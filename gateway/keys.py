@@ -1,0 +1,34 @@
+"""Typed application keys: every resource the gateway's handlers reach, declared once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.docs import DocsBundle
+from gateway.metrics import GatewayMetrics
+from shared.broker import Broker
+from shared.groups import GroupService
+from shared.mongo import Database
+from shared.settings import Settings
+from shared.streams.service import StreamService
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Readiness: turns false the moment SIGTERM arrives, before the server drains."""
+
+    ready: bool = True
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+BROKER = web.AppKey("broker", Broker)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+DOCS = web.AppKey("docs", DocsBundle)
+STREAMS = web.AppKey("streams", StreamService)
+GROUPS = web.AppKey("groups", GroupService)

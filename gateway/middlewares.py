@@ -1,0 +1,92 @@
+"""Middlewares: request id, LUNA error bodies, request metrics.
+
+Order (outermost first): request id -> metrics -> errors, so that the request id is echoed
+and every answer, errors included, is counted under its route.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.keys import METRICS, SETTINGS
+from shared.errors import (
+    BadRequestId,
+    InternalError,
+    LunaError,
+    MethodNotAllowed,
+    PageNotFound,
+    RequestTooLarge,
+)
+from shared.log_setup import request_id_var
+from shared.request_id import HEADER, is_valid_request_id, new_request_id
+
+log = logging.getLogger("gateway.errors")
+
+
+def error_response(error: LunaError) -> web.Response:
+    return web.json_response(error.body(), status=error.http_status)
+
+
+def route_label(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None:
+        return f"{request.method}:unknown"
+    resource = info.route.resource
+    return f"{request.method}:{resource.canonical if resource is not None else 'unknown'}"
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get(HEADER)
+    if given is not None and not is_valid_request_id(given):
+        request_id = new_request_id()
+        response: web.StreamResponse = error_response(BadRequestId())
+    else:
+        request_id = given or new_request_id()
+        token = request_id_var.set(request_id)
+        try:
+            response = await handler(request)
+        finally:
+            request_id_var.reset(token)
+    if not response.prepared:
+        response.headers[HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        request.app[METRICS].observe(route_label(request), status, time.perf_counter() - started)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LunaError as exc:
+        error: LunaError = exc
+    except web.HTTPRequestEntityTooLarge:
+        error = RequestTooLarge(limit=request.app[SETTINGS].max_body_size)
+    except web.HTTPMethodNotAllowed:
+        error = MethodNotAllowed()
+    except web.HTTPNotFound:
+        error = PageNotFound()
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        error = InternalError()
+    request.app[METRICS].errors.labels(
+        path=route_label(request), error_code=str(error.error_code)
+    ).inc()
+    return error_response(error)

@@ -1,0 +1,1 @@
+"""Route modules; each declares its operations on an :class:`gateway.api.Api`."""

@@ -1,0 +1,129 @@
+"""RabbitMQ access: the robust connection, the topology and publishing, in one place.
+
+Topology (every name carries ``LUNA_STREAMS_QUEUE_PREFIX``):
+
+- ``<prefix>.streams``: queue tokens of every pending stream (claims consume it);
+- ``<prefix>.streams.group.<group_id>``: queue tokens of the streams of one group;
+- ``<prefix>.feedback``: feedback batches for the queue workers (request/reply).
+
+Every publish is persistent, publisher-confirmed and mandatory: a message no queue takes
+raises instead of vanishing. Declarations are idempotent, so every component declares the
+topology at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    DeliveryMode,
+)
+
+
+class BrokerUnavailable(ConnectionError):
+    """RabbitMQ could not be reached at start."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNames:
+    prefix: str
+
+    @property
+    def streams(self) -> str:
+        return f"{self.prefix}.streams"
+
+    @property
+    def feedback(self) -> str:
+        return f"{self.prefix}.feedback"
+
+    def group(self, group_id: str) -> str:
+        return f"{self.prefix}.streams.group.{group_id}"
+
+
+@dataclass(slots=True)
+class Broker:
+    connection: AbstractRobustConnection
+    channel: AbstractRobustChannel
+    names: QueueNames
+    queue_type: str
+    _declared: set[str] = field(default_factory=set)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def queue_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": self.queue_type}
+
+    async def declare_queue(self, name: str) -> AbstractQueue:
+        queue = await self.channel.declare_queue(
+            name, durable=True, arguments=self.queue_arguments
+        )
+        self._declared.add(name)
+        return queue
+
+    async def declare_topology(self) -> None:
+        await self.declare_queue(self.names.streams)
+        await self.declare_queue(self.names.feedback)
+
+    async def ensure_queue(self, name: str) -> None:
+        if name not in self._declared:
+            await self.declare_queue(name)
+
+    async def delete_queue(self, name: str) -> None:
+        self._declared.discard(name)
+        await self.channel.queue_delete(name)
+
+    async def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+        expiration: float | None = None,
+        persistent: bool = True,
+    ) -> None:
+        """Publish through the default exchange; returns once RabbitMQ confirmed it."""
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            expiration=expiration,
+        )
+        await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
+
+    async def is_open(self) -> bool:
+        return not self.connection.is_closed and not self.channel.is_closed
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+async def open_broker(
+    url: str, prefix: str, *, queue_type: str = "quorum", timeout: float = 5.0
+) -> Broker:
+    """Connect (robust: it reconnects and restores channels) and declare the topology."""
+    try:
+        connection = await aio_pika.connect_robust(url, timeout=timeout)
+    except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    broker = Broker(
+        connection=connection,
+        channel=channel,  # type: ignore[arg-type]
+        names=QueueNames(prefix),
+        queue_type=queue_type,
+    )
+    try:
+        await broker.declare_topology()
+    except BaseException:
+        await connection.close()
+        raise
+    return broker

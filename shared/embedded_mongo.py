@@ -1,0 +1,51 @@
+"""The embedded MongoDB-wire server (SecantusDB), for running without a MongoDB.
+
+``luna-streams embedded-mongo`` serves it until SIGTERM; ``luna-streams all`` starts it as a
+child when ``LUNA_STREAMS_MONGO_URI`` is not set. Data lives in
+``LUNA_STREAMS_EMBEDDED_DATA_DIR`` and is kept across runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger("embedded-mongo")
+
+
+class EmbeddedUnavailable(RuntimeError):
+    pass
+
+
+def embedded_uri(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def serve_embedded(data_dir: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly (WiredTiger checkpoint on close)."""
+    try:
+        from secantus import SecantusDBServer
+    except ImportError as exc:
+        raise EmbeddedUnavailable(
+            "the embedded MongoDB server needs the 'embedded' extra: "
+            "pip install 'luna-streams[embedded]', or set LUNA_STREAMS_MONGO_URI"
+        ) from exc
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = SecantusDBServer(host="127.0.0.1", port=port, storage_path=data_dir)
+    server.start()
+    log.info("embedded MongoDB-wire server at %s, data in %s", embedded_uri(port), data_dir)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        log.info("embedded server stopped")

@@ -1,0 +1,196 @@
+"""LUNA errors: one class per error code, each with its HTTP status and message template.
+
+The gateway's error middleware turns any :class:`LunaError` into the LUNA error body
+``{"error_code", "desc", "detail", "link"}``; everything else becomes error code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+DOCS_LINK = "https://docs.visionlabs.ai/info/luna/troubleshooting/errors-description/code-{code}"
+
+
+class LunaError(Exception):
+    """Base of every error the API reports to clients."""
+
+    error_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+    desc: ClassVar[str] = "Internal server error"
+    template: ClassVar[str] = "Internal server error"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.detail = self.template.format(**params) if params else self.template
+        super().__init__(self.detail)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error_code": self.error_code,
+            "desc": self.desc,
+            "detail": self.detail,
+            "link": DOCS_LINK.format(code=self.error_code),
+        }
+
+
+class InternalError(LunaError):
+    pass
+
+
+class DependencyUnavailable(LunaError):
+    """A backing service (MongoDB, RabbitMQ, the queue worker) did not answer."""
+
+    error_code = 2
+    http_status = 503
+    desc = "Service unavailable"
+    template = "{reason}"
+
+
+class FeedbackTimeout(LunaError):
+    error_code = 3
+    http_status = 504
+    desc = "Gateway timeout"
+    template = "No queue worker answered the feedback within {timeout} s; retry the request"
+
+
+class BadQueryParams(LunaError):
+    error_code = 12012
+    http_status = 400
+    desc = "Bad/incomplete input data"
+    template = "Bad query parameters '{name}'"
+
+
+class PageNotFound(LunaError):
+    error_code = 12013
+    http_status = 404
+    desc = "Resource not found"
+    template = "Page not found"
+
+
+class MethodNotAllowed(LunaError):
+    error_code = 12021
+    http_status = 405
+    desc = "Method not allowed"
+    template = "Method not allowed"
+
+
+class BadInputJson(LunaError):
+    error_code = 12022
+    http_status = 400
+    desc = "Bad/incomplete input data"
+    template = "Failed to validate input json. Path: '{path}', message: '{message}'"
+
+
+class BadContentType(LunaError):
+    error_code = 12023
+    http_status = 415
+    desc = "Bad/incomplete input data"
+    template = "Content type is unacceptable, allowed types: '{allowed}'"
+
+
+class UnsupportedMediaType(LunaError):
+    error_code = 12024
+    http_status = 406
+    desc = "Bad/incomplete input data"
+    template = "Unsupported media type"
+
+
+class BadJson(LunaError):
+    error_code = 12027
+    http_status = 400
+    desc = "Bad/incomplete input data"
+    template = "Failed to validate input json. Message: {message}"
+
+
+class RequestTooLarge(LunaError):
+    error_code = 12028
+    http_status = 413
+    desc = "Bad/incomplete input data"
+    template = "Request body is larger than {limit} bytes"
+
+
+class BadRequestId(LunaError):
+    error_code = 12029
+    http_status = 400
+    desc = "Bad/incomplete input data"
+    template = (
+        "Bad header 'Luna-Request-Id': expected '<10-digit unix time>,<uuid>', "
+        "for example '1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a'"
+    )
+
+
+class BadPathId(LunaError):
+    error_code = 12030
+    http_status = 404
+    desc = "Resource not found"
+    template = "'{value}' is not a valid {name}: expected a lowercase uuid"
+
+
+class StreamNotFound(LunaError):
+    error_code = 39001
+    http_status = 404
+    desc = "Object not found"
+    template = "Stream with id '{stream_id}' not found"
+
+
+class BadStreamStatus(LunaError):
+    error_code = 39002
+    http_status = 400
+    desc = "Bad input data"
+    template = "'{status}' is not valid stream status; permitted: {permitted}"
+
+
+class CannotStopInProgress(LunaError):
+    error_code = 39003
+    http_status = 400
+    desc = "Unable to stop processing"
+    template = "Stream '{stream_id}' already in progress and cannot be stopped"
+
+
+class CannotCancelFinished(LunaError):
+    error_code = 39005
+    http_status = 400
+    desc = "Unable to cancel processing"
+    template = "Stream '{stream_id}' is finished and cannot be cancelled"
+
+
+class GroupExists(LunaError):
+    error_code = 39006
+    http_status = 409
+    desc = "Unique constraint error"
+    template = "Group named '{group_name}' already exists"
+
+
+class GroupNameNotFound(LunaError):
+    error_code = 39007
+    http_status = 404
+    desc = "Object not found"
+    template = "Group named '{group_name}' not found"
+
+
+class GroupNotFound(LunaError):
+    error_code = 39008
+    http_status = 404
+    desc = "Object not found"
+    template = "Group with id '{group_id}' not found"
+
+
+class PreviewUrlNotFound(LunaError):
+    error_code = 39009
+    http_status = 404
+    desc = "Object not found"
+    template = "Not found '{kind}' preview url for stream with id '{stream_id}'"
+
+
+class PreviewError(LunaError):
+    error_code = 39010
+    http_status = 500
+    desc = "Preview processing error"
+    template = "Preview processing error, {reason}"
+
+
+class StreamNotConvertible(LunaError):
+    error_code = 39011
+    http_status = 409
+    desc = "Stream cannot be shown in this API version"
+    template = "Stream '{stream_id}' was created with API v{created} and cannot be shown as v{asked}: {reason}"

@@ -1,0 +1,120 @@
+"""MongoDB access: the client, the collections and their indexes, in one place.
+
+The client is made by :func:`open_database` on the running event loop (after any fork) and
+indexes are created idempotently at every start, by every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+Doc = dict[str, Any]
+
+STREAMS = "streams"
+GROUPS = "groups"
+STREAM_LOGS = "stream_logs"
+LEASES = "leases"
+
+INDEXES: Mapping[str, list[IndexModel]] = {
+    STREAMS: [
+        IndexModel([("create_time", ASCENDING), ("_id", ASCENDING)], name="create_time"),
+        IndexModel(
+            [("account_id", ASCENDING), ("create_time", ASCENDING), ("_id", ASCENDING)],
+            name="account_create_time",
+        ),
+        IndexModel(
+            [("status", ASCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)],
+            name="status_queued_at",
+        ),
+        IndexModel([("name", ASCENDING)], name="name"),
+        IndexModel([("data.reference", ASCENDING)], name="reference"),
+        IndexModel([("groups", ASCENDING)], name="groups"),
+        IndexModel([("group_names", ASCENDING)], name="group_names"),
+        IndexModel([("outbox.log.log_time", ASCENDING)], name="outbox"),
+        IndexModel(
+            [("status", ASCENDING), ("claim.last_feedback_at", ASCENDING)],
+            name="status_last_feedback",
+        ),
+    ],
+    GROUPS: [
+        IndexModel(
+            [("account_id", ASCENDING), ("group_name", ASCENDING)],
+            name="account_group_name",
+            unique=True,
+        ),
+        IndexModel([("group_name", ASCENDING)], name="group_name"),
+        IndexModel([("create_time", ASCENDING), ("_id", ASCENDING)], name="create_time"),
+    ],
+    STREAM_LOGS: [
+        IndexModel([("stream_id", ASCENDING), ("log_time", DESCENDING)], name="stream_log_time"),
+        IndexModel([("log_time", DESCENDING), ("_id", DESCENDING)], name="log_time"),
+        IndexModel(
+            [("account_id", ASCENDING), ("log_time", DESCENDING)], name="account_log_time"
+        ),
+    ],
+    LEASES: [],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The client and the collections every process uses."""
+
+    client: AsyncMongoClient[Doc]
+    db: AsyncDatabase[Doc]
+
+    @property
+    def streams(self) -> AsyncCollection[Doc]:
+        return self.db[STREAMS]
+
+    @property
+    def groups(self) -> AsyncCollection[Doc]:
+        return self.db[GROUPS]
+
+    @property
+    def stream_logs(self) -> AsyncCollection[Doc]:
+        return self.db[STREAM_LOGS]
+
+    @property
+    def leases(self) -> AsyncCollection[Doc]:
+        return self.db[LEASES]
+
+    async def ping(self) -> None:
+        await self.client.admin.command("ping")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def open_database(
+    uri: str, db_name: str, *, timeout_ms: int = 5000, ensure_indexes: bool = True
+) -> Database:
+    """Connect on the running loop, check the server answers, create indexes."""
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        uuidRepresentation="standard",
+    )
+    database = Database(client=client, db=client[db_name])
+    try:
+        await database.ping()
+        if ensure_indexes:
+            await create_indexes(database)
+    except BaseException:
+        await client.close()
+        raise
+    return database
+
+
+async def create_indexes(database: Database) -> None:
+    for name, models in INDEXES.items():
+        if models:
+            await database.db[name].create_indexes(models)

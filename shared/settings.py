@@ -1,0 +1,167 @@
+"""Settings: one pydantic-settings class, validated at start, read-only after.
+
+Environment names follow the real service where it has one (``STREAM_STATUS_OBSOLETING_PERIOD``,
+``LUNA_STREAMS_LOGS_CLEAR_INTERVAL``); the rest carry the ``LUNA_STREAMS_`` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import lru_cache
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MASK = "********"
+_SECRET_WORDS = ("password", "token", "secret")
+
+IntervalType = Literal["weeks", "days", "hours", "minutes", "seconds"]
+_INTERVAL_SECONDS: dict[str, int] = {
+    "weeks": 7 * 86400,
+    "days": 86400,
+    "hours": 3600,
+    "minutes": 60,
+    "seconds": 1,
+}
+
+
+class LogsClearInterval(BaseModel):
+    """``LUNA_STREAMS_LOGS_CLEAR_INTERVAL``: how old a stream log row may get."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval: int = Field(default=7, ge=1)
+    interval_type: IntervalType = "days"
+    check_interval: float = Field(default=180, gt=0)
+    active: bool = True
+
+    @property
+    def max_age_seconds(self) -> int:
+        return self.interval * _INTERVAL_SECONDS[self.interval_type]
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True
+    )
+
+    host: str = Field(default="0.0.0.0", validation_alias=_env("LUNA_STREAMS_HOST"))
+    port: int = Field(default=5160, ge=1, le=65535, validation_alias=_env("LUNA_STREAMS_PORT"))
+    mongo_uri: str | None = Field(default=None, validation_alias=_env("LUNA_STREAMS_MONGO_URI"))
+    db_name: str = Field(
+        default="luna_streams", min_length=1, validation_alias=_env("LUNA_STREAMS_DB_NAME")
+    )
+    embedded_data_dir: str = Field(
+        default="var/mongo", validation_alias=_env("LUNA_STREAMS_EMBEDDED_DATA_DIR")
+    )
+    embedded_port: int = Field(
+        default=27018, ge=0, le=65535, validation_alias=_env("LUNA_STREAMS_EMBEDDED_PORT")
+    )
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        validation_alias=_env("LUNA_STREAMS_AMQP_URL"),
+    )
+    queue_prefix: str = Field(
+        default="luna_streams",
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        validation_alias=_env("LUNA_STREAMS_QUEUE_PREFIX"),
+    )
+    queue_type: Literal["quorum", "classic"] = Field(
+        default="quorum", validation_alias=_env("LUNA_STREAMS_QUEUE_TYPE")
+    )
+    feedback_timeout: float = Field(
+        default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_FEEDBACK_TIMEOUT")
+    )
+    max_active_streams: int = Field(
+        default=0, ge=0, validation_alias=_env("LUNA_STREAMS_MAX_ACTIVE_STREAMS")
+    )
+    max_body_size: int = Field(
+        default=4 * 1024 * 1024, ge=1024, validation_alias=_env("LUNA_STREAMS_MAX_BODY_SIZE")
+    )
+    preview_timeout: float = Field(
+        default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_PREVIEW_TIMEOUT")
+    )
+    preview_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_BYTES")
+    )
+    stream_status_obsoleting_period: float = Field(
+        default=20.0, gt=0, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
+    )
+    stream_status_obsoleting_interval: float = Field(
+        default=5.0, gt=0, validation_alias=_env("STREAM_STATUS_OBSOLETING_INTERVAL")
+    )
+    logs_clear_interval: LogsClearInterval = Field(
+        default_factory=LogsClearInterval,
+        validation_alias=_env("LUNA_STREAMS_LOGS_CLEAR_INTERVAL"),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_env("LUNA_STREAMS_LOG_LEVEL")
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=_env("LUNA_STREAMS_LOG_FORMAT")
+    )
+    shutdown_timeout: float = Field(
+        default=10.0, gt=0, validation_alias=_env("LUNA_STREAMS_SHUTDOWN_TIMEOUT")
+    )
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings keyed by environment name, secrets replaced by ``MASK``."""
+        out: dict[str, Any] = {}
+        for name, field in type(self).model_fields.items():
+            alias = field.validation_alias
+            env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name
+            value = getattr(self, name)
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json")
+            out[str(env_name)] = mask_secrets(str(env_name), value)
+        return out
+
+
+def mask_uri(uri: str) -> str:
+    """Hide the password of a URI such as ``amqp://user:pass@host/``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:{MASK}@{host}" if parts.username else f":{MASK}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def mask_secrets(key: str, value: Any) -> Any:
+    """Mask every password, token and secret in ``value``, recursively, URIs included."""
+    if any(word in key.lower() for word in _SECRET_WORDS) and value not in (None, ""):
+        return MASK
+    if isinstance(value, dict):
+        return {k: mask_secrets(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(key, v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_uri(value)
+    return value
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment; exit with one clear line when one is invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        value = err.get("input")
+        shown = mask_secrets(name, value) if isinstance(value, str) else json.dumps(value)
+        print(f"luna-streams: invalid setting {name}={shown!s}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

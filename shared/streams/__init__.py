@@ -1,0 +1,1 @@
+"""Streams: stored documents, their API views, filters and every state change."""

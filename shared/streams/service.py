@@ -1,0 +1,222 @@
+"""Stream operations: create, read, list, count, patch, replace, delete.
+
+Every state change is one compare-and-set on the stream, guarded by the status and version
+it was computed from, and carries its log rows and queue token in the outbox
+(:mod:`shared.streams.outbox`). A lost race is retried from a fresh read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from shared import statuses
+from shared.errors import GroupNameNotFound, StreamNotFound
+from shared.mongo import Database, Doc
+from shared.streams.documents import VIEW_PROJECTION, autorestart_state, new_stream, settings_fields
+from shared.streams.filters import StreamFiltersV2, StreamListQueryV2
+from shared.streams.outbox import Outbox, entries_for, log_row, now_utc, push_entries
+
+MAX_CAS_ATTEMPTS = 20
+
+
+class ConcurrentModification(RuntimeError):
+    """A stream changed under every one of our attempts (should not happen in practice)."""
+
+
+def _scope(stream_id: str, account_id: str | None) -> Doc:
+    query: Doc = {"_id": stream_id}
+    if account_id is not None:
+        query["account_id"] = account_id
+    return query
+
+
+class StreamService:
+    def __init__(self, database: Database, outbox: Outbox) -> None:
+        self.database = database
+        self.outbox = outbox
+
+    async def _group_of(self, account_id: str, group_name: str | None) -> list[tuple[str, str]]:
+        if group_name is None:
+            return []
+        group = await self.database.groups.find_one(
+            {"account_id": account_id, "group_name": group_name}, {"_id": 1}
+        )
+        if group is None:
+            raise GroupNameNotFound(group_name=group_name)
+        return [(group["_id"], group_name)]
+
+    async def create(self, api_version: int, body: dict[str, Any]) -> Doc:
+        path = statuses.create_path(body["status"])
+        groups = await self._group_of(body["account_id"], body.get("group_name"))
+        now = now_utc()
+        doc = new_stream(str(uuid.uuid4()), api_version, body, groups, now)
+        doc["outbox"] = entries_for(doc, path, 1, now, groups=doc["groups"])
+        await self.database.streams.insert_one(doc)
+        await self.outbox.flush(doc["_id"], doc["outbox"])
+        return doc
+
+    async def get(self, stream_id: str, account_id: str | None) -> Doc:
+        doc = await self.database.streams.find_one(_scope(stream_id, account_id), VIEW_PROJECTION)
+        if doc is None:
+            raise StreamNotFound(stream_id=stream_id)
+        return doc
+
+    async def list(self, query: StreamListQueryV2) -> list[Doc]:
+        cursor = (
+            self.database.streams.find(query.mongo_filter(), VIEW_PROJECTION)
+            .sort(query.mongo_sort())
+            .skip(query.skip)
+            .limit(query.page_size)
+        )
+        return await cursor.to_list()
+
+    async def count(self, filters: StreamFiltersV2) -> int:
+        return await self.database.streams.count_documents(filters.mongo_filter())
+
+    async def _read_for_change(self, stream_id: str, account_id: str | None) -> Doc:
+        doc = await self.database.streams.find_one(
+            _scope(stream_id, account_id), {"outbox": 0}
+        )
+        if doc is None:
+            raise StreamNotFound(stream_id=stream_id)
+        return doc
+
+    async def patch(
+        self,
+        stream_id: str,
+        account_id: str | None,
+        *,
+        description: str | None,
+        status: str | None,
+    ) -> None:
+        for _ in range(MAX_CAS_ATTEMPTS):
+            doc = await self._read_for_change(stream_id, account_id)
+            path = (
+                statuses.patch_path(stream_id, doc["status"], status, doc["data"].get("type", ""))
+                if status is not None
+                else []
+            )
+            update: Doc = {"$set": {}}
+            if description is not None:
+                update["$set"]["description"] = description
+            entries: list[Doc] = []
+            if path:
+                now = now_utc()
+                target = path[-1]
+                entries = entries_for(
+                    doc,
+                    path,
+                    doc["version"],
+                    now,
+                    groups=doc.get("groups", []),
+                    error=doc.get("last_error"),
+                    video_info=doc.get("video_info"),
+                    preview=doc.get("preview"),
+                )
+                update["$set"]["status"] = target
+                if target == statuses.PENDING:
+                    update["$set"]["queued_at"] = now
+                    update["$set"]["autorestart"] = autorestart_state(doc["autorestart"])
+                if doc["status"] == statuses.IN_PROGRESS:
+                    update["$set"]["claim"] = None
+                update["$push"] = push_entries(entries)
+            if not update["$set"]:
+                return
+            guard = {"_id": stream_id, "status": doc["status"], "version": doc["version"]}
+            result = await self.database.streams.update_one(guard, update)
+            if result.matched_count:
+                await self.outbox.flush(stream_id, entries)
+                return
+        raise ConcurrentModification(stream_id)
+
+    async def replace(self, stream_id: str, api_version: int, body: dict[str, Any]) -> int:
+        """PUT: new settings, version + 1, through ``restart`` to the body's status."""
+        path = statuses.replace_path(body["status"])
+        new_groups = await self._group_of(body["account_id"], body.get("group_name"))
+        for _ in range(MAX_CAS_ATTEMPTS):
+            doc = await self._read_for_change(stream_id, body["account_id"])
+            groups = list(doc.get("groups", []))
+            names = list(doc.get("group_names", []))
+            for group_id, name in new_groups:
+                if group_id not in groups:
+                    groups.append(group_id)
+                    names.append(name)
+            version = doc["version"] + 1
+            now = now_utc()
+            target = path[-1]
+            entries = entries_for(doc, path, version, now, groups=groups)
+            update: Doc = {
+                "$set": {
+                    **settings_fields(api_version, body),
+                    "status": target,
+                    "version": version,
+                    "last_error": None,
+                    "video_info": None,
+                    "preview": None,
+                    "claim": None,
+                    "groups": groups,
+                    "group_names": names,
+                    "queued_at": now if target == statuses.PENDING else None,
+                },
+                "$push": push_entries(entries),
+            }
+            guard = {"_id": stream_id, "version": doc["version"]}
+            result = await self.database.streams.update_one(guard, update)
+            if result.matched_count:
+                await self.outbox.flush(stream_id, entries)
+                return version
+        raise ConcurrentModification(stream_id)
+
+    async def delete(self, stream_id: str, account_id: str | None) -> None:
+        doc = await self.database.streams.find_one(_scope(stream_id, account_id))
+        if doc is None:
+            raise StreamNotFound(stream_id=stream_id)
+        await self._delete_docs([doc])
+
+    async def delete_many(
+        self, account_id: str | None, stream_ids: list[str] | None, names: list[str] | None
+    ) -> int:
+        """Delete streams whose id OR name matches; unknown ids and names are ignored."""
+        either: list[Doc] = []
+        if stream_ids:
+            either.append({"_id": {"$in": stream_ids}})
+        if names:
+            either.append({"name": {"$in": names}})
+        if not either:
+            return 0
+        query: Doc = {"$or": either}
+        if account_id is not None:
+            query["account_id"] = account_id
+        docs = await self.database.streams.find(query).to_list()
+        await self._delete_docs(docs)
+        return len(docs)
+
+    async def _delete_docs(self, docs: list[Doc]) -> None:
+        """Write each stream's ``deleted`` row first (a fixed id per stream and version,
+        so a retried delete writes it once), then remove the streams."""
+        if not docs:
+            return
+        now = now_utc()
+        await self.outbox.flush_many((doc["_id"], doc.get("outbox", [])) for doc in docs)
+        rows = [
+            log_row(
+                doc,
+                statuses.DELETED,
+                doc["version"],
+                now,
+                error=doc.get("last_error"),
+                video_info=doc.get("video_info"),
+                preview=doc.get("preview"),
+                row_id=f"{doc['_id']}:deleted:{doc['version']}",
+            )
+            for doc in docs
+        ]
+        for row in rows:
+            try:
+                await self.database.stream_logs.insert_one(row)
+            except DuplicateKeyError:
+                pass
+        await self.database.streams.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})

@@ -1,0 +1,72 @@
+"""Session-wide real services; a fresh database and queue prefix for every test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aio_pika
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from shared.broker import QueueNames
+from shared.mongo import Database, open_database
+from shared.settings import Settings
+from tests.services import mongo_server, rabbitmq_server
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    with mongo_server() as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    with rabbitmq_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def settings(mongo_uri: str, amqp_url: str) -> AsyncIterator[Settings]:
+    """Settings isolated to this test: its own database and its own queue names."""
+    tag = uuid.uuid4().hex[:12]
+    settings = Settings(
+        mongo_uri=mongo_uri,
+        amqp_url=amqp_url,
+        db_name=f"test_{tag}",
+        queue_prefix=f"test_{tag}",
+        feedback_timeout=5.0,
+    )
+    yield settings
+    database = await open_database(mongo_uri, settings.db_name, ensure_indexes=False)
+    group_ids = [doc["_id"] async for doc in database.groups.find({}, {"_id": 1})]
+    await database.client.drop_database(settings.db_name)
+    await database.close()
+    names = QueueNames(settings.queue_prefix)
+    await delete_queues(amqp_url, [names.streams, names.feedback, *map(names.group, group_ids)])
+
+
+async def delete_queues(amqp_url: str, queue_names: list[str]) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in queue_names:
+            await channel.queue_delete(name)
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    assert settings.mongo_uri is not None
+    db = await open_database(settings.mongo_uri, settings.db_name)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(settings)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client

@@ -1,0 +1,236 @@
+"""compose.yaml and the Dockerfile agree with each other, with the settings and with the packages.
+
+No Docker engine is needed: the files are parsed and compared.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+
+from shared.cli import MODULES
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ("mongo", "rabbitmq")
+APP_SERVICES = ("gateway", "queue-worker", "autorestart-worker", "log-janitor")
+HEALTHCHECKED = ("mongo", "rabbitmq", "gateway")
+ENV_NAME = re.compile(r"^(LUNA_STREAMS_|STREAM_STATUS_)")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, args = line.partition(" ")
+            out.append((instruction.upper(), args.strip()))
+    return out
+
+
+def setting_env_names() -> set[str]:
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        assert isinstance(alias, AliasChoices), f"setting without env alias: {field}"
+        names.update(str(choice) for choice in alias.choices)
+    return names
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def healthcheck_command(service: dict[str, Any]) -> list[str]:
+    test = service["healthcheck"]["test"]
+    if isinstance(test, str):
+        return ["CMD-SHELL", test]
+    return [str(part) for part in test]
+
+
+def test_every_expected_service_exists(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {*INFRA, *APP_SERVICES}
+
+
+def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), name
+    assert services["mongo"]["image"] == "mongo:7"
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.13")
+
+
+def test_app_services_are_built_from_one_image(services: dict[str, dict[str, Any]]) -> None:
+    builds = {str(services[name].get("build")) for name in APP_SERVICES}
+    images = {services[name].get("image") for name in APP_SERVICES}
+    assert builds == {"."}
+    assert len(images) == 1
+
+
+def test_app_services_run_their_own_cli_subcommand(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        assert services[name]["command"] == [name]
+        # The worker healthcheck finds `python -m <package>` from the subcommand's name.
+        assert MODULES[name] == name.replace("-", "_")
+
+
+@pytest.mark.parametrize("name", HEALTHCHECKED)
+def test_healthcheck_has_a_test_command(services: dict[str, dict[str, Any]], name: str) -> None:
+    command = healthcheck_command(services[name])
+    assert command[0] in ("CMD", "CMD-SHELL")
+    assert len(command) >= 2
+    assert all(part.strip() for part in command[1:])
+
+
+def test_mongo_runs_a_replica_set_that_the_healthcheck_initiates(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mongo = services["mongo"]
+    command = mongo["command"]
+    if isinstance(command, str):
+        command = shlex.split(command)
+    assert command[command.index("--replSet") + 1] == "rs0"
+    assert "--bind_ip_all" in command
+    script = " ".join(healthcheck_command(mongo))
+    assert "rs.initiate" in script
+    assert "host: 'mongo:27017'" in script
+
+
+def test_gateway_healthcheck_hits_healthcheck_on_its_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    gateway = services["gateway"]
+    port = int(environment(gateway).get("LUNA_STREAMS_PORT", "5160"))
+    assert f"{port}:{port}" in [str(p) for p in gateway["ports"]]
+    command = healthcheck_command(gateway)
+    assert command[:3] == ["CMD", "python", "-c"]
+    assert f"http://127.0.0.1:{port}/healthcheck" in command[3]
+    compile(command[3], "gateway-healthcheck", "exec")
+
+
+def test_python_healthchecks_compile(services: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for name, service in services.items():
+        if "healthcheck" not in service:
+            continue
+        command = healthcheck_command(service)
+        if command[:3] == ["CMD", "python", "-c"]:
+            compile(command[3], f"{name}-healthcheck", "exec")
+            assert "$" not in command[3], f"{name}: compose would interpolate '$'"
+            checked += 1
+    assert checked >= 2
+
+
+def test_app_services_wait_for_healthy_mongo_and_rabbitmq(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in APP_SERVICES:
+        depends_on = services[name]["depends_on"]
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        for infra in INFRA:
+            assert depends_on[infra]["condition"] == "service_healthy", (name, infra)
+
+
+def test_app_services_restart_and_stop_gracefully(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["restart"] == "unless-stopped", name
+        assert re.fullmatch(r"\d+(ms|s|m)", str(service["stop_grace_period"])), name
+
+
+def test_app_services_reach_mongo_and_rabbitmq(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        env = environment(services[name])
+        assert env["LUNA_STREAMS_MONGO_URI"] == "mongodb://mongo:27017/?replicaSet=rs0", name
+        assert env["LUNA_STREAMS_AMQP_URL"] == "amqp://guest:guest@rabbitmq:5672/", name
+        assert env["LUNA_STREAMS_LOG_FORMAT"] == "json", name
+
+
+def test_environment_names_are_settings(services: dict[str, dict[str, Any]]) -> None:
+    known = setting_env_names()
+    named = {key for service in services.values() for key in environment(service)}
+    ours = {key for key in named if ENV_NAME.match(key)}
+    assert ours, "no luna-streams setting is configured in compose.yaml"
+    assert ours <= known, f"not settings: {sorted(ours - known)}"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else str(volume).split(":")[0]
+            if not source.startswith((".", "/", "~")):
+                used.add(source)
+    assert used == declared
+    assert {"mongo-data", "rabbitmq-data"} <= used
+
+
+def test_dockerfile_runs_luna_streams_on_port_5160(dockerfile: list[tuple[str, str]]) -> None:
+    values = {instruction: args for instruction, args in dockerfile}
+    assert values["FROM"] == "python:3.11-slim"
+    assert yaml.safe_load(values["ENTRYPOINT"]) == ["luna-streams"]
+    assert yaml.safe_load(values["CMD"]) == ["gateway"]
+    assert "5160" in values["EXPOSE"].split()
+    assert values["STOPSIGNAL"] == "SIGTERM"
+    assert values["USER"] not in ("root", "0")
+
+
+def test_dockerfile_copies_every_package_folder(dockerfile: list[tuple[str, str]]) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in includes}
+    assert packages
+    copied = set()
+    for instruction, args in dockerfile:
+        if instruction == "COPY":
+            *sources, _destination = args.split()
+            copied.update(source.rstrip("/") for source in sources)
+    assert packages <= copied, f"not copied: {sorted(packages - copied)}"
+    assert {"pyproject.toml", "constraints.txt", "README.md", "docs"} <= copied
+
+
+def test_dockerfile_installs_with_constraints(dockerfile: list[tuple[str, str]]) -> None:
+    installs = [args for instruction, args in dockerfile if "pip install" in args]
+    assert installs
+    assert all("-c constraints.txt" in args for args in installs)
+    assert any(args.rstrip().endswith(" .") or " . " in args for args in installs)
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    assert {".venv", "var", ".git", "tests", "bench"} <= ignored
+    assert not {"docs", "README.md", "constraints.txt", "pyproject.toml"} & ignored
+
+
+def test_every_setting_is_documented() -> None:
+    manual = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", manual, flags=re.MULTILINE))
+    assert documented == setting_env_names()
