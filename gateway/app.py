@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from gateway.api import Api, all_operations, register
 from gateway.docs import build_docs
 from gateway.keys import (
     BROKER,
+    CLAIMS,
     DATABASE,
     DOCS,
+    FEEDBACK,
     GROUPS,
+    HTTP_CLIENT,
     LIFECYCLE,
     METRICS,
     SETTINGS,
@@ -22,8 +26,10 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware, metrics_middleware, request_id_middleware
 from gateway.openapi import build_spec
-from gateway.routes import groups, service, streams
+from gateway.routes import groups, logs, preview, queue, service, streams
 from shared.broker import open_broker
+from shared.claims import ClaimService
+from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
 from shared.mongo import open_database
 from shared.settings import Settings
@@ -32,7 +38,7 @@ from shared.streams.service import StreamService
 from shared.tokens import BrokerTokenPublisher
 
 # order matters: fixed paths (/1/streams/count, /logs, /processing/...) before /{stream_id}
-APIS: list[Api] = [service.api, groups.api, streams.api]
+APIS: list[Api] = [service.api, groups.api, queue.api, logs.api, preview.api, streams.api]
 
 
 class MissingMongoUri(RuntimeError):
@@ -60,10 +66,26 @@ async def broker_context(app: web.Application) -> AsyncIterator[None]:
     await app[BROKER].close()
 
 
+async def http_client_context(app: web.Application) -> AsyncIterator[None]:
+    """Outgoing HTTP (previews fetched from the agents)."""
+    settings = app[SETTINGS]
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.preview_timeout, sock_read=settings.preview_timeout
+    )
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
 async def services_context(app: web.Application) -> AsyncIterator[None]:
-    publisher = BrokerTokenPublisher(app[BROKER])
-    app[STREAMS] = StreamService(app[DATABASE], Outbox(app[DATABASE], publisher))
-    app[GROUPS] = GroupService(app[DATABASE], publisher)
+    settings, database, broker = app[SETTINGS], app[DATABASE], app[BROKER]
+    publisher = BrokerTokenPublisher(broker)
+    outbox = Outbox(database, publisher)
+    app[STREAMS] = StreamService(database, outbox)
+    app[GROUPS] = GroupService(database, publisher)
+    app[CLAIMS] = ClaimService(database, broker, outbox, settings.max_active_streams)
+    app[FEEDBACK] = FeedbackClient(broker, settings.feedback_timeout)
+    await app[FEEDBACK].start()
     yield
 
 
@@ -80,4 +102,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(broker_context)
     app.cleanup_ctx.append(services_context)
+    app.cleanup_ctx.append(http_client_context)
     return app

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 
 from gateway.docs import DocsBundle
 from gateway.metrics import GatewayMetrics
 from shared.broker import Broker
+from shared.claims import ClaimService
+from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
 from shared.mongo import Database
 from shared.settings import Settings
@@ -32,3 +35,6 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 DOCS = web.AppKey("docs", DocsBundle)
 STREAMS = web.AppKey("streams", StreamService)
 GROUPS = web.AppKey("groups", GroupService)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+CLAIMS = web.AppKey("claims", ClaimService)
+FEEDBACK = web.AppKey("feedback", FeedbackClient)

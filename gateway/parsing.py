@@ -56,7 +56,10 @@ def _decode_json(raw: bytes) -> Any:
         raise ValueError(f"{value} is not valid JSON")
 
     text = raw.decode("utf-8")
-    return json.loads(text, parse_constant=reject_constant)
+    data = json.loads(text, parse_constant=reject_constant)
+    # "\ud800" escapes decode to lone surrogates that no database can store
+    json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return data
 
 
 async def read_json(request: web.Request) -> Any:
@@ -68,6 +71,8 @@ async def read_json(request: web.Request) -> Any:
         return _decode_json(raw)
     except UnicodeDecodeError:
         raise BadJson(message="body is not valid UTF-8") from None
+    except UnicodeEncodeError:
+        raise BadJson(message="body has a string with an unpaired surrogate") from None
     except RecursionError:
         raise BadJson(message="body is nested too deeply") from None
     except ValueError as exc:
@@ -96,7 +101,8 @@ def path_uuid(request: web.Request, name: str) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value)
+    """``repr`` as in every other 12022 message (``None``, ``'text'``), cut to 64 chars."""
+    text = repr(value)
     return text if len(text) <= 64 else text[:61] + "..."
 
 

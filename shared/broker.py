@@ -84,6 +84,7 @@ class Broker:
         body: bytes,
         *,
         correlation_id: str | None = None,
+        message_id: str | None = None,
         reply_to: str | None = None,
         expiration: float | None = None,
         persistent: bool = True,
@@ -94,6 +95,7 @@ class Broker:
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
             correlation_id=correlation_id,
+            message_id=message_id,
             reply_to=reply_to,
             expiration=expiration,
         )

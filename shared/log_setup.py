@@ -51,4 +51,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text", component: str = "luna
     root.setLevel(level)
     logging.getLogger("aiormq").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aio_pika").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("pymongo").setLevel(max(logging.WARNING, root.level))

@@ -20,6 +20,7 @@ STREAMS = "streams"
 GROUPS = "groups"
 STREAM_LOGS = "stream_logs"
 LEASES = "leases"
+HEARTBEATS = "heartbeats"
 
 INDEXES: Mapping[str, list[IndexModel]] = {
     STREAMS: [
@@ -37,6 +38,9 @@ INDEXES: Mapping[str, list[IndexModel]] = {
         IndexModel([("groups", ASCENDING)], name="groups"),
         IndexModel([("group_names", ASCENDING)], name="group_names"),
         IndexModel([("outbox.log.log_time", ASCENDING)], name="outbox"),
+        IndexModel(
+            [("status", ASCENDING), ("autorestart.due_at", ASCENDING)], name="autorestart_due"
+        ),
         IndexModel(
             [("status", ASCENDING), ("claim.last_feedback_at", ASCENDING)],
             name="status_last_feedback",
@@ -59,6 +63,7 @@ INDEXES: Mapping[str, list[IndexModel]] = {
         ),
     ],
     LEASES: [],
+    HEARTBEATS: [IndexModel([("seen_at", ASCENDING)], name="ttl", expireAfterSeconds=600)],
 }
 
 
@@ -84,6 +89,10 @@ class Database:
     @property
     def leases(self) -> AsyncCollection[Doc]:
         return self.db[LEASES]
+
+    @property
+    def heartbeats(self) -> AsyncCollection[Doc]:
+        return self.db[HEARTBEATS]
 
     async def ping(self) -> None:
         await self.client.admin.command("ping")

@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     feedback_timeout: float = Field(
         default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_FEEDBACK_TIMEOUT")
     )
+    feedback_prefetch: int = Field(
+        default=8, ge=1, le=1000, validation_alias=_env("LUNA_STREAMS_FEEDBACK_PREFETCH")
+    )
+    consumer_stall_timeout: float = Field(
+        default=60.0, gt=0, validation_alias=_env("LUNA_STREAMS_CONSUMER_STALL_TIMEOUT")
+    )
+    worker_threads: int = Field(
+        default=4, ge=1, le=64, validation_alias=_env("LUNA_STREAMS_WORKER_THREADS")
+    )
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, validation_alias=_env("LUNA_STREAMS_WORKER_METRICS_PORT")
+    )
+    reconcile_interval: float = Field(
+        default=15.0, gt=0, validation_alias=_env("LUNA_STREAMS_RECONCILE_INTERVAL")
+    )
+    autorestart_sweep_interval: float = Field(
+        default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_AUTORESTART_SWEEP_INTERVAL")
+    )
     max_active_streams: int = Field(
         default=0, ge=0, validation_alias=_env("LUNA_STREAMS_MAX_ACTIVE_STREAMS")
     )

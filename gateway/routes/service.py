@@ -15,6 +15,7 @@ from gateway.keys import BROKER, DATABASE, DOCS, METRICS, SETTINGS
 from gateway.parsing import json_response, parse_query
 from shared import __version__
 from shared.errors import UnsupportedMediaType
+from shared.heartbeats import silent_components
 
 api = Api(tag="service")
 
@@ -35,8 +36,12 @@ class VersionResponse(BaseModel):
 class HealthcheckQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    include_luna_services: Literal[0, 1] = Field(
-        default=0, description="1: also check that queue workers consume feedback"
+    include_luna_services: int = Field(
+        default=0,
+        ge=0,
+        le=1,
+        description="1: also check the workers (queue-worker consumers, heartbeats of the "
+        "autorestart worker and the log janitor)",
     )
 
 
@@ -90,6 +95,12 @@ async def _check_broker(request: web.Request, include_workers: bool) -> None:
         raise LookupError("no queue worker consumes the feedback queue")
 
 
+async def _check_workers(request: web.Request) -> None:
+    silent = await silent_components(request.app[DATABASE])
+    if silent:
+        raise LookupError(f"no recent heartbeat from: {', '.join(silent)}")
+
+
 @api.route(
     "GET",
     "/healthcheck",
@@ -104,14 +115,17 @@ async def get_healthcheck(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, HealthcheckQuery)
     started = time.perf_counter()
     timeout = 3.0
-    results = await asyncio.gather(
+    checks = [
         _check("mongodb", request.app[DATABASE].ping(), timeout),
         _check(
             "rabbitmq" if not query.include_luna_services else "rabbitmq/queue-worker",
             _check_broker(request, bool(query.include_luna_services)),
             timeout,
         ),
-    )
+    ]
+    if query.include_luna_services:
+        checks.append(_check("workers", _check_workers(request), timeout))
+    results = await asyncio.gather(*checks)
     failures = [r for r in results if r is not None]
     if failures:
         names = ", ".join(f["service"] for f in failures)

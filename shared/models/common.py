@@ -4,7 +4,7 @@ translation of a pydantic error into the LUNA ``Path: '…', message: '…'`` pa
 
 Every model refuses unknown fields and converts nothing (``"1"`` is not an integer, ``true``
 is not ``1``); JSON numbers keep their kind (``40`` stays ``40``, ``0.5`` stays ``0.5``).
-Integer fields the seed leaves unbounded are capped at ``INT32_MAX`` so that no value
+Numeric fields the seed leaves unbounded above are capped at ``INT32_MAX`` so that no value
 the service accepts can overflow storage or an agent.
 """
 
@@ -115,6 +115,7 @@ DateTimeStr = Annotated[str, AfterValidator(_check_date_time)]
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 PositiveCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Score = Annotated[int | float, JsonNumber(ge=0, le=1)]
+NonNegativeNumber = Annotated[int | float, JsonNumber(ge=0, le=INT32_MAX)]
 StreamName = Annotated[str, StringConstraints(max_length=128)]
 StreamDescription = Annotated[str, StringConstraints(max_length=512)]
 LocationText = Annotated[str, StringConstraints(max_length=36)]
@@ -160,11 +161,11 @@ class VideoInfo(StrictModel):
 
     width: Count
     height: Count
-    frame_rate: Annotated[int | float, JsonNumber(ge=0, le=INT32_MAX)]
+    frame_rate: NonNegativeNumber
     bit_rate: Count
     gop_size: Count
     start_time: DateTimeStr
-    duration: Annotated[int | float, JsonNumber(ge=0)] | None = None
+    duration: NonNegativeNumber | None = None
     progress: Annotated[int | float, JsonNumber(ge=0, le=1)] | None = None
 
 

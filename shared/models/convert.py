@@ -7,50 +7,44 @@ read through v1 shows its first analytics item. Both functions take stored (alre
 validated) settings and return complete, validated settings of the other version, defaults
 filled in.
 
-Field mapping (v1 ↔ v2; ``a`` = the analytics item, ``—`` = no counterpart):
+Field mapping. Abbreviations: ``p.`` = v1 ``policies.``, ``h.`` = v1 ``event_handler.``,
+``a.`` = v2 ``data.analytics[0].``; ``—`` = no counterpart.
 
-=============================================  ============================================
-v1                                             v2
-=============================================  ============================================
-data.type / reference / roi / rotation         data.type / reference / roi / rotation
-data.preferred_program_stream_frame_width      data.preferred_program_stream_frame_width
-data.endless (tcp, udp)                        data.endless (tcp, udp)
-data.droi                                      data.analytics[0].droi
-policies.frame_processing_mode                 data.frame_processing_mode
-policies.real_time_mode_fps                    data.real_time_mode_fps
-policies.ffmpeg_threads_number                 data.ffmpeg_threads_number
-— (always face analytics)                      a.mode = 1 (v1→v2); 1 or 3 accepted (v2→v1)
-— (always on)                                  a.enabled = true (v1→v2); must be true
-policies.healthcheck                           a.healthcheck
-policies.primary_track_policy                  a.primary_track_policy
-policies.filtering.min_score                   a.filtering.min_score_face
-—                                              a.filtering.min_score_body (default 0.5)
-policies.filtering.<yaw/pitch/roll thresholds  a.filtering.<same names>
-  yaw_number, yaw_collection_mode,
-  mouth_occlusion_threshold,
-  min_body_size_threshold>
-policies.liveness.use_shoulders_liveness_      — (dropped; false v2→v1)
-  filtration
-policies.liveness.livenesses_weights [s, m, f]  a.liveness.livenesses_weights [m, f]
-                                               (v2→v1: [0, m, f])
-policies.liveness.<use_mask…, use_flying…,     a.liveness.<same names>
-  liveness_mode, number_of_liveness_checks,
-  liveness_threshold, mask_backgrounds_count>
-policies.sending.time_period_of_searching      a.sending.time_period_of_searching
-policies.sending.silent_period / type          a.sending.silent_period / type
-policies.sending.number_of_bestshots_to_send   a.sending.bestshot_settings.face_bestshots_
-                                               to_send and body_bestshots_to_send (v1→v2);
-                                               face_bestshots_to_send (v2→v1)
-—                                              a.sending.bestshot_settings.type (default 1)
-—                                              a.sending.full_frame_settings (default 1)
-policies.sending.send_only_full_set            a.sending.body.send_only_full_set
-policies.sending.delete_track_after_sending    a.sending.body.delete_track_after_sending
-event_handler.bestshot_handler.handler_id      a.event_handler.handler_id
-event_handler.authorization                    a.event_handler.authorization
-—                                              a.event_handler.type = "luna_handler"
-event_handler.origin / api_version             — (dropped; v1 defaults v2→v1)
-event_handler.detection_handler / frame_store  — (dropped; null v2→v1)
-=============================================  ============================================
+| v1 | v2 | note |
+|---|---|---|
+| data.type, reference, roi, rotation | data.(same) | |
+| data.preferred_program_stream_frame_width | data.(same) | tcp, udp only |
+| data.endless | data.endless | tcp, udp only |
+| data.droi | a.droi | |
+| p.frame_processing_mode | data.frame_processing_mode | |
+| p.real_time_mode_fps | data.real_time_mode_fps | |
+| p.ffmpeg_threads_number | data.ffmpeg_threads_number | |
+| — | a.mode | 1 (faces) v1→v2; v1 shows 1 or 3, refuses 2 |
+| — | a.enabled | true v1→v2; v1 refuses false |
+| p.healthcheck | a.healthcheck | |
+| p.primary_track_policy | a.primary_track_policy | |
+| p.filtering.min_score | a.filtering.min_score_face | |
+| — | a.filtering.min_score_body | default 0.5 v1→v2 |
+| p.filtering.detection_{yaw,pitch,roll}_threshold | a.filtering.(same) | |
+| p.filtering.yaw_number, yaw_collection_mode | a.filtering.(same) | |
+| p.filtering.mouth_occlusion_threshold | a.filtering.(same) | |
+| p.filtering.min_body_size_threshold | a.filtering.(same) | |
+| p.liveness.use_shoulders_liveness_filtration | — | false v2→v1 |
+| p.liveness.livenesses_weights [s, m, f] | a.liveness.livenesses_weights [m, f] | s = 0 v2→v1 |
+| p.liveness.(the other six fields) | a.liveness.(same) | |
+| p.sending.time_period_of_searching | a.sending.(same) | |
+| p.sending.silent_period, type | a.sending.(same) | |
+| p.sending.number_of_bestshots_to_send | a.sending.bestshot_settings.face_bestshots_to_send | |
+| (same, v1→v2 only) | a.sending.bestshot_settings.body_bestshots_to_send | |
+| — | a.sending.bestshot_settings.type | default 1 v1→v2 |
+| — | a.sending.full_frame_settings | default 1 v1→v2 |
+| p.sending.send_only_full_set | a.sending.body.send_only_full_set | |
+| p.sending.delete_track_after_sending | a.sending.body.delete_track_after_sending | |
+| h.bestshot_handler.handler_id | a.event_handler.handler_id | |
+| h.authorization | a.event_handler.authorization | token or account_id |
+| — | a.event_handler.type | "luna_handler" |
+| h.origin, h.api_version | — | v1 defaults v2→v1 |
+| h.detection_handler, h.frame_store | — | null v2→v1 |
 
 v2→v1 uses ``analytics[0]`` only; further items are not shown. It raises
 :class:`NotConvertible` when that item cannot stand for a v1 stream: it detects bodies only

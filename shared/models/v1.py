@@ -25,6 +25,7 @@ from shared.models.common import (
     GroupName,
     JsonNumber,
     Location,
+    NonNegativeNumber,
     NotBool,
     Score,
     StreamDescription,
@@ -40,7 +41,7 @@ DEFAULT_LUNA_API_VERSION: Final = 6
 AbsCoordinate = Annotated[int, Field(ge=0, le=ROI_ABS_MAX)]
 PercentCoordinate = Annotated[int | float, JsonNumber(ge=0, le=100)]
 Angle = Annotated[int | float, JsonNumber(ge=0, le=180)]
-Seconds = Annotated[int | float, JsonNumber(ge=-1)]
+Seconds = Annotated[int | float, JsonNumber(ge=-1, le=INT32_MAX)]
 Reference = Annotated[str, StringConstraints(max_length=512)]
 Rotation = Annotated[Literal[0, 90, 180, 270], NotBool]
 FrameProcessingMode = Literal["auto", "full", "scale"]
@@ -219,7 +220,7 @@ class FilteringPolicyV1(StrictModel):
     yaw_number: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
     yaw_collection_mode: bool = False
     mouth_occlusion_threshold: Score = 0
-    min_body_size_threshold: Annotated[int | float, JsonNumber(ge=0)] = 0
+    min_body_size_threshold: NonNegativeNumber = 0
 
 
 class PoliciesV1(StrictModel):
@@ -267,7 +268,7 @@ class StreamPatch(StrictModel):
 
     description: Annotated[str, StringConstraints(max_length=128)] | None = None
     status: str | None = Field(
-        default=None, json_schema_extra={"enum": list(STREAM_STATUSES_PATCH)}
+        default=None, json_schema_extra={"enum": [*STREAM_STATUSES_PATCH, None]}
     )
 
     @model_validator(mode="after")

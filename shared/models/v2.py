@@ -23,8 +23,8 @@ from shared.models.common import (
     AutorestartSettings,
     Count,
     GroupName,
-    JsonNumber,
     Location,
+    NonNegativeNumber,
     NotBool,
     Score,
     StreamDescription,
@@ -83,7 +83,7 @@ class FilteringPolicyV2(StrictModel):
     yaw_number: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
     yaw_collection_mode: bool = False
     mouth_occlusion_threshold: Score = 0
-    min_body_size_threshold: Annotated[int | float, JsonNumber(ge=0)] = 0
+    min_body_size_threshold: NonNegativeNumber = 0
 
 
 def _weights_v2() -> list[int | float]:

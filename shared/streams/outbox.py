@@ -73,10 +73,13 @@ def entries_for(
 ) -> list[Doc]:
     """One outbox entry per status in ``path``; the ``pending`` one carries its token."""
     entries = []
-    for status in path:
+    for step, status in enumerate(path):
+        # one millisecond apart (MongoDB's precision), so newest-first keeps the path's order
+        log_time = when + timedelta(milliseconds=step)
         entry: Doc = {
             "log": log_row(
-                stream, status, version, when, error=error, video_info=video_info, preview=preview
+                stream, status, version, log_time, error=error, video_info=video_info,
+                preview=preview,
             )
         }
         if status == PENDING:
@@ -88,6 +91,17 @@ def entries_for(
             }
         entries.append(entry)
     return entries
+
+
+async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
+    """Insert stream log rows; a row whose ``_id`` exists already was written before."""
+    if not rows:
+        return
+    try:
+        await database.stream_logs.insert_many(rows, ordered=False)
+    except BulkWriteError as exc:
+        if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+            raise
 
 
 def push_entries(entries: list[Doc]) -> Doc:
@@ -109,7 +123,7 @@ class Outbox:
         if not batch:
             return
         rows = [entry["log"] for _, entries in batch for entry in entries]
-        await self._insert_rows(rows)
+        await insert_log_rows(self.database, rows)
         done: list[tuple[str, list[str]]] = []
         for stream_id, entries in batch:
             published = await self._publish(entries)
@@ -124,14 +138,6 @@ class Outbox:
                 ],
                 ordered=False,
             )
-
-    async def _insert_rows(self, rows: list[Doc]) -> None:
-        try:
-            await self.database.stream_logs.insert_many(rows, ordered=False)
-        except BulkWriteError as exc:
-            others = [e for e in exc.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
-            if others:
-                raise
 
     async def _publish(self, entries: list[Doc]) -> bool:
         tokens = [e["token"] for e in entries if "token" in e]

@@ -53,7 +53,12 @@ BOOLS = st.booleans()
 
 ROIS = st.one_of(
     optional(
-        {"x": ints(0, 65536), "y": ints(0, 65536), "width": ints(0, 65536), "height": ints(0, 65536)},
+        {
+            "x": ints(0, 65536),
+            "y": ints(0, 65536),
+            "width": ints(0, 65536),
+            "height": ints(0, 65536),
+        },
         mode=st.just("abs"),
     ),
     optional(
@@ -208,7 +213,9 @@ def analytics_v2(modes: list[int], enabled: Strategy = BOOLS) -> Strategy:
             {}, **FILTERING_FIELDS, min_score_face=numbers(0, 1), min_score_body=numbers(0, 1)
         ),
         liveness=optional(
-            {}, **LIVENESS_FIELDS, livenesses_weights=st.lists(numbers(0, 1), min_size=2, max_size=2)
+            {},
+            **LIVENESS_FIELDS,
+            livenesses_weights=st.lists(numbers(0, 1), min_size=2, max_size=2),
         ),
         primary_track_policy=PRIMARY_TRACK_POLICIES,
         sending=optional(

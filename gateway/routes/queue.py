@@ -1,0 +1,100 @@
+"""Processing routes: peek at the queue, claim from it, and send feedback (v1 and v2)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api import Api, Response
+from gateway.keys import CLAIMS, FEEDBACK
+from gateway.parsing import json_response, parse_body, parse_query
+from gateway.responses import StreamListV1, StreamListV2
+from shared.claims import QueueFilters
+from shared.errors import DependencyUnavailable, FeedbackTimeout, StreamNotConvertible
+from shared.models import FeedbackRequest, QueueClaimRequest
+from shared.streams.documents import stream_view
+from shared.streams.filters import QueryGroupName, QueryUUID, StreamName
+
+api = Api(tag="processing")
+
+LIST_VIEW: dict[int, type[BaseModel]] = {1: StreamListV1, 2: StreamListV2}
+
+
+class QueuePeekQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(ge=1, le=1000, description="Maximum number of streams to show.")
+    stream_ids: list[QueryUUID] | None = Field(default=None, max_length=1000)
+    names: list[StreamName] | None = Field(default=None, max_length=1000)
+    group_ids: list[QueryUUID] | None = Field(default=None, max_length=1000)
+    group_names: list[QueryGroupName] | None = Field(default=None, max_length=1000)
+
+
+class FeedbackEntry(BaseModel):
+    stream_id: str
+    status: str = Field(description="in_progress, done, failure; or the current status")
+    version: int
+
+
+class FeedbackOutcome(BaseModel):
+    modified: list[FeedbackEntry]
+    unmodified: list[FeedbackEntry]
+
+
+class FeedbackResponse(BaseModel):
+    streams: FeedbackOutcome
+
+
+def add_queue_routes(version: int) -> None:
+    prefix = f"/{version}/streams/processing"
+
+    async def peek_queue(request: web.Request) -> web.StreamResponse:
+        query = parse_query(request, QueuePeekQuery)
+        filters = QueueFilters(
+            stream_ids=query.stream_ids,
+            names=query.names,
+            group_ids=query.group_ids,
+            group_names=query.group_names,
+        )
+        docs = await request.app[CLAIMS].peek(filters, query.limit)
+        return json_response({"streams": [stream_view(doc, version) for doc in docs]})
+
+    async def claim_streams(request: web.Request) -> web.StreamResponse:
+        body = await parse_body(request, QueueClaimRequest)
+        f = body.filters
+        filters = QueueFilters(
+            stream_ids=f.stream_ids, names=f.names, group_ids=f.group_ids, group_names=f.group_names
+        )
+        docs = await request.app[CLAIMS].claim(filters, body.limit)
+        return json_response({"streams": [stream_view(doc, version) for doc in docs]})
+
+    async def post_feedback(request: web.Request) -> web.StreamResponse:
+        body = await parse_body(request, FeedbackRequest)
+        items = [item.model_dump(mode="json") for item in body.streams]
+        reply = await request.app[FEEDBACK].call(items)
+        return json_response(reply)
+
+    list_view = LIST_VIEW[version]
+    api.add("GET", f"{prefix}/queue", peek_queue,
+            summary="See the pending streams in queue order (changes nothing)",
+            query=QueuePeekQuery, responses={200: Response("Pending streams", list_view)},
+            errors=(StreamNotConvertible,), operation_id=f"getQueueV{version}")
+    api.add("POST", f"{prefix}/queue", claim_streams,
+            summary="Receive streams from the queue: they become in_progress",
+            description="Takes up to `limit` pending streams matching the filters (AND "
+            "across kinds, OR within a list) and hands them to the caller; fewer, or none, "
+            "when no more are pending or LUNA_STREAMS_MAX_ACTIVE_STREAMS is reached.",
+            body=QueueClaimRequest, responses={200: Response("Claimed streams", list_view)},
+            errors=(StreamNotConvertible,), operation_id=f"postQueueV{version}")
+    api.add("POST", f"{prefix}/feedback", post_feedback,
+            summary="Post information about streams processing",
+            description="Applied only to streams in_progress at the version given; the "
+            "others come back unmodified with their current status and version "
+            "(not_found for a deleted stream).",
+            body=FeedbackRequest, responses={200: Response("Outcome", FeedbackResponse)},
+            errors=(FeedbackTimeout, DependencyUnavailable),
+            operation_id=f"postStreamsFeedbackV{version}")
+
+
+for _version in (1, 2):
+    add_queue_routes(_version)

@@ -1,0 +1,305 @@
+"""Preview endpoints against a real local HTTP server playing the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from shared.mongo import Database
+from shared.settings import Settings
+
+Client = TestClient[Any, Any]
+ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
+OTHER_ACCOUNT = "8950722f-3fd4-4223-b48f-03f95f0e8dfb"
+FRAME = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40 + b"\xff\xd9"
+BOUNDARY = "frame"
+PARTS = [f"part-{n}".encode() * 50 for n in range(4)]
+SHORT_TIMEOUT = 0.5
+SMALL_CAP = 1000
+
+
+def mjpeg_part(payload: bytes) -> bytes:
+    return (
+        (
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
+        + payload
+        + b"\r\n"
+    )
+
+
+@dataclass
+class Agent:
+    """What the agent saw, and the switches the tests flip."""
+
+    base: str = ""
+    release_last_part: asyncio.Event = field(default_factory=asyncio.Event)
+    endless_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+
+def agent_app(agent: Agent) -> web.Application:
+    async def frame(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=FRAME, content_type="image/jpeg")
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "multipart/x-mixed-replace"
+        response.headers["Content-Type"] = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        await response.prepare(request)
+        for payload in PARTS[:-1]:
+            await response.write(mjpeg_part(payload))
+            await asyncio.sleep(0.02)
+        await agent.release_last_part.wait()
+        await response.write(mjpeg_part(PARTS[-1]))
+        await response.write_eof()
+        return response
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.headers["Content-Type"] = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(mjpeg_part(PARTS[0]))
+                await asyncio.sleep(0.01)
+        finally:
+            agent.endless_done.set()
+
+    async def unavailable(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503, text="agent is busy")
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(SHORT_TIMEOUT * 6)
+        return web.Response(body=FRAME, content_type="image/jpeg")
+
+    async def silent_live(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.headers["Content-Type"] = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        await response.prepare(request)
+        await asyncio.sleep(SHORT_TIMEOUT * 6)
+        return response
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"x" * (SMALL_CAP + 1), content_type="image/jpeg")
+
+    async def big_chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "image/jpeg"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(4):
+            await response.write(b"y" * (SMALL_CAP // 3))
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/frame", frame)
+    app.router.add_get("/live", live)
+    app.router.add_get("/endless", endless)
+    app.router.add_get("/unavailable", unavailable)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/silent-live", silent_live)
+    app.router.add_get("/big", big)
+    app.router.add_get("/big-chunked", big_chunked)
+    return app
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[Agent]:
+    state = Agent()
+    async with TestServer(agent_app(state), host="127.0.0.1") as server:
+        state.base = str(server.make_url("")).rstrip("/")
+        yield state
+
+
+@pytest.fixture
+async def strict_client(settings: Settings) -> AsyncIterator[Client]:
+    """A gateway with a short preview timeout and a small preview size cap."""
+    strict = settings.model_copy(
+        update={"preview_timeout": SHORT_TIMEOUT, "preview_max_bytes": SMALL_CAP}
+    )
+    async with TestClient(TestServer(create_app(strict))) as test_client:
+        yield test_client
+
+
+async def create_stream(client: Client, account_id: str = ACCOUNT) -> str:
+    body = {
+        "account_id": account_id,
+        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
+        "event_handler": {
+            "bestshot_handler": {"handler_id": "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"},
+            "authorization": {"account_id": account_id},
+        },
+    }
+    resp = await client.post("/1/streams", json=body)
+    assert resp.status == 201, await resp.text()
+    stream_id: str = (await resp.json())["stream_id"]
+    return stream_id
+
+
+async def set_preview(
+    database: Database, stream_id: str, *, live: str | None = None, last_frame: str | None = None
+) -> None:
+    preview = {
+        kind: {"url": url}
+        for kind, url in (("live", live), ("last_frame", last_frame))
+        if url is not None
+    }
+    await database.streams.update_one({"_id": stream_id}, {"$set": {"preview": preview}})
+
+
+def path(version: int, stream_id: str, kind: str, handler: bool = True) -> str:
+    middle = "preview/handler" if handler else "preview"
+    return f"/{version}/streams/{stream_id}/{middle}/{kind}"
+
+
+async def error_of(resp: Any) -> tuple[int, int, str]:
+    body = await resp.json()
+    return resp.status, body["error_code"], body["detail"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("handler", [True, False])
+async def test_last_frame_passes_bytes_and_type_through(
+    client: Client, database: Database, agent: Agent, version: int, handler: bool
+) -> None:
+    stream_id = await create_stream(client)
+    await set_preview(database, stream_id, last_frame=agent.url("/frame"))
+    resp = await client.get(path(version, stream_id, "last_frame", handler))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "image/jpeg"
+    assert await resp.read() == FRAME
+    assert "Luna-Request-Id" in resp.headers
+
+
+@pytest.mark.parametrize("handler", [True, False])
+async def test_live_relays_parts_in_order_as_they_come(
+    client: Client, database: Database, agent: Agent, handler: bool
+) -> None:
+    stream_id = await create_stream(client)
+    await set_preview(database, stream_id, live=agent.url("/live"))
+    resp = await client.get(path(2, stream_id, "live", handler))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+    assert "Luna-Request-Id" in resp.headers
+    first_parts = b"".join(mjpeg_part(p) for p in PARTS[:-1])
+    received = await resp.content.readexactly(len(first_parts))  # before the last part exists
+    assert received == first_parts
+    agent.release_last_part.set()
+    assert await resp.read() == mjpeg_part(PARTS[-1])
+
+
+async def test_live_stops_when_the_client_leaves(
+    client: Client, database: Database, agent: Agent
+) -> None:
+    stream_id = await create_stream(client)
+    await set_preview(database, stream_id, live=agent.url("/endless"))
+    resp = await client.get(path(1, stream_id, "live"))
+    assert resp.status == 200
+    assert (await resp.content.readexactly(len(mjpeg_part(PARTS[0])))) == mjpeg_part(PARTS[0])
+    resp.close()
+    await asyncio.wait_for(agent.endless_done.wait(), timeout=5)
+
+
+@pytest.mark.parametrize("kind", ["last_frame", "live"])
+@pytest.mark.parametrize("version", [1, 2])
+async def test_no_preview_url(client: Client, database: Database, kind: str, version: int) -> None:
+    stream_id = await create_stream(client)
+    resp = await client.get(path(version, stream_id, kind))
+    assert await error_of(resp) == (
+        404,
+        39009,
+        f"Not found '{kind}' preview url for stream with id '{stream_id}'",
+    )
+    other = "live" if kind == "last_frame" else "last_frame"
+    await set_preview(database, stream_id, **{other: "http://127.0.0.1:1/x"})
+    resp = await client.get(path(version, stream_id, kind, handler=False))
+    assert (await error_of(resp))[:2] == (404, 39009)
+
+
+@pytest.mark.parametrize("kind", ["last_frame", "live"])
+async def test_source_errors_are_39010_with_a_reason(
+    client: Client, database: Database, agent: Agent, kind: str
+) -> None:
+    stream_id = await create_stream(client)
+    cases = {
+        agent.url("/unavailable"): "Preview processing error, source answered 503",
+        f"http://127.0.0.1:{closed_port()}/frame": "Preview processing error, source unreachable",
+        "ftp://127.0.0.1/frame.jpg": "Preview processing error, unsupported url scheme",
+        "../dictionary": "Preview processing error, unsupported url scheme",
+    }
+    for url, detail in cases.items():
+        await set_preview(database, stream_id, **{kind: url})
+        status, code, text = await error_of(await client.get(path(1, stream_id, kind)))
+        assert (status, code) == (500, 39010)
+        assert text.startswith(detail), text
+
+
+@pytest.mark.parametrize(("kind", "route"), [("last_frame", "/slow"), ("live", "/silent-live")])
+async def test_source_timeout(
+    strict_client: Client, database: Database, agent: Agent, kind: str, route: str
+) -> None:
+    stream_id = await create_stream(strict_client)
+    await set_preview(database, stream_id, **{kind: agent.url(route)})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await strict_client.get(path(2, stream_id, kind))
+    assert await error_of(resp) == (500, 39010, "Preview processing error, timeout")
+    assert loop.time() - started < SHORT_TIMEOUT * 4
+
+
+@pytest.mark.parametrize("route", ["/big", "/big-chunked"])
+async def test_last_frame_larger_than_the_cap(
+    strict_client: Client, database: Database, agent: Agent, route: str
+) -> None:
+    stream_id = await create_stream(strict_client)
+    await set_preview(database, stream_id, last_frame=agent.url(route))
+    resp = await strict_client.get(path(1, stream_id, "last_frame"))
+    assert await error_of(resp) == (
+        500,
+        39010,
+        f"Preview processing error, larger than {SMALL_CAP} bytes",
+    )
+    await set_preview(database, stream_id, last_frame=agent.url("/frame"))  # 10 KiB > cap too
+    resp = await strict_client.get(path(1, stream_id, "last_frame"))
+    assert (await error_of(resp))[1] == 39010
+
+
+async def test_v1_account_scope(client: Client, database: Database, agent: Agent) -> None:
+    stream_id = await create_stream(client)
+    await set_preview(database, stream_id, last_frame=agent.url("/frame"))
+    for kind in ("last_frame", "live"):
+        resp = await client.get(path(1, stream_id, kind), params={"account_id": OTHER_ACCOUNT})
+        assert await error_of(resp) == (404, 39001, f"Stream with id '{stream_id}' not found")
+    resp = await client.get(path(1, stream_id, "last_frame"), params={"account_id": ACCOUNT})
+    assert resp.status == 200
+    assert await resp.read() == FRAME
+    resp = await client.get(path(1, stream_id, "last_frame"), params={"account_id": "nope"})
+    assert await error_of(resp) == (400, 12012, "Bad query parameters 'account_id'")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_unknown_and_malformed_stream(client: Client, version: int) -> None:
+    missing = "00000000-0000-4000-a000-000000642312"
+    resp = await client.get(path(version, missing, "last_frame"))
+    assert await error_of(resp) == (404, 39001, f"Stream with id '{missing}' not found")
+    resp = await client.get(path(version, "not-a-uuid", "live"))
+    assert (await error_of(resp))[:2] == (404, 12030)

@@ -1,0 +1,512 @@
+"""Streams v1 and v2 over HTTP: every endpoint, the seed's examples, errors, statuses, logs.
+
+Stream logs are read from MongoDB directly (their HTTP API comes later).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.mongo import Database
+from tests.integration.factories import (
+    ACCOUNT,
+    AUTORESTART_DEFAULTS,
+    LOCATION_DEFAULTS,
+    MISSING_ID,
+    OTHER_ACCOUNT,
+    STREAM_KEYS_V1,
+    STREAM_KEYS_V2,
+    V1_SETTINGS_DEFAULTS,
+    V2_SETTINGS_DEFAULTS,
+    Client,
+    analytics_item,
+    assert_contains,
+    body_for,
+    count,
+    create_group,
+    create_stream,
+    expect_error,
+    get_stream,
+    list_ids,
+    log_rows,
+    seed_example,
+    set_fields,
+    snapshot,
+    v1_body,
+    v2_body,
+)
+
+UUID = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+VERSIONS = pytest.mark.parametrize("version", [1, 2])
+JSON_HEADER = {"Content-Type": "application/json"}
+
+
+def parse_time(value: str) -> datetime:
+    assert RFC3339_MS.fullmatch(value), value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@VERSIONS
+async def test_stream_lifecycle(client: Client, database: Database, version: int) -> None:
+    prefix = f"/{version}/streams"
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    resp = await client.post(prefix, json=body_for(version, name="cam", description="first"))
+    assert resp.status == 201
+    created = await resp.json()
+    assert set(created) == {"stream_id", "version"}
+    assert created["version"] == 1
+    stream_id = created["stream_id"]
+    assert UUID.fullmatch(stream_id)
+
+    stream = await get_stream(client, stream_id, version)
+    assert set(stream) == (STREAM_KEYS_V1 if version == 1 else STREAM_KEYS_V2)
+    assert stream["stream_id"] == stream_id
+    assert (stream["account_id"], stream["name"], stream["description"]) == (
+        ACCOUNT,
+        "cam",
+        "first",
+    )
+    assert (stream["status"], stream["version"], stream["groups"]) == ("pending", 1, [])
+    assert (stream["last_error"], stream["video_info"], stream["preview"]) == (None, None, None)
+    created_at = parse_time(stream["create_time"])
+    assert before <= created_at <= datetime.now(UTC) + timedelta(seconds=1)
+    assert await list_ids(client, version) == [stream_id]
+    assert await count(client, version) == 1
+
+    resp = await client.patch(
+        f"{prefix}/{stream_id}", json={"description": "2nd", "status": "pause"}
+    )
+    assert (resp.status, await resp.read()) == (204, b"")
+    stream = await get_stream(client, stream_id, version)
+    assert (stream["description"], stream["status"], stream["version"]) == ("2nd", "pause", 1)
+
+    replacement = body_for(version, name="cam-b", reference="rtsp://camera/2")
+    resp = await client.put(f"{prefix}/{stream_id}", json=replacement)
+    assert resp.status == 200
+    assert await resp.json() == {"stream_id": stream_id, "version": 2}
+    stream = await get_stream(client, stream_id, version)
+    assert (stream["name"], stream["description"]) == ("cam-b", "")
+    assert stream["data"]["reference"] == "rtsp://camera/2"
+    assert (stream["status"], stream["version"]) == ("pending", 2)
+    assert parse_time(stream["create_time"]) == created_at
+
+    resp = await client.delete(f"{prefix}/{stream_id}")
+    assert (resp.status, await resp.read()) == (204, b"")
+    resp = await client.delete(f"{prefix}/{stream_id}")
+    await expect_error(resp, 404, 39001, f"Stream with id '{stream_id}' not found")
+    await expect_error(await client.get(f"{prefix}/{stream_id}"), 404, 39001)
+    assert await list_ids(client, version) == []
+    assert await count(client, version) == 0
+    assert await database.streams.count_documents({}) == 0
+
+
+@VERSIONS
+async def test_delete_many_by_ids_or_names(client: Client, version: int) -> None:
+    ids = [await create_stream(client, body_for(version, name=f"s{i}"), version) for i in range(5)]
+    other = await create_stream(
+        client, body_for(version, name="s1", account_id=OTHER_ACCOUNT), version
+    )
+    body = {"stream_ids": [ids[0], "11111111-1111-4111-8111-111111111111"], "names": ["s1", "s3"]}
+    resp = await client.delete(f"/{version}/streams", params={"account_id": ACCOUNT}, json=body)
+    assert (resp.status, await resp.read()) == (204, b"")
+    assert set(await list_ids(client, version)) == {ids[2], ids[4], other}
+    resp = await client.delete(f"/{version}/streams", json={"names": ["s1"], "stream_ids": None})
+    assert resp.status == 204
+    assert await list_ids(client, version) == [ids[2], ids[4]]
+    resp = await client.delete(f"/{version}/streams", json={})
+    assert resp.status == 204
+    assert await count(client, version) == 2
+
+
+async def test_delete_many_seed_example(client: Client) -> None:
+    example = seed_example("v1_delete_streams")
+    kept = await create_stream(client, v1_body(name="kept"))
+    gone = await create_stream(client, v1_body(name=example["names"][0]))
+    resp = await client.delete("/1/streams", json=example)
+    assert resp.status == 204
+    assert await list_ids(client) == [kept]
+    assert gone not in await list_ids(client)
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "defaults"),
+    [
+        ("v1_create_tcp", 1, {"event_handler": {"origin": "http://127.0.0.1:5000"}}),
+        ("v1_put_udp", 1, {"event_handler": {"frame_store": None}}),
+        ("v2_create_tcp", 2, {"data": {"preferred_program_stream_frame_width": 800}}),
+        ("v2_put_udp", 2, {"data": {"reference": None, "analytics": [{"mode": 1}]}}),
+    ],
+)
+async def test_seed_examples_round_trip(
+    client: Client, name: str, version: int, defaults: dict[str, Any]
+) -> None:
+    example = seed_example(name)
+    await create_group(client, example["group_name"], example["account_id"])
+    stream_id = await create_stream(client, example, version)
+    stream = await get_stream(client, stream_id, version)
+    given = {k: v for k, v in example.items() if k not in ("group_name", "autorestart")}
+    assert_contains(given, stream)
+    assert_contains(defaults, stream)
+    assert stream["groups"] == [example["group_name"]]
+    assert stream["autorestart"] == {**AUTORESTART_DEFAULTS, **example.get("autorestart", {})}
+    # the second read (through a list) shows the same stream
+    resp = await client.get(f"/{version}/streams", params={"stream_ids": stream_id})
+    assert (await resp.json())["streams"] == [stream]
+
+
+@pytest.mark.parametrize(("name", "version"), [("v1_stream_udp", 1), ("v2_stream_udp", 2)])
+async def test_stream_has_every_field_of_the_seed_stream(
+    client: Client, name: str, version: int
+) -> None:
+    def keys(value: Any, path: str = "") -> set[str]:
+        if isinstance(value, dict):
+            return {f"{path}.{k}" for k in value} | {
+                key for k, v in value.items() for key in keys(v, f"{path}.{k}")
+            }
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return keys(value[0], f"{path}.0")
+        return set()
+
+    example = seed_example(name)
+    stream_id = await create_stream(client, body_for(version, location={"city": "X"}), version)
+    stream = await get_stream(client, stream_id, version)
+    nullable = (
+        "video_info",
+        "preview",
+        "location.geo_position",
+        "autorestart.last_attempt_time",
+        "event_handler.detection_handler",
+    )
+    expected = {k for k in keys(example) if not k.lstrip(".").startswith(nullable)}
+    assert expected - keys(stream) == set()
+
+
+@VERSIONS
+async def test_smallest_body_gets_complete_settings(client: Client, version: int) -> None:
+    stream_id = await create_stream(client, body_for(version), version)
+    stream = await get_stream(client, stream_id, version)
+    expected = V1_SETTINGS_DEFAULTS if version == 1 else V2_SETTINGS_DEFAULTS
+    assert {key: stream[key] for key in expected} == expected
+    assert stream["location"] == LOCATION_DEFAULTS
+    assert stream["autorestart"] == AUTORESTART_DEFAULTS
+
+
+# --- errors -----------------------------------------------------------------------------
+
+BAD_BODIES = [
+    (1, {"faces": 1}, "", "Additional properties are not allowed ('faces' was unexpected)"),
+    (2, {"policies": {}}, "", "Additional properties are not allowed ('policies' was unexpected)"),
+    (1, {"name": 5}, "name", "5 is not of type 'string'"),
+    (1, {"name": "n" * 129}, "name", f"'{'n' * 129}' is too long"),
+    (1, {"policies": {"real_time_mode_fps": "1"}}, "policies.real_time_mode_fps",
+     "'1' is not of type 'integer'"),
+    (1, {"autorestart": {"restart": True}}, "autorestart.restart",
+     "True is not of type 'integer'"),
+    (1, {"autorestart": {"delay": 0}}, "autorestart.delay", "0 is less than the minimum of 1"),
+    (1, {"policies": {"filtering": {"min_score": 1.5}}}, "policies.filtering.min_score",
+     "1.5 is greater than the maximum of 1"),
+    (1, {"data": {"type": "tcp", "reference": "r", "roi": {"x": 65537, "y": 0, "width": 0, "height": 0}}},
+     "data.roi.x", "65537 is greater than the maximum of 65536"),
+    (1, {"data": {"type": "tcp"}}, "data", "'reference' is a required property"),
+    (1, {"data": {"type": "rtmp", "reference": "r"}}, "data.type",
+     "'rtmp' is not one of ['tcp', 'udp', 'videofile', 'images']"),
+    (1, {"event_handler": None}, "event_handler", "None is not of type 'object'"),
+    (1, {"account_id": "not-a-uuid"}, "account_id",
+     "'not-a-uuid' does not match '^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$'"),
+    (2, {"data": {"type": "udp", "analytics": []}}, "data.analytics", "[] should be non-empty"),
+    (2, {"data": {"type": "udp", "analytics": [{"mode": 1}]}}, "data.analytics.0",
+     "'event_handler' is a required property"),
+    (2, {"data": {"type": "udp", "analytics": [analytics_item(mode=4)]}},
+     "data.analytics.0.mode", "4 is not one of [1, 2, 3]"),
+    (1, {"group_name": "no spaces"}, "group_name",
+     "'no spaces' does not match '^[a-zA-Z0-9_\\\\-]{1,128}$'"),
+]  # fmt: skip
+
+
+async def test_bad_body_is_12022(client: Client, database: Database) -> None:
+    """Unknown field, wrong type, out of bounds, missing: on create and replace, v1 and v2."""
+    stream_ids = {v: await create_stream(client, body_for(v), v) for v in (1, 2)}
+    before = await snapshot(database)
+    for version, change, path, message in BAD_BODIES:
+        body = body_for(version) | change
+        detail = f"Failed to validate input json. Path: '{path}', message: '{message}'"
+        await expect_error(await client.post(f"/{version}/streams", json=body), 400, 12022, detail)
+        resp = await client.put(f"/{version}/streams/{stream_ids[version]}", json=body)
+        await expect_error(resp, 400, 12022, detail)
+    assert await snapshot(database) == before
+
+
+async def test_missing_required_and_non_object_bodies(client: Client, database: Database) -> None:
+    before = await snapshot(database)
+    body = v1_body()
+    del body["event_handler"]
+    cases: list[tuple[Any, str, str]] = [
+        (body, "", "'event_handler' is a required property"),
+        ([], "", "[] is not of type 'object'"),
+        ("stream", "", "'stream' is not of type 'object'"),
+        (None, "", "None is not of type 'object'"),
+    ]
+    for payload, path, message in cases:
+        detail = f"Failed to validate input json. Path: '{path}', message: '{message}'"
+        resp = await client.post("/1/streams", data=json.dumps(payload), headers=JSON_HEADER)
+        await expect_error(resp, 400, 12022, detail)
+    stream_id = await create_stream(client, v1_body())
+    before = await snapshot(database)
+    resp = await client.patch(f"/1/streams/{stream_id}", json={})
+    detail = (
+        "Failed to validate input json. Path: '', message: 'at least one field must have a value'"
+    )
+    await expect_error(resp, 400, 12022, detail)
+    resp = await client.patch(f"/1/streams/{stream_id}", json={"description": "d" * 129})
+    await expect_error(resp, 400, 12022)
+    assert await snapshot(database) == before
+
+
+@VERSIONS
+async def test_not_json_and_wrong_content_type(
+    client: Client, database: Database, version: int
+) -> None:
+    stream_id = await create_stream(client, body_for(version), version)
+    before = await snapshot(database)
+    for method, path in [("POST", ""), ("PUT", f"/{stream_id}"), ("PATCH", f"/{stream_id}")]:
+        url = f"/{version}/streams{path}"
+        resp = await client.request(method, url, data=b'{"name": ', headers=JSON_HEADER)
+        body = await expect_error(resp, 400, 12027)
+        assert body["detail"].startswith("Failed to validate input json. Message: ")
+        resp = await client.request(method, url, data=b"NaN", headers=JSON_HEADER)
+        await expect_error(resp, 400, 12027)
+        resp = await client.request(
+            method, url, data=b'{"status": "pause"}', headers={"Content-Type": "text/plain"}
+        )
+        await expect_error(
+            resp, 415, 12023, "Content type is unacceptable, allowed types: 'application/json'"
+        )
+    assert await snapshot(database) == before
+
+
+@VERSIONS
+async def test_missing_stream_and_bad_path_id(
+    client: Client, database: Database, version: int
+) -> None:
+    await create_stream(client, body_for(version), version)
+    before = await snapshot(database)
+    url = f"/{version}/streams/{MISSING_ID}"
+    detail = f"Stream with id '{MISSING_ID}' not found"
+    await expect_error(await client.get(url), 404, 39001, detail)
+    await expect_error(await client.patch(url, json={"status": "pause"}), 404, 39001, detail)
+    await expect_error(await client.put(url, json=body_for(version)), 404, 39001, detail)
+    await expect_error(await client.delete(url), 404, 39001, detail)
+    for bad in ("not-a-uuid", MISSING_ID.upper()):
+        for method in ("GET", "PATCH", "PUT", "DELETE"):
+            resp = await client.request(method, f"/{version}/streams/{bad}", json={})
+            await expect_error(resp, 404, 12030)
+    assert await snapshot(database) == before
+
+
+async def test_bad_status_unknown_group_and_other_account(
+    client: Client, database: Database
+) -> None:
+    await create_group(client, "theirs", OTHER_ACCOUNT)
+    stream_id = await create_stream(client, v1_body())
+    before = await snapshot(database)
+    for status in ("cancel", "in_progress", "bogus"):
+        resp = await client.post("/1/streams", json=v1_body(status=status))
+        detail = f"'{status}' is not valid stream status; permitted: pending, pause"
+        await expect_error(resp, 400, 39002, detail)
+        resp = await client.put(f"/1/streams/{stream_id}", json=v1_body(status=status))
+        await expect_error(resp, 400, 39002)
+    for status in ("done", "in_progress", "restart"):
+        resp = await client.patch(f"/1/streams/{stream_id}", json={"status": status})
+        detail = f"'{status}' is not valid stream status; permitted: pending, pause, cancel"
+        await expect_error(resp, 400, 39002, detail)
+    for name in ("nowhere", "theirs"):  # a group of another account is not found either
+        resp = await client.post("/2/streams", json=v2_body(group_name=name))
+        await expect_error(resp, 404, 39007, f"Group named '{name}' not found")
+        resp = await client.put(f"/1/streams/{stream_id}", json=v1_body(group_name=name))
+        await expect_error(resp, 404, 39007)
+    scoped = {"account_id": OTHER_ACCOUNT}
+    url = f"/1/streams/{stream_id}"
+    await expect_error(await client.get(url, params=scoped), 404, 39001)
+    await expect_error(await client.patch(url, params=scoped, json={"status": "pause"}), 404, 39001)
+    resp = await client.put(url, json=v1_body(account_id=OTHER_ACCOUNT))
+    await expect_error(resp, 404, 39001)
+    await expect_error(await client.delete(url, params=scoped), 404, 39001)
+    resp = await client.delete("/1/streams", params=scoped, json={"stream_ids": [stream_id]})
+    assert resp.status == 204
+    await expect_error(await client.get(url, params={"account_id": "x"}), 400, 12012)
+    assert await snapshot(database) == before
+    assert (await get_stream(client, stream_id, account_id=ACCOUNT))["status"] == "pending"
+
+
+@pytest.mark.parametrize("finished", ["done", "failure"])
+async def test_cancel_of_a_finished_stream_is_39005(
+    client: Client, database: Database, finished: str
+) -> None:
+    stream_id = await create_stream(client, v1_body())
+    await set_fields(database, stream_id, status=finished)
+    before = await snapshot(database)
+    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "cancel"})
+    detail = f"Stream '{stream_id}' is finished and cannot be cancelled"
+    await expect_error(resp, 400, 39005, detail)
+    assert await snapshot(database) == before
+    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "pending"})
+    assert resp.status == 204
+    assert await log_rows(database, stream_id) == [("pending", 1), ("pending", 1)]
+
+
+@pytest.mark.parametrize(("source", "refused"), [("videofile", True), ("tcp", False)])
+async def test_pause_of_an_in_progress_stream(
+    client: Client, database: Database, source: str, refused: bool
+) -> None:
+    stream_id = await create_stream(client, v1_body(source=source))
+    await set_fields(database, stream_id, status="in_progress")
+    before = await snapshot(database)
+    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "pause"})
+    if refused:
+        detail = f"Stream '{stream_id}' already in progress and cannot be stopped"
+        await expect_error(resp, 400, 39003, detail)
+        assert await snapshot(database) == before
+    else:
+        assert resp.status == 204
+        assert (await get_stream(client, stream_id))["status"] == "pause"
+        assert await log_rows(database, stream_id) == [("pending", 1), ("pause", 1)]
+
+
+# --- statuses and logs --------------------------------------------------------------------
+
+
+async def test_status_changes_write_one_log_row_each(client: Client, database: Database) -> None:
+    stream_id = await create_stream(client, v1_body(status="pause"))
+    url = f"/1/streams/{stream_id}"
+    assert await log_rows(database, stream_id) == [("pause", 1)]
+    assert (await client.patch(url, json={"status": "pause"})).status == 204
+    assert (await client.patch(url, json={"description": "only text"})).status == 204
+    assert await log_rows(database, stream_id) == [("pause", 1)]
+    assert (await client.patch(url, json={"status": "pending"})).status == 204
+    assert (await client.patch(url, json={"status": "cancel"})).status == 204
+    assert await log_rows(database, stream_id) == [("pause", 1), ("pending", 1), ("cancel", 1)]
+    resp = await client.put(url, json=v1_body(status="pause"))
+    assert (await resp.json())["version"] == 2
+    resp = await client.put(url, json=v1_body())
+    assert (await resp.json())["version"] == 3
+    assert (await log_rows(database, stream_id))[3:] == [
+        ("restart", 2),
+        ("pause", 2),
+        ("restart", 3),
+        ("pending", 3),
+    ]
+    await set_fields(database, stream_id, status="in_progress")
+    assert (await client.patch(url, json={"status": "pending"})).status == 204
+    assert (await log_rows(database, stream_id))[7:] == [("restart", 3), ("pending", 3)]
+    assert (await client.delete(url)).status == 204
+    rows = await log_rows(database, stream_id)
+    assert rows[-1] == ("deleted", 3)
+    assert len(rows) == 10
+    row = await database.stream_logs.find_one({"stream_id": stream_id, "status": "deleted"})
+    assert row is not None and row["account_id"] == ACCOUNT
+
+
+async def test_patch_to_pending_resets_autorestart(client: Client, database: Database) -> None:
+    body = v1_body(autorestart={"restart": 1, "attempt_count": 3, "delay": 5})
+    stream_id = await create_stream(client, body)
+    assert (await get_stream(client, stream_id))["autorestart"] == {
+        "restart": 1,
+        "attempt_count": 3,
+        "delay": 5,
+        "current_attempt": 0,
+        "last_attempt_time": None,
+        "status": "enabled",
+    }
+    spent = {"current_attempt": 3, "status": "failed", "last_attempt_time": datetime.now(UTC)}
+    await set_fields(
+        database, stream_id, status="failure", **{f"autorestart.{k}": v for k, v in spent.items()}
+    )
+    stored = (await get_stream(client, stream_id))["autorestart"]
+    assert (stored["current_attempt"], stored["status"]) == (3, "failed")
+    assert parse_time(stored["last_attempt_time"])
+    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "pending"})
+    assert resp.status == 204
+    stream = await get_stream(client, stream_id)
+    assert stream["status"] == "pending"
+    assert stream["autorestart"]["current_attempt"] == 0
+    assert stream["autorestart"]["status"] == "enabled"
+    assert stream["autorestart"]["last_attempt_time"] is None
+
+
+# --- one stream, two API versions ---------------------------------------------------------
+
+
+async def test_v1_stream_read_through_v2(client: Client) -> None:
+    example = seed_example("v1_create_tcp")
+    del example["group_name"]
+    stream_id = await create_stream(client, example, 1)
+    stream = await get_stream(client, stream_id, 2)
+    assert set(stream) == STREAM_KEYS_V2
+    data, policies = stream["data"], example["policies"]
+    (item,) = data["analytics"]
+    assert (item["mode"], item["enabled"], item["droi"]) == (1, True, example["data"]["droi"])
+    assert "droi" not in data
+    assert item["event_handler"] == {
+        "type": "luna_handler",
+        "handler_id": example["event_handler"]["bestshot_handler"]["handler_id"],
+        "authorization": example["event_handler"]["authorization"],
+    }
+    assert item["filtering"]["min_score_face"] == policies["filtering"]["min_score"]
+    assert item["filtering"]["mouth_occlusion_threshold"] == 0.1
+    assert item["liveness"]["livenesses_weights"] == [0.45, 0.5]
+    assert item["healthcheck"] == policies["healthcheck"]
+    assert item["primary_track_policy"] == policies["primary_track_policy"]
+    assert item["sending"]["bestshot_settings"]["face_bestshots_to_send"] == 1
+    assert item["sending"]["body"] == {
+        "send_only_full_set": True,
+        "delete_track_after_sending": False,
+    }
+    assert data["frame_processing_mode"] == policies["frame_processing_mode"]
+    # the smallest v1 body reads through v2 exactly as the smallest v2 body
+    stream_id = await create_stream(client, v1_body(), 1)
+    assert (await get_stream(client, stream_id, 2))["data"] == V2_SETTINGS_DEFAULTS["data"]
+
+
+async def test_v2_stream_read_through_v1(client: Client) -> None:
+    example = seed_example("v2_create_tcp")
+    del example["group_name"]
+    example["data"]["analytics"].append(analytics_item(mode=2))
+    stream_id = await create_stream(client, example, 2)
+    stream = await get_stream(client, stream_id, 1)
+    assert set(stream) == STREAM_KEYS_V1
+    item = example["data"]["analytics"][0]
+    assert stream["data"]["droi"] == item["droi"]
+    assert stream["data"]["reference"] == example["data"]["reference"]
+    assert stream["event_handler"]["bestshot_handler"] == {
+        "handler_id": item["event_handler"]["handler_id"]
+    }
+    assert stream["event_handler"]["authorization"] == item["event_handler"]["authorization"]
+    policies = stream["policies"]
+    assert policies["filtering"]["min_score"] == item["filtering"]["min_score_face"]
+    assert policies["filtering"]["min_body_size_threshold"] == 250
+    assert policies["liveness"]["livenesses_weights"] == [0, 0.45, 0.5]
+    assert policies["liveness"]["use_mask_liveness_filtration"] is True
+    assert policies["sending"]["delete_track_after_sending"] is True
+    assert policies["sending"]["number_of_bestshots_to_send"] == 1
+    assert await list_ids(client, 1) == [stream_id]
+
+
+@pytest.mark.parametrize("item", [analytics_item(mode=2), analytics_item(enabled=False)])
+async def test_v2_stream_without_a_v1_form_is_39011(
+    client: Client, database: Database, item: dict[str, Any]
+) -> None:
+    stream_id = await create_stream(client, v2_body(analytics=[item]), 2)
+    before = await snapshot(database)
+    body = await expect_error(await client.get(f"/1/streams/{stream_id}"), 409, 39011)
+    assert stream_id in body["detail"]
+    assert (await get_stream(client, stream_id, 2))["data"]["analytics"][0]["mode"] == item.get(
+        "mode", 1
+    )
+    assert await count(client, 1) == 1
+    assert await snapshot(database) == before
