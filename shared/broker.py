@@ -119,7 +119,7 @@ async def open_broker(
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     broker = Broker(
         connection=connection,
-        channel=channel,  # type: ignore[arg-type]
+        channel=channel,
         names=QueueNames(prefix),
         queue_type=queue_type,
     )

@@ -135,7 +135,16 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in (*MODULES, "embedded-mongo", "all"):
         sub.add_parser(name, help=f"run {name}")
-    args = parser.parse_args(argv)
+    sub.add_parser("agent-sim", help="simulate stream-handler agents (see agent-sim --help)",
+                   add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "agent-sim":
+        from shared.agent_sim import main as agent_sim
+
+        agent_sim(rest)
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, args.command)
     if args.command in MODULES:

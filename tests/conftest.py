@@ -11,7 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from queue_worker.worker import FeedbackWorker
 from shared.broker import QueueNames
+from shared.jobs_broker import AUTORESTART, JANITOR, jobs_queue
 from shared.mongo import Database, open_database
 from shared.settings import Settings
 from tests.services import mongo_server, rabbitmq_server
@@ -46,7 +48,14 @@ async def settings(mongo_uri: str, amqp_url: str) -> AsyncIterator[Settings]:
     await database.client.drop_database(settings.db_name)
     await database.close()
     names = QueueNames(settings.queue_prefix)
-    await delete_queues(amqp_url, [names.streams, names.feedback, *map(names.group, group_ids)])
+    jobs = [
+        f"{jobs_queue(settings, kind)}{suffix}"
+        for kind in (AUTORESTART, JANITOR)
+        for suffix in ("", ".DQ", ".XQ")
+    ]
+    await delete_queues(
+        amqp_url, [names.streams, names.feedback, *map(names.group, group_ids), *jobs]
+    )
 
 
 async def delete_queues(amqp_url: str, queue_names: list[str]) -> None:
@@ -70,3 +79,12 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(settings)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+async def queue_worker(settings: Settings) -> AsyncIterator[FeedbackWorker]:
+    """A feedback consumer on this test's queues, in this process."""
+    worker = FeedbackWorker(settings)
+    await worker.start()
+    yield worker
+    await worker.stop(timeout=5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
@@ -37,9 +38,17 @@ CHUNK = 64 * 1024
 DEFAULT_TYPE = "application/octet-stream"
 
 
-async def preview_url(request: web.Request, kind: Kind, account_id: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whose preview is asked for: the stream and, in v1, the account scope."""
+
+    stream_id: str
+    account_id: str | None
+
+
+async def preview_url(request: web.Request, kind: Kind, target: Target) -> str:
     """The URL the stream's agent reported for ``kind``: 39001 / 39009 when there is none."""
-    stream_id = path_uuid(request, "stream_id")
+    stream_id, account_id = target.stream_id, target.account_id
     doc = await request.app[DATABASE].streams.find_one(
         {"_id": stream_id}, {"preview": 1, "account_id": 1}
     )
@@ -92,8 +101,8 @@ async def read_limited(upstream: aiohttp.ClientResponse, max_bytes: int) -> byte
     return bytes(body)
 
 
-async def last_frame(request: web.Request, account_id: str | None) -> web.StreamResponse:
-    url = await preview_url(request, "last_frame", account_id)
+async def last_frame(request: web.Request, target: Target) -> web.StreamResponse:
+    url = await preview_url(request, "last_frame", target)
     settings = request.app[SETTINGS]
     timeout = aiohttp.ClientTimeout(total=settings.preview_timeout)
     async with open_source(request.app[HTTP_CLIENT], url, timeout) as upstream:
@@ -102,8 +111,8 @@ async def last_frame(request: web.Request, account_id: str | None) -> web.Stream
     return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
 
-async def live(request: web.Request, account_id: str | None) -> web.StreamResponse:
-    url = await preview_url(request, "live", account_id)
+async def live(request: web.Request, target: Target) -> web.StreamResponse:
+    url = await preview_url(request, "live", target)
     async with open_source(request.app[HTTP_CLIENT], url) as upstream:
         first = await upstream.content.readany()
         response = web.StreamResponse()
@@ -120,7 +129,7 @@ async def live(request: web.Request, account_id: str | None) -> web.StreamRespon
                 chunk = await upstream.content.readany()
             await response.write_eof()
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-            log.info("live preview relay of %s ended: %s", url, type(exc).__name__)
+            log.info("live preview of %s ended: %s", target.stream_id, type(exc).__name__)
     return response
 
 
@@ -129,8 +138,9 @@ def add_preview_routes(version: int) -> None:
         fetch = last_frame if kind == "last_frame" else live
 
         async def get_preview(request: web.Request) -> web.StreamResponse:
+            stream_id = path_uuid(request, "stream_id")
             account_id = parse_query(request, AccountQuery).account_id if version == 1 else None
-            return await fetch(request, account_id)
+            return await fetch(request, Target(stream_id, account_id))
 
         return get_preview
 

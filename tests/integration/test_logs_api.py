@@ -146,7 +146,7 @@ async def test_logs_filters(client: Client, database: Database) -> None:
     )
 
     middle = rows[4]["log_time"]
-    bound = format_time(middle)
+    bound = middle.isoformat()
     logs = await get_logs(client, log_time__gte=bound, page_size=100)
     assert [key(log) for log in logs] == expected(lambda r: r["log_time"] >= middle)
     logs = await get_logs(client, log_time__lt=bound, page_size=100)
@@ -225,7 +225,7 @@ async def test_delete_keeps_each_streams_newest_log(client: Client, database: Da
     newest = {
         sid: next(key(log) for log in before if log["stream_id"] == sid) for sid in (s.a, s.b, s.c)
     }
-    future = format_time(datetime.now(UTC) + timedelta(days=1))
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     resp = await client.delete("/1/streams/logs", params={"log_time__lt": future})
     assert resp.status == 200
     assert await resp.json() == {"deleted_count": 5}
@@ -247,7 +247,7 @@ async def test_delete_between_rows(client: Client, database: Database) -> None:
         newest.setdefault(row["stream_id"], row["_id"])
     doomed = {r["_id"] for r in rows if r["log_time"] < bound and r["_id"] not in newest.values()}
     assert doomed
-    resp = await client.delete("/1/streams/logs", params={"log_time__lt": format_time(bound)})
+    resp = await client.delete("/1/streams/logs", params={"log_time__lt": bound.isoformat()})
     assert await resp.json() == {"deleted_count": len(doomed)}
     left = {row["_id"] for row in await stored_rows(database)}
     assert left == {row["_id"] for row in rows} - doomed

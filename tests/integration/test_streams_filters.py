@@ -21,6 +21,7 @@ from tests.integration.factories import (
     expect_error,
     get_stream,
     list_ids,
+    seed_example,
     set_fields,
     snapshot,
     v1_body,
@@ -199,3 +200,31 @@ async def test_bad_query_parameters_are_12012(
     resp = await client.get(f"/{version}/streams", params=[("page", "1"), ("page", "2")])
     await expect_error(resp, 400, 12012, "Bad query parameters 'page'")
     assert await snapshot(database) == before
+
+
+@VERSIONS
+async def test_delete_many_by_ids_or_names(client: Client, version: int) -> None:
+    ids = [await create_stream(client, body_for(version, name=f"s{i}"), version) for i in range(5)]
+    other = await create_stream(
+        client, body_for(version, name="s1", account_id=OTHER_ACCOUNT), version
+    )
+    body = {"stream_ids": [ids[0], "11111111-1111-4111-8111-111111111111"], "names": ["s1", "s3"]}
+    resp = await client.delete(f"/{version}/streams", params={"account_id": ACCOUNT}, json=body)
+    assert (resp.status, await resp.read()) == (204, b"")
+    assert set(await list_ids(client, version)) == {ids[2], ids[4], other}
+    resp = await client.delete(f"/{version}/streams", json={"names": ["s1"], "stream_ids": None})
+    assert resp.status == 204
+    assert await list_ids(client, version) == [ids[2], ids[4]]
+    resp = await client.delete(f"/{version}/streams", json={})
+    assert resp.status == 204
+    assert await count(client, version) == 2
+
+
+async def test_delete_many_seed_example(client: Client) -> None:
+    example = seed_example("v1_delete_streams")
+    kept = await create_stream(client, v1_body(name="kept"))
+    gone = await create_stream(client, v1_body(name=example["names"][0]))
+    resp = await client.delete("/1/streams", json=example)
+    assert resp.status == 204
+    assert await list_ids(client) == [kept]
+    assert gone not in await list_ids(client)

@@ -1,0 +1,225 @@
+"""An agent simulator: FaceStream-like handlers that claim streams and report on them.
+
+``luna-streams agent-sim`` lets users try the service without a video agent; tests and
+benchmarks use :func:`run_agents`. It registers nothing: it claims pending streams from
+the queue, sends a feedback batch for the streams it holds every ``feedback_period``
+seconds (video info, preview URLs), finishes or fails some of them when asked, and drops
+the streams the service answers ``unmodified`` for (paused, cancelled, taken back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+
+@dataclass
+class AgentStats:
+    claimed: int = 0
+    feedback_items: int = 0
+    modified: int = 0
+    unmodified: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, list[float]] = field(default_factory=dict)
+    claimed_ids: list[str] = field(default_factory=list)
+
+    def observe(self, route: str, seconds: float) -> None:
+        self.latency.setdefault(route, []).append(seconds)
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    def merge(self, other: AgentStats) -> None:
+        self.claimed += other.claimed
+        self.feedback_items += other.feedback_items
+        self.modified += other.modified
+        self.unmodified += other.unmodified
+        self.claimed_ids += other.claimed_ids
+        for key, count in other.errors.items():
+            self.errors[key] = self.errors.get(key, 0) + count
+        for route, values in other.latency.items():
+            self.latency.setdefault(route, []).extend(values)
+
+    def summary(self) -> dict[str, Any]:
+        def pct(values: list[float], q: float) -> float:
+            ordered = sorted(values)
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+        return {
+            "claimed": self.claimed,
+            "feedback_items": self.feedback_items,
+            "modified": self.modified,
+            "unmodified": self.unmodified,
+            "errors": dict(self.errors),
+            "latency_ms": {
+                route: {
+                    "n": len(v),
+                    "p50": pct(v, 0.5),
+                    "p99": pct(v, 0.99),
+                    "mean": round(statistics.fmean(v) * 1000, 2),
+                }
+                for route, v in sorted(self.latency.items())
+                if v
+            },
+        }
+
+
+@dataclass
+class AgentConfig:
+    url: str
+    api_version: int = 1
+    max_streams: int = 10
+    feedback_period: float = 2.0
+    request_period: float = 1.0
+    batch_size: int = 100
+    done_probability: float = 0.0
+    failure_probability: float = 0.0
+    group_names: list[str] | None = None
+
+
+def video_info(progress: float) -> dict[str, Any]:
+    return {
+        "width": 1920,
+        "height": 1080,
+        "frame_rate": 25,
+        "bit_rate": 4_000_000,
+        "gop_size": 50,
+        "start_time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "duration": 0,
+        "progress": round(progress, 3),
+    }
+
+
+class Agent:
+    def __init__(self, name: str, config: AgentConfig, session: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.config = config
+        self.session = session
+        self.held: dict[str, int] = {}  # stream_id -> version
+        self.stats = AgentStats()
+        self.base = f"{config.url.rstrip('/')}/{config.api_version}/streams/processing"
+
+    async def _post(self, route: str, path: str, body: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            async with self.session.post(f"{self.base}/{path}", json=body) as resp:
+                data = await resp.json(content_type=None)
+                self.stats.observe(route, time.perf_counter() - started)
+                if resp.status != 200:
+                    self.stats.error(f"{route}:{resp.status}:{data.get('error_code')}")
+                    return None
+                return data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.stats.error(f"{route}:{type(exc).__name__}")
+            return None
+
+    async def claim(self) -> None:
+        room = self.config.max_streams - len(self.held)
+        if room <= 0:
+            return
+        filters: dict[str, Any] = {}
+        if self.config.group_names:
+            filters["group_names"] = self.config.group_names
+        data = await self._post("claim", "queue", {"filters": filters, "limit": room})
+        for stream in (data or {}).get("streams", []):
+            self.held[stream["stream_id"]] = stream["version"]
+            self.stats.claimed += 1
+            self.stats.claimed_ids.append(stream["stream_id"])
+
+    def _status(self) -> str:
+        roll = random.random()
+        if roll < self.config.failure_probability:
+            return "failure"
+        if roll < self.config.failure_probability + self.config.done_probability:
+            return "done"
+        return "in_progress"
+
+    async def report(self) -> None:
+        items = [
+            {
+                "stream_id": stream_id,
+                "version": version,
+                "status": self._status(),
+                "error": None,
+                "video_info": video_info(random.random()),
+                "preview": {
+                    "live": {"url": f"http://127.0.0.1:1/{self.name}/{stream_id}/live"},
+                    "last_frame": {"url": f"http://127.0.0.1:1/{self.name}/{stream_id}/frame"},
+                },
+            }
+            for stream_id, version in self.held.items()
+        ]
+        for start in range(0, len(items), self.config.batch_size):
+            batch = items[start : start + self.config.batch_size]
+            for item in batch:
+                if item["status"] == "failure":
+                    item["error"] = "simulated failure"
+            data = await self._post("feedback", "feedback", {"streams": batch})
+            self.stats.feedback_items += len(batch)
+            if data is None:
+                continue
+            outcome = data["streams"]
+            self.stats.modified += len(outcome["modified"])
+            self.stats.unmodified += len(outcome["unmodified"])
+            for entry in outcome["unmodified"] + [
+                m for m in outcome["modified"] if m["status"] != "in_progress"
+            ]:
+                self.held.pop(entry["stream_id"], None)
+
+    async def run(self, until: float) -> AgentStats:
+        next_report = time.monotonic() + self.config.feedback_period
+        while time.monotonic() < until:
+            await self.claim()
+            if time.monotonic() >= next_report:
+                await self.report()
+                next_report += self.config.feedback_period
+            await asyncio.sleep(self.config.request_period)
+        return self.stats
+
+
+async def run_agents(config: AgentConfig, agents: int, duration: float) -> AgentStats:
+    total = AgentStats()
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        until = time.monotonic() + duration
+        group = [Agent(f"agent-{i}", config, session) for i in range(agents)]
+        for stats in await asyncio.gather(*(agent.run(until) for agent in group)):
+            total.merge(stats)
+    return total
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="luna-streams agent-sim", description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:5160")
+    parser.add_argument("--api-version", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--max-streams", type=int, default=10)
+    parser.add_argument("--feedback-period", type=float, default=2.0)
+    parser.add_argument("--request-period", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--done-probability", type=float, default=0.0)
+    parser.add_argument("--failure-probability", type=float, default=0.0)
+    parser.add_argument("--group-name", action="append", dest="group_names")
+    args = parser.parse_args(argv)
+    config = AgentConfig(
+        url=args.url,
+        api_version=args.api_version,
+        max_streams=args.max_streams,
+        feedback_period=args.feedback_period,
+        request_period=args.request_period,
+        done_probability=args.done_probability,
+        failure_probability=args.failure_probability,
+        group_names=args.group_names,
+    )
+    stats = asyncio.run(run_agents(config, args.agents, args.duration))
+    import json
+
+    print(json.dumps(stats.summary(), indent=2))

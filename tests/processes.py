@@ -1,0 +1,124 @@
+"""Run luna-streams components as real processes for tests (multi-replica, kill -9)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def component_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a component process the same settings as ``settings``."""
+    env = dict(os.environ)
+    for name, field in type(settings).model_fields.items():
+        alias = field.validation_alias
+        env_name = alias.choices[0] if alias is not None else name  # type: ignore[union-attr]
+        value = getattr(settings, name)
+        if value is None:
+            env.pop(str(env_name), None)
+            continue
+        env[str(env_name)] = value.model_dump_json() if hasattr(value, "model_dump_json") else str(value)
+    env.update(extra)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Component:
+    def __init__(self, module: str, env: dict[str, str], port: int | None = None) -> None:
+        self.module = module
+        self.env = env
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Component:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        assert self.port is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"{self.module} exited: {err[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"{self.module} did not listen on {self.port}")
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no acknowledgements, nothing flushed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@contextmanager
+def running(*components: Component) -> Iterator[list[Component]]:
+    started = [c.start() for c in components]
+    try:
+        for c in started:
+            if c.port is not None:
+                c.wait_listening()
+        yield started
+    finally:
+        for c in started:
+            c.terminate()
+
+
+def gateway(settings: Settings) -> Component:
+    port = free_port()
+    return Component("gateway", component_env(settings, LUNA_STREAMS_PORT=str(port),
+                                              LUNA_STREAMS_HOST="127.0.0.1"), port)
+
+
+def worker(module: str, settings: Settings, **extra: str) -> Component:
+    return Component(module, component_env(settings, **extra))
+
+
+async def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.2) -> None:
+    """Poll an async predicate until it is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(interval)
+    raise TimeoutError("condition not met in time")
