@@ -7,8 +7,9 @@ status and version (``not_found`` for a deleted stream), so the agent stops.
 A batch is applied with one read, one ordered bulk write and one insert of log rows. Each
 item has a feedback id (``<batch id>:<index>``) recorded on the stream and used as its log
 row's ``_id``: a batch redelivered after a worker died mid-way recognises the items it
-already applied (the compare-and-set also accepts a stream that carries the item's id),
-finishes them, and writes each log row once.
+already applied (the stream carries the item's id): it does not apply them again (the
+stream may have moved on since), writes their log rows (once: the row's ``_id`` is the
+feedback id) and reports them ``modified`` as the first delivery would have.
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) ->
                 {"stream_id": doc["_id"], "status": doc["status"], "version": doc["version"]}
             )
             continue
+        row = log_row(
+            doc,
+            item["status"],
+            item["version"],
+            now,
+            error=item.get("error"),
+            video_info=item.get("video_info"),
+            preview=item.get("preview"),
+            row_id=feedback_id,
+        )
+        if seen:  # applied by an earlier delivery of this batch: only its log row may be missing
+            planned.append((item, feedback_id, row, _pending_restart(doc, item)))
+            continue
         changes: Doc = {
             "status": item["status"],
             "last_error": item.get("error"),
@@ -97,11 +111,7 @@ async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) ->
             changes.update(autorestart)
         ops.append(
             UpdateOne(
-                {
-                    "_id": doc["_id"],
-                    "version": item["version"],
-                    "$or": [{"status": IN_PROGRESS}, {"claim.feedback_ids": feedback_id}],
-                },
+                {"_id": doc["_id"], "version": item["version"], "status": IN_PROGRESS},
                 {
                     "$set": changes,
                     "$push": {
@@ -110,21 +120,14 @@ async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) ->
                 },
             )
         )
-        row = log_row(
-            doc,
-            item["status"],
-            item["version"],
-            now,
-            error=item.get("error"),
-            video_info=item.get("video_info"),
-            preview=item.get("preview"),
-            row_id=feedback_id,
-        )
         planned.append((item, feedback_id, row, restart))
         doc["status"] = item["status"]  # a later item of this batch sees this report
-    if ops:
-        outcome = await database.streams.bulk_write(ops, ordered=True)
-        landed = await _landed(database, planned, outcome.matched_count == len(ops))
+    if planned:
+        all_matched = True
+        if ops:
+            outcome = await database.streams.bulk_write(ops, ordered=True)
+            all_matched = outcome.matched_count == len(ops)
+        landed = await _landed(database, planned, all_matched)
         await insert_log_rows(database, [row for _, fid, row, _ in planned if fid in landed])
         for item, fid, _, restart in planned:
             entry = {
@@ -139,6 +142,21 @@ async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) ->
             else:
                 result.unmodified.append(await _current(database, item))
     return result
+
+
+def _pending_restart(doc: Doc, item: Doc) -> tuple[int, datetime] | None:
+    """The autorestart an already applied failure armed, if it is still due (its first
+    delivery may have died before scheduling it; ``restart_stream`` ignores duplicates)."""
+    autorestart = doc.get("autorestart") or {}
+    if (
+        item["status"] != FAILURE
+        or doc["status"] != FAILURE
+        or doc["version"] != item["version"]
+        or autorestart.get("status") != AUTORESTART_IN_PROGRESS
+        or autorestart.get("due_at") is None
+    ):
+        return None
+    return int(autorestart.get("current_attempt", 0)) + 1, autorestart["due_at"]
 
 
 async def _landed(

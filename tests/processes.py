@@ -34,7 +34,9 @@ def component_env(settings: Settings, **extra: str) -> dict[str, str]:
         if value is None:
             env.pop(str(env_name), None)
             continue
-        env[str(env_name)] = value.model_dump_json() if hasattr(value, "model_dump_json") else str(value)
+        env[str(env_name)] = (
+            value.model_dump_json() if hasattr(value, "model_dump_json") else str(value)
+        )
     env.update(extra)
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -49,8 +51,11 @@ class Component:
 
     def start(self) -> Component:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         return self
 
@@ -106,15 +111,22 @@ def running(*components: Component) -> Iterator[list[Component]]:
 
 def gateway(settings: Settings) -> Component:
     port = free_port()
-    return Component("gateway", component_env(settings, LUNA_STREAMS_PORT=str(port),
-                                              LUNA_STREAMS_HOST="127.0.0.1"), port)
+    return Component(
+        "gateway",
+        component_env(settings, LUNA_STREAMS_PORT=str(port), LUNA_STREAMS_HOST="127.0.0.1"),
+        port,
+    )
 
 
 def worker(module: str, settings: Settings, **extra: str) -> Component:
     return Component(module, component_env(settings, **extra))
 
 
-async def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.2) -> None:
+async def wait_for(
+    predicate: object,
+    timeout: float = 20.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
+    interval: float = 0.2,
+) -> None:
     """Poll an async predicate until it is true."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,9 +5,10 @@ Every filter here is served by an index of :mod:`shared.mongo` (``streams``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from shared.statuses import STORED
 
@@ -15,6 +16,19 @@ UUID_PATTERN = r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
 QueryUUID = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
 QueryGroupName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_\-]{1,128}$")]
 StreamName = Annotated[str, StringConstraints(max_length=128)]
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+#: MongoDB takes a 64-bit skip; any page past it is past the end of every collection anyway
+MAX_SKIP: Final = 2**62
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only RFC 3339 date-times (no unix timestamps, no missing seconds or offset)."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time")
+    return value
+
+
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 StoredStatus = Literal["pending", "in_progress", "done", "pause", "cancel", "failure"]
 assert set(StoredStatus.__args__) == set(STORED)  # type: ignore[attr-defined]
 
@@ -38,10 +52,10 @@ class StreamFiltersV2(AccountQuery):
     statuses: list[StoredStatus] | None = Field(
         default=None, description="Only streams in these statuses."
     )
-    create_time__gte: AwareDatetime | None = Field(
+    create_time__gte: QueryTime | None = Field(
         default=None, description="Created at or after this time (RFC 3339)."
     )
-    create_time__lt: AwareDatetime | None = Field(
+    create_time__lt: QueryTime | None = Field(
         default=None, description="Created before this time (RFC 3339)."
     )
     group_name: QueryGroupName | None = Field(
@@ -52,15 +66,9 @@ class StreamFiltersV2(AccountQuery):
         query: dict[str, Any] = {}
         if self.account_id is not None:
             query["account_id"] = self.account_id
-        ids: dict[str, Any] = {}
+        ids = _bounds(getattr(self, "stream_id__gte", None), getattr(self, "stream_id__lt", None))
         if self.stream_ids is not None:
             ids["$in"] = self.stream_ids
-        gte = getattr(self, "stream_id__gte", None)
-        lt = getattr(self, "stream_id__lt", None)
-        if gte is not None:
-            ids["$gte"] = gte
-        if lt is not None:
-            ids["$lt"] = lt
         if ids:
             query["_id"] = ids
         if self.names is not None:
@@ -69,16 +77,17 @@ class StreamFiltersV2(AccountQuery):
             query["data.reference"] = self.reference
         if self.statuses is not None:
             query["status"] = {"$in": self.statuses}
-        created: dict[str, Any] = {}
-        if self.create_time__gte is not None:
-            created["$gte"] = self.create_time__gte
-        if self.create_time__lt is not None:
-            created["$lt"] = self.create_time__lt
+        created = _bounds(self.create_time__gte, self.create_time__lt)
         if created:
             query["create_time"] = created
         if self.group_name is not None:
             query["group_names"] = self.group_name
         return query
+
+
+def _bounds(gte: Any, lt: Any) -> dict[str, Any]:
+    """``{"$gte": gte, "$lt": lt}`` without the absent (None) bounds."""
+    return {op: value for op, value in (("$gte", gte), ("$lt", lt)) if value is not None}
 
 
 class StreamFiltersV1(StreamFiltersV2):
@@ -96,7 +105,7 @@ class Page(BaseModel):
 
     @property
     def skip(self) -> int:
-        return (self.page - 1) * self.page_size
+        return min((self.page - 1) * self.page_size, MAX_SKIP)
 
 
 class StreamListQueryV2(StreamFiltersV2, Page):

@@ -111,6 +111,7 @@ async def test_group_list_filters_and_pages(client: Client) -> None:
         ({"page": 3}, []),
         ({"page_size": 5, "page": 3}, names[10:]),
         ({"page_size": 1000}, names),
+        ({"page_size": 1000, "page": 10**17}, []),
         ({"account_id": ACCOUNT, "page_size": 100}, mine),
         ({"account_id": OTHER_ACCOUNT}, ["g0", "g3", "g6", "g9"]),
         ({"group_ids": f"{ids['g5']},{ids['g1']}"}, ["g1", "g5"]),
@@ -220,7 +221,7 @@ async def test_attach_and_detach(client: Client, version: int) -> None:
     second = await create_group(client, "second")
     streams = [await create_stream(client, v1_body()) for _ in range(3)]
     url = f"/{version}/linker"
-    body = example | {"group_id": first, "stream_ids": streams[:2]}
+    body = example | {"group_id": first, "stream_ids": [streams[1], *streams[:2]]}
     resp = await client.patch(url, json=body)
     assert (resp.status, await resp.read()) == (204, b"")
     assert (await client.patch(url, json=body)).status == 204  # again: nothing more
@@ -262,8 +263,6 @@ async def test_attach_a_thousand_streams(client: Client, database: Database) -> 
     )
     assert error["detail"].endswith(" is too long'")
     assert await snapshot(database) == before
-    assert (await link(client, "detach", group_id, stream_ids)).status == 204
-    assert await count(client, params={"group_name": "big"}) == 0
 
 
 async def test_linker_errors_apply_nothing(client: Client, database: Database) -> None:

@@ -41,6 +41,7 @@ HYPOTHESIS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 GROUPS = ("cams", "doors")
+DROI = {"x": 10, "y": 20.5, "width": 50, "height": 40, "mode": "percent"}
 S = st.SearchStrategy[Any]
 
 
@@ -236,6 +237,20 @@ async def test_v2_stream_read_through_v1(client: Client) -> None:
     assert policies["sending"]["delete_track_after_sending"] is True
     assert policies["sending"]["number_of_bestshots_to_send"] == 1
     assert await list_ids(client, 1) == [stream_id]
+
+
+async def test_replace_through_the_other_version(client: Client) -> None:
+    stream_id = await create_stream(client, v1_body(name="was v1"), 1)
+    body = v2_body(name="now v2", analytics=[analytics_item(mode=3, droi=DROI)])
+    resp = await client.put(f"/2/streams/{stream_id}", json=body)
+    assert await resp.json() == {"stream_id": stream_id, "version": 2}
+    assert_contains(body, await get_stream(client, stream_id, 2))
+    stream = await get_stream(client, stream_id, 1)
+    assert (stream["name"], stream["version"], stream["data"]["droi"]) == ("now v2", 2, DROI)
+    resp = await client.put(f"/1/streams/{stream_id}", json=v1_body(data={"type": "udp"}))
+    assert (await resp.json())["version"] == 3
+    (item,) = (await get_stream(client, stream_id, 2))["data"]["analytics"]
+    assert (item["mode"], item["droi"]["mode"]) == (1, "abs")
 
 
 @pytest.mark.parametrize("item", [analytics_item(mode=2), analytics_item(enabled=False)])

@@ -1,0 +1,164 @@
+"""``luna-streams``: the whole stack as child processes, and clear start-up failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from tests.processes import ROOT, free_port
+
+CLI = [sys.executable, "-m", "shared.cli"]
+
+
+@pytest.fixture(autouse=True)
+def delete_cli_queues(amqp_url: str) -> Iterator[None]:
+    yield
+    asyncio.run(_delete_queues(amqp_url, _PREFIXES))
+    _PREFIXES.clear()
+
+
+_PREFIXES: list[str] = []
+
+
+async def _delete_queues(amqp_url: str, prefixes: list[str]) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for prefix in prefixes:
+            for name in ("streams", "feedback", "jobs.autorestart", "jobs.janitor"):
+                for suffix in ("", ".DQ", ".XQ"):
+                    await channel.queue_delete(f"{prefix}.{name}{suffix}")
+
+
+def cli_env(tmp_path: Path, amqp_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUNA_STREAMS_")}
+    tag = uuid.uuid4().hex[:8]
+    _PREFIXES.append(f"test_cli_{tag}")
+    env.update(
+        PYTHONPATH=str(ROOT),
+        LUNA_STREAMS_AMQP_URL=amqp_url,
+        LUNA_STREAMS_QUEUE_PREFIX=f"test_cli_{tag}",
+        LUNA_STREAMS_QUEUE_TYPE="classic",
+        LUNA_STREAMS_EMBEDDED_DATA_DIR=str(tmp_path / "mongo"),
+        LUNA_STREAMS_EMBEDDED_PORT=str(free_port()),
+        LUNA_STREAMS_PORT=str(free_port()),
+        LUNA_STREAMS_HOST="127.0.0.1",
+        LUNA_STREAMS_SHUTDOWN_TIMEOUT="3",
+    )
+    env.update(extra)
+    return env
+
+
+def children(pid: int) -> dict[int, str]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    found = {}
+    for line in out.split():
+        try:
+            cmd = Path(f"/proc/{line}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        found[int(line)] = cmd
+    return found
+
+
+def wait_version(port: int, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=1) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("GET /version did not answer")
+
+
+@pytest.mark.slow
+def test_all_serves_and_stops_when_a_component_dies(tmp_path: Path, amqp_url: str) -> None:
+    env = cli_env(tmp_path, amqp_url)
+    proc = subprocess.Popen(
+        [*CLI, "all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        seconds = wait_version(int(env["LUNA_STREAMS_PORT"]), 60)
+        assert seconds < 60
+        kids = children(proc.pid)
+        names = " ".join(kids.values())
+        for module in (
+            "gateway",
+            "queue_worker",
+            "autorestart_worker",
+            "log_janitor",
+            "embedded-mongo",
+        ):
+            assert module in names, names
+        gateway_pid = next(pid for pid, cmd in kids.items() if "-m gateway" in cmd)
+        os.kill(gateway_pid, signal.SIGKILL)
+        code = proc.wait(30)
+        assert code != 0
+        out, err = proc.communicate()
+        assert f"API on http://127.0.0.1:{env['LUNA_STREAMS_PORT']}" in out
+        assert "gateway exited" in err
+        for pid in kids:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_all_stops_gracefully_on_sigterm(tmp_path: Path, amqp_url: str) -> None:
+    env = cli_env(tmp_path, amqp_url)
+    proc = subprocess.Popen(
+        [*CLI, "all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_version(int(env["LUNA_STREAMS_PORT"]), 60)
+        kids = children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        _, err = proc.communicate()
+        assert "stopped" in err
+        for pid in kids:
+            assert not Path(f"/proc/{pid}").exists()
+        # the embedded data survives the run
+        assert any((tmp_path / "mongo").iterdir())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_all_without_rabbitmq_exits_at_once(tmp_path: Path) -> None:
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    started = time.monotonic()
+    result = subprocess.run(
+        [*CLI, "all"], env=cli_env(tmp_path, dead), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 15
+    assert "RabbitMQ is not reachable" in result.stderr
+    assert "rabbitmq-server -detached" in result.stderr
+    assert "guest:********@" in result.stderr
+
+
+def test_invalid_setting_names_the_variable(tmp_path: Path, amqp_url: str) -> None:
+    env = cli_env(tmp_path, amqp_url, LUNA_STREAMS_PORT="not-a-port")
+    result = subprocess.run([*CLI, "gateway"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("luna-streams: invalid setting LUNA_STREAMS_PORT=not-a-port")

@@ -1,0 +1,172 @@
+"""Downgrade (handler lost) end to end, reference section 5.
+
+A claimed stream whose agent stays silent for longer than STREAM_STATUS_OBSOLETING_PERIOD
+goes handler_lost -> restart -> pending (same version) and gets a new queue token; a stream
+whose agent reports in time stays with it; the silent agent's late report is ``unmodified``.
+The autorestart worker (which runs the downgrade job) is a real process with short periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from queue_worker.worker import FeedbackWorker
+from shared.mongo import Database
+from shared.settings import Settings
+from tests.processes import running, wait_for, worker
+
+pytestmark = pytest.mark.slow
+
+Client = TestClient[Any, Any]
+ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
+HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
+PERIOD = 2.0
+
+
+def short(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "stream_status_obsoleting_period": PERIOD,
+            "stream_status_obsoleting_interval": 0.5,
+            "reconcile_interval": 1.0,
+            "autorestart_sweep_interval": 1.0,
+            "shutdown_timeout": 5.0,
+        }
+    )
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    """A minimal valid v1 create body."""
+    return {
+        "account_id": ACCOUNT,
+        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
+        "event_handler": {
+            "bestshot_handler": {"handler_id": HANDLER_ID},
+            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
+        },
+        "status": "pending",
+        **fields,
+    }
+
+
+async def create(client: Client, **fields: Any) -> str:
+    resp = await client.post("/1/streams", json=body(**fields))
+    answer = await resp.json()
+    assert resp.status == 201, answer
+    return str(answer["stream_id"])
+
+
+async def get(client: Client, stream_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/1/streams/{stream_id}")
+    answer: dict[str, Any] = await resp.json()
+    assert resp.status == 200, answer
+    return answer
+
+
+async def claim(client: Client, limit: int = 10) -> list[str]:
+    resp = await client.post("/1/streams/processing/queue", json={"filters": {}, "limit": limit})
+    answer = await resp.json()
+    assert resp.status == 200, answer
+    return [stream["stream_id"] for stream in answer["streams"]]
+
+
+async def report(client: Client, stream_id: str, status: str = "in_progress") -> dict[str, Any]:
+    item = {"stream_id": stream_id, "status": status, "version": 1}
+    resp = await client.post("/1/streams/processing/feedback", json={"streams": [item]})
+    answer: dict[str, Any] = await resp.json()
+    assert resp.status == 200, answer
+    return answer
+
+
+async def rows(database: Database, stream_id: str) -> list[dict[str, Any]]:
+    found = await database.stream_logs.find({"stream_id": stream_id}).to_list()
+    return sorted(found, key=lambda row: row["log_time"])
+
+
+async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
+    settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
+) -> None:
+    silent = await create(client, name="silent")
+    alive = await create(client, name="alive")
+    assert sorted(await claim(client)) == sorted([silent, alive])
+    claimed_row = (await rows(database, silent))[-1]
+    assert claimed_row["status"] == "in_progress"
+
+    with running(worker("autorestart_worker", short(settings))):
+        # the agent of ``alive`` reports every 0.5 s; the agent of ``silent`` says nothing
+        deadline = time.monotonic() + 30
+        while (await get(client, silent))["status"] != "pending":
+            assert time.monotonic() < deadline, "the silent stream was never downgraded"
+            answer = await report(client, alive)
+            assert answer["streams"]["modified"] == [
+                {"stream_id": alive, "status": "in_progress", "version": 1}
+            ]
+            await asyncio.sleep(0.5)
+        assert (await get(client, alive))["status"] == "in_progress"
+
+        lost = await rows(database, silent)
+        assert [(r["status"], r["version"]) for r in lost] == [
+            ("pending", 1),
+            ("in_progress", 1),
+            ("handler_lost", 1),
+            ("restart", 1),
+            ("pending", 1),
+        ]
+        # not before the period was over
+        assert lost[2]["log_time"] - claimed_row["log_time"] >= timedelta(seconds=PERIOD)
+        stream = await get(client, silent)
+        assert (stream["status"], stream["version"]) == ("pending", 1)
+
+        # the silent agent wakes up: its report changes nothing and tells it to stop
+        late = await report(client, silent)
+        assert late["streams"] == {
+            "modified": [],
+            "unmodified": [{"stream_id": silent, "status": "pending", "version": 1}],
+        }
+        assert (await get(client, silent))["status"] == "pending"
+
+        # the stream got a new queue token: another agent claims it (and only it)
+        assert await claim(client) == [silent]
+        assert (await rows(database, silent))[-1]["status"] == "in_progress"
+        assert [r["status"] for r in await rows(database, silent)].count("handler_lost") == 1
+
+
+async def test_downgrade_waits_for_the_period(
+    settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
+) -> None:
+    """Feedback moves the deadline: a stream reported just in time is kept, then lost one
+    period after its last report."""
+    stream_id = await create(client)
+    with running(worker("autorestart_worker", short(settings))):
+
+        async def watching() -> bool:
+            return bool(await database.leases.find_one({"_id": "autorestart:downgrade"}))
+
+        await wait_for(watching, timeout=30)
+        assert await claim(client) == [stream_id]
+        for _ in range(4):  # about 1.5 periods, each report within the period
+            await asyncio.sleep(PERIOD * 0.75 / 2)
+            assert (await report(client, stream_id))["streams"]["modified"]
+            assert (await get(client, stream_id))["status"] == "in_progress"
+        last_report = time.monotonic()
+
+        async def downgraded() -> bool:
+            return bool((await get(client, stream_id))["status"] == "pending")
+
+        await wait_for(downgraded, timeout=20)
+        assert time.monotonic() - last_report >= PERIOD - 0.1
+        statuses = [r["status"] for r in await rows(database, stream_id)]
+        assert statuses == [
+            "pending",
+            "in_progress",
+            *["in_progress"] * 4,
+            "handler_lost",
+            "restart",
+            "pending",
+        ]

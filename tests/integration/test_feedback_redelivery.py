@@ -1,0 +1,261 @@
+"""Feedback batches are delivered at least once and applied exactly once.
+
+A queue worker acknowledges a batch only after applying it, so a worker that dies mid-batch
+leaves it to be redelivered; :func:`shared.feedback.apply_feedback` recognises the items it
+already applied (feedback ids ``<batch id>:<index>``) and writes each log row once.
+
+Run as a module (``python -m tests.integration.test_feedback_redelivery``) this file is a
+queue worker that hangs between the stream update and the log rows, so the test can kill -9
+it at exactly that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+import aio_pika
+import pytest
+
+import shared.feedback
+from shared.broker import QueueNames
+from shared.feedback import apply_feedback
+from shared.mongo import Database
+from shared.settings import Settings
+from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
+from tests.integration.test_queue import claim_ids, queue_depth
+from tests.processes import running, wait_for, worker
+
+Json = dict[str, Any]
+
+
+async def claimed_streams(client: Client, count: int) -> list[str]:
+    ids = [await create_stream(client, v1_body(name=f"s{i}")) for i in range(count)]
+    assert await claim_ids(client, {}, count) == ids
+    return ids
+
+
+def report(stream_id: str, status: str, **fields: Any) -> Json:
+    """A feedback item as the queue worker hands it to ``apply_feedback``."""
+    return {
+        "stream_id": stream_id,
+        "status": status,
+        "version": 1,
+        "error": None,
+        "video_info": None,
+        "preview": None,
+    } | fields
+
+
+async def stored(database: Database, ids: list[str]) -> dict[str, Json]:
+    """What feedback may change on each stream (the claim carries the feedback ids)."""
+    fields = ("status", "version", "last_error", "video_info", "preview", "claim", "autorestart")
+    docs = database.streams.find({"_id": {"$in": ids}}, dict.fromkeys(fields, 1))
+    return {doc.pop("_id"): doc async for doc in docs}
+
+
+async def feedback_rows(database: Database, ids: list[str]) -> Counter[tuple[str, str, str]]:
+    """(stream_id, status, row id) of the log rows written by feedback (not by the claim)."""
+    rows = await database.stream_logs.find({"stream_id": {"$in": ids}}).to_list()
+    return Counter(
+        (row["stream_id"], row["status"], row["_id"]) for row in rows if ":" in row["_id"]
+    )
+
+
+def outcome(result: shared.feedback.FeedbackResult) -> tuple[list[Json], list[Json]]:
+    return result.modified, result.unmodified
+
+
+async def test_same_batch_twice_is_applied_once(client: Client, database: Database) -> None:
+    a, b, c = await claimed_streams(client, 3)
+    items = [
+        report(a, "done"),
+        report(b, "in_progress", error="slow"),
+        report(c, "failure", error="eof"),
+        report(MISSING_ID, "done"),
+    ]
+    first = await apply_feedback(database, "batch-1", items)
+    after_first = await stored(database, [a, b, c])
+    second = await apply_feedback(database, "batch-1", items)
+
+    expected = [
+        {"stream_id": a, "status": "done", "version": 1},
+        {"stream_id": b, "status": "in_progress", "version": 1},
+        {"stream_id": c, "status": "failure", "version": 1},
+    ]
+    not_found = [{"stream_id": MISSING_ID, "status": "not_found", "version": 1}]
+    assert outcome(first) == outcome(second) == (expected, not_found)
+    assert await stored(database, [a, b, c]) == after_first  # the second pass changed nothing
+    assert await feedback_rows(database, [a, b, c]) == Counter(
+        {
+            (a, "done", "batch-1:0"): 1,
+            (b, "in_progress", "batch-1:1"): 1,
+            (c, "failure", "batch-1:2"): 1,
+        }
+    )
+    for stream_id in (a, b, c):
+        assert len(await log_rows(database, stream_id)) == 3  # pending, in_progress, feedback
+    # a new batch is new feedback: applied (and logged) again
+    again = await apply_feedback(database, "batch-2", [report(b, "done")])
+    assert again.modified == [{"stream_id": b, "status": "done", "version": 1}]
+    assert await log_rows(database, b) == [
+        ("pending", 1),
+        ("in_progress", 1),
+        ("in_progress", 1),
+        ("done", 1),
+    ]
+
+
+async def test_redelivered_batch_does_not_undo_a_later_report(
+    client: Client, database: Database
+) -> None:
+    """batch-1 (in_progress) applied, then batch-2 (done); batch-1 comes back late."""
+    [stream_id] = await claimed_streams(client, 1)
+    await apply_feedback(database, "batch-1", [report(stream_id, "in_progress", error="late")])
+    await apply_feedback(database, "batch-2", [report(stream_id, "done")])
+    before = await stored(database, [stream_id])
+    late = await apply_feedback(
+        database, "batch-1", [report(stream_id, "in_progress", error="late")]
+    )
+    # it was applied, so the agent hears "modified"; but the stream stays done
+    assert late.modified == [{"stream_id": stream_id, "status": "in_progress", "version": 1}]
+    assert await stored(database, [stream_id]) == before
+    assert before[stream_id]["status"] == "done"
+    assert await log_rows(database, stream_id) == [
+        ("pending", 1),
+        ("in_progress", 1),
+        ("in_progress", 1),
+        ("done", 1),
+    ]
+
+
+class WorkerDied(Exception):
+    pass
+
+
+async def test_worker_dies_between_update_and_log_rows(
+    client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await claimed_streams(client, 3)
+    items = [
+        report(ids[0], "done"),
+        report(ids[1], "failure", error="boom"),
+        report(ids[2], "in_progress", video_info=None, error="warming up"),
+    ]
+    real_insert = shared.feedback.insert_log_rows
+    calls: list[int] = []
+
+    async def dies_once(db: Database, rows: list[Json]) -> None:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise WorkerDied
+        await real_insert(db, rows)
+
+    monkeypatch.setattr(shared.feedback, "insert_log_rows", dies_once)
+    with pytest.raises(WorkerDied):
+        await apply_feedback(database, "batch-1", items)
+    half_done = await stored(database, ids)
+    assert [half_done[sid]["status"] for sid in ids] == ["done", "failure", "in_progress"]
+    assert await feedback_rows(database, ids) == Counter()  # the update landed, no rows
+
+    result = await apply_feedback(database, "batch-1", items)
+    assert calls == [3, 3]
+    assert result.modified == [
+        {"stream_id": i["stream_id"], "status": i["status"], "version": 1} for i in items
+    ]
+    assert result.unmodified == []
+    assert await stored(database, ids) == half_done  # each stream updated once
+    for index, sid in enumerate(ids):
+        assert half_done[sid]["claim"]["feedback_ids"] == [f"batch-1:{index}"]
+    assert await feedback_rows(database, ids) == Counter(
+        {(i["stream_id"], i["status"], f"batch-1:{n}"): 1 for n, i in enumerate(items)}
+    )
+    row = await database.stream_logs.find_one({"_id": "batch-1:1"})
+    assert row is not None and (row["error"], row["version"]) == ("boom", 1)
+
+
+# --- a real worker process killed mid-batch ---------------------------------------------
+
+
+async def publish_batch(settings: Settings, batch_id: str, items: list[Json]) -> None:
+    """What a gateway would publish, without reply_to: nobody waits for the answer."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                json.dumps({"streams": items}).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=batch_id,
+            ),
+            QueueNames(settings.queue_prefix).feedback,
+            mandatory=True,
+        )
+
+
+@pytest.mark.slow
+async def test_worker_killed_mid_batch_redelivers_and_applies_once(
+    client: Client, database: Database, settings: Settings
+) -> None:
+    ids = await claimed_streams(client, 4)
+    statuses = ["done", "failure", "in_progress", "done"]
+    items = [
+        report(sid, status, error=f"e{n}")
+        for n, (sid, status) in enumerate(zip(ids, statuses, strict=True))
+    ]
+    feedback_queue = QueueNames(settings.queue_prefix).feedback
+    await publish_batch(settings, "batch-kill", items)
+    assert await queue_depth(settings, feedback_queue) == 1
+
+    async def updated() -> bool:
+        docs = await stored(database, ids)
+        return all(
+            f"batch-kill:{n}" in docs[sid]["claim"]["feedback_ids"] for n, sid in enumerate(ids)
+        )
+
+    # a worker that hangs right after the stream update: kill -9 it there
+    doomed = worker("tests.integration.test_feedback_redelivery", settings)
+    with running(doomed):
+        await wait_for(updated, timeout=30)
+        doomed.kill()
+    after_update = await stored(database, ids)
+    assert [after_update[sid]["status"] for sid in ids] == statuses
+    assert await feedback_rows(database, ids) == Counter()  # died before its log rows
+
+    # the batch was never acknowledged: RabbitMQ hands it to the next worker
+    async def logged() -> bool:
+        return sum((await feedback_rows(database, ids)).values()) >= len(items)
+
+    with running(worker("queue_worker", settings)) as [survivor]:
+        await wait_for(logged, timeout=30)
+    assert survivor.process is not None and survivor.process.returncode == 0
+
+    assert await feedback_rows(database, ids) == Counter(
+        {
+            (sid, status, f"batch-kill:{n}"): 1
+            for n, (sid, status) in enumerate(zip(ids, statuses, strict=True))
+        }
+    )
+    assert await stored(database, ids) == after_update  # updated once, by the first worker
+    assert await queue_depth(settings, feedback_queue) == 0  # acknowledged, not requeued
+    for n, sid in enumerate(ids):
+        assert after_update[sid]["last_error"] == f"e{n}"
+        assert after_update[sid]["claim"]["feedback_ids"] == [f"batch-kill:{n}"]
+
+
+def _worker_that_hangs_before_its_log_rows() -> None:
+    """``python -m queue_worker``, except that it never gets to write the log rows."""
+    from queue_worker.__main__ import main
+
+    async def hang(database: Database, rows: list[Json]) -> None:
+        await asyncio.Event().wait()
+
+    shared.feedback.insert_log_rows = hang  # type: ignore[assignment]
+    main()
+
+
+if __name__ == "__main__":
+    _worker_that_hangs_before_its_log_rows()

@@ -1,0 +1,166 @@
+"""The dispatch reconciler: a pending stream whose queue token was lost gets a new one.
+
+Tokens are dropped behind the service's back (the all-streams queue is purged); the
+autorestart worker (a real process, short periods) notices the queue holds fewer tokens than
+there are pending streams and publishes them again. Duplicates are harmless: each stream is
+claimed once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel
+from aiohttp.test_utils import TestClient
+
+from shared.broker import QueueNames
+from shared.mongo import Database
+from shared.settings import Settings
+from shared.tokens import QueueToken
+from tests.processes import running, wait_for, worker
+
+pytestmark = pytest.mark.slow
+
+Client = TestClient[Any, Any]
+ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
+HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
+RECONCILE = 1.0
+
+
+def short(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "reconcile_interval": RECONCILE,
+            "autorestart_sweep_interval": 1.0,
+            "stream_status_obsoleting_interval": 1.0,
+            "stream_status_obsoleting_period": 120.0,
+            "shutdown_timeout": 5.0,
+        }
+    )
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    """A minimal valid v1 create body."""
+    return {
+        "account_id": ACCOUNT,
+        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
+        "event_handler": {
+            "bestshot_handler": {"handler_id": HANDLER_ID},
+            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
+        },
+        "status": "pending",
+        **fields,
+    }
+
+
+async def create(client: Client, **fields: Any) -> str:
+    resp = await client.post("/1/streams", json=body(**fields))
+    answer = await resp.json()
+    assert resp.status == 201, answer
+    return str(answer["stream_id"])
+
+
+async def claim(client: Client, limit: int = 10) -> list[str]:
+    resp = await client.post("/1/streams/processing/queue", json={"filters": {}, "limit": limit})
+    answer = await resp.json()
+    assert resp.status == 200, answer
+    return [stream["stream_id"] for stream in answer["streams"]]
+
+
+async def statuses(database: Database, stream_id: str) -> list[str]:
+    found = await database.stream_logs.find({"stream_id": stream_id}).to_list()
+    return [row["status"] for row in sorted(found, key=lambda row: row["log_time"])]
+
+
+@pytest.fixture
+async def channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        yield await connection.channel()
+
+
+async def depth(channel: AbstractChannel, settings: Settings) -> int:
+    queue = await channel.declare_queue(QueueNames(settings.queue_prefix).streams, passive=True)
+    return int(queue.declaration_result.message_count or 0)
+
+
+async def drop_tokens(channel: AbstractChannel, settings: Settings) -> int:
+    queue = await channel.declare_queue(QueueNames(settings.queue_prefix).streams, passive=True)
+    result = await queue.purge()
+    return int(result.message_count or 0)
+
+
+async def reconciler_runs(database: Database) -> int:
+    lease = await database.leases.find_one({"_id": "autorestart:reconcile"})
+    return int(lease["runs"]) if lease else 0
+
+
+async def test_pending_stream_without_token_becomes_claimable(
+    settings: Settings, client: Client, database: Database, channel: AbstractChannel
+) -> None:
+    stream_id = await create(client)
+    assert await drop_tokens(channel, settings) == 1
+    assert await claim(client) == []  # lost: nobody can take it
+    with running(worker("autorestart_worker", short(settings))):
+
+        async def reconciling() -> bool:
+            return await reconciler_runs(database) >= 1
+
+        await wait_for(reconciling, timeout=30)
+        started = time.monotonic()
+        claimed: list[str] = []
+
+        async def claimable() -> bool:
+            claimed.extend(await claim(client))
+            return bool(claimed)
+
+        await wait_for(claimable, timeout=20, interval=0.2)
+        # the first run may come before the grace period; the next ones republish
+        assert time.monotonic() - started <= 4 * RECONCILE + 1.0
+        assert claimed == [stream_id]
+
+        # claimed once: later runs publish nothing for it (it is no longer pending)
+        runs = await reconciler_runs(database)
+
+        async def two_more_runs() -> bool:
+            return await reconciler_runs(database) >= runs + 2
+
+        await wait_for(two_more_runs, timeout=20)
+        assert await claim(client) == []
+        assert await depth(channel, settings) == 0
+    assert await statuses(database, stream_id) == ["pending", "in_progress"]
+
+
+async def test_duplicated_tokens_claim_each_stream_once(
+    settings: Settings, client: Client, database: Database, channel: AbstractChannel
+) -> None:
+    """One token survives, one is lost: the reconciler republishes both streams' tokens
+    (it cannot tell which one is missing), so the survivor's token is now doubled."""
+    kept = await create(client, name="kept")
+    lost = await create(client, name="lost")
+    assert await drop_tokens(channel, settings) == 2
+    doc = await database.streams.find_one({"_id": kept})
+    assert doc is not None
+    token = QueueToken(stream_id=kept, version=doc["version"], queued_at=doc["queued_at"])
+    await channel.default_exchange.publish(
+        aio_pika.Message(token.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key=QueueNames(settings.queue_prefix).streams,
+    )
+    assert await depth(channel, settings) == 1
+
+    with running(worker("autorestart_worker", short(settings))):
+
+        async def republished() -> bool:
+            return await depth(channel, settings) >= 3
+
+        await wait_for(republished, timeout=30)
+        claimed = await claim(client, limit=10)
+        assert sorted(claimed) == sorted([kept, lost])
+        assert await claim(client, limit=10) == []  # the duplicate was stale: dropped
+        assert await depth(channel, settings) == 0
+    for stream_id in (kept, lost):
+        assert await statuses(database, stream_id) == ["pending", "in_progress"]
