@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import time
 
+import aio_pika
+import aiormq
+import pymongo.errors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.keys import METRICS, SETTINGS
 from shared.errors import (
     BadRequestId,
+    DependencyUnavailable,
     InternalError,
     LunaError,
     MethodNotAllowed,
@@ -25,6 +29,15 @@ from shared.log_setup import request_id_var
 from shared.request_id import HEADER, is_valid_request_id, new_request_id
 
 log = logging.getLogger("gateway.errors")
+
+#: failures of MongoDB or RabbitMQ connections: 503, the client may retry
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    pymongo.errors.ConnectionFailure,
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
 
 
 def error_response(error: LunaError) -> web.Response:
@@ -83,6 +96,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error = PageNotFound()
     except web.HTTPException:
         raise
+    except UNAVAILABLE as exc:
+        log.warning("%s %s: dependency unavailable: %r", request.method, request.path, exc)
+        error = DependencyUnavailable(
+            reason=f"a backing service is unavailable ({type(exc).__name__})"
+        )
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         error = InternalError()

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway.api import Operation
+from gateway.parsing import PATH_ID
 from shared import __version__
 from shared.errors import (
     BadContentType,
@@ -24,6 +25,7 @@ from shared.errors import (
     BadRequestId,
     InternalError,
     LunaError,
+    PageNotFound,
     RequestTooLarge,
 )
 from shared.request_id import HEADER, PATTERN
@@ -91,7 +93,7 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
     for name in _PATH_PARAM.findall(path):
         schema: dict[str, Any] = {"type": "string"}
         if name.endswith("_id"):
-            schema = {"type": "string", "format": "uuid", "pattern": PATTERN.pattern[14:]}
+            schema = {"type": "string", "format": "uuid", "pattern": PATH_ID.pattern}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
 
@@ -102,8 +104,12 @@ def _implied_errors(op: Operation) -> list[type[LunaError]]:
         implied.append(BadQueryParams)
     if op.body is not None:
         implied += [BadInputJson, BadJson, BadContentType, RequestTooLarge]
-    if any(name.endswith("_id") for name in _PATH_PARAM.findall(op.path)):
+    names = _PATH_PARAM.findall(op.path)
+    if any(name.endswith("_id") for name in names):
         implied.append(BadPathId)
+    if any(not name.endswith("_id") for name in names):
+        # a named page (``/docs/dev/{page}``): the router matched, nothing has that name
+        implied.append(PageNotFound)
     return implied
 
 

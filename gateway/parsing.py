@@ -14,11 +14,17 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import BadContentType, BadInputJson, BadJson, BadPathId, BadQueryParams
-from shared.models.common import format_validation_error
+from shared.models.common import UUID_PATTERN, format_validation_error
+from shared.settings import MASK
 
 M = TypeVar("M", bound=BaseModel)
 
-_UUID = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+#: keys whose values are credentials, never quoted back in an error detail
+_CREDENTIAL_KEY = re.compile(r"token|password|secret", re.IGNORECASE)
+_WITHHELD = "invalid value (not shown: it is, or is next to, a credential)"
+
+#: what a ``*_id`` path segment must be (the OpenAPI spec documents this very pattern)
+PATH_ID = re.compile(UUID_PATTERN)
 
 
 def _is_list_field(annotation: Any) -> bool:
@@ -81,12 +87,54 @@ async def read_json(request: web.Request) -> Any:
 
 def validate_body(data: Any, model: type[M]) -> M:
     if not isinstance(data, dict):
-        raise BadInputJson(path="", message=f"{_short(data)} is not of type 'object'")
+        shown = _short(_redacted(data))
+        raise BadInputJson(path="", message=f"{shown} is not of type 'object'")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        path, message = format_validation_error(exc)
+        path, message = _explain(exc, data, model)
         raise BadInputJson(path=path, message=message) from None
+
+
+def _redacted(value: Any, secret: bool = False) -> Any:
+    """``value`` with every credential string replaced by the mask: the strings under a
+    ``token``, ``password`` or ``secret`` key, and a bare string given as ``authorization``.
+    Same shape, same keys, same types; nothing else changes (an ``account_id`` stays)."""
+    if isinstance(value, dict):
+        return {
+            key: _redacted(
+                item,
+                secret
+                or bool(_CREDENTIAL_KEY.search(str(key)))
+                or (str(key).lower() == "authorization" and isinstance(item, str)),
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item, secret) for item in value]
+    return MASK if secret and isinstance(value, str) else value
+
+
+def _explain(exc: ValidationError, data: dict[str, Any], model: type[BaseModel]) -> tuple[str, str]:
+    """The 12022 path and message of ``exc``, quoting no credential of ``data``.
+
+    A body with credentials is validated again with them masked (the same shape fails the
+    same way) and the message of that failure is given instead.
+    """
+    path, message = format_validation_error(exc)
+    try:
+        redacted = _redacted(data)
+    except RecursionError:
+        return path, _WITHHELD
+    if redacted == data:
+        return path, message
+    try:
+        model.model_validate(redacted)
+    except ValidationError as masked:
+        masked_path, masked_message = format_validation_error(masked)
+        if masked_path == path:
+            return path, masked_message
+    return path, _WITHHELD
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -95,7 +143,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
 
 def path_uuid(request: web.Request, name: str) -> str:
     value = request.match_info[name]
-    if not _UUID.fullmatch(value):
+    if not PATH_ID.fullmatch(value):
         raise BadPathId(name=name, value=value[:64])
     return value
 

@@ -1,4 +1,4 @@
-"""``python -m autorestart_worker``: run until SIGTERM or SIGINT."""
+"""``python -m log_janitor``: run until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 

@@ -54,12 +54,16 @@ async def restart_stream(
     if doc is None or doc["status"] != FAILURE or doc["version"] != version:
         return False
     autorestart = doc.get("autorestart") or {}
+    now = now_utc()
+    due_at = autorestart.get("due_at")
     if (
         autorestart.get("status") != AUTORESTART_IN_PROGRESS
         or int(autorestart.get("current_attempt", 0)) != attempt - 1
+        # not yet due: a message of an earlier failure (since reset by a PATCH to pending);
+        # this failure's own message, or the sweep, restarts it in time
+        or (due_at is not None and due_at > now)
     ):
         return False
-    now = now_utc()
     entries = entries_for(
         doc,
         autorestart_path(),
@@ -77,6 +81,7 @@ async def restart_stream(
             "version": version,
             "autorestart.status": AUTORESTART_IN_PROGRESS,
             "autorestart.current_attempt": attempt - 1,
+            "autorestart.due_at": due_at,
         },
         {
             "$set": {

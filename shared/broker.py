@@ -52,7 +52,7 @@ class Broker:
     channel: AbstractRobustChannel
     names: QueueNames
     queue_type: str
-    _declared: set[str] = field(default_factory=set)
+    _queues: dict[str, AbstractQueue] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -60,22 +60,32 @@ class Broker:
         return {"x-queue-type": self.queue_type}
 
     async def declare_queue(self, name: str) -> AbstractQueue:
-        queue = await self.channel.declare_queue(
-            name, durable=True, arguments=self.queue_arguments
-        )
-        self._declared.add(name)
+        """Declare once per process; the robust channel re-declares after a reconnect."""
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = await self.channel.declare_queue(
+                name, durable=True, arguments=self.queue_arguments
+            )
+            self._queues[name] = queue
         return queue
+
+    async def queue_depth(self, name: str) -> tuple[int, int]:
+        """(messages ready, consumers) of a queue, as the broker sees them now."""
+        underlay = await self.channel.get_underlay_channel()
+        result = await underlay.queue_declare(
+            name, durable=True, arguments=self.queue_arguments, passive=False
+        )
+        return int(result.message_count or 0), int(result.consumer_count or 0)
 
     async def declare_topology(self) -> None:
         await self.declare_queue(self.names.streams)
         await self.declare_queue(self.names.feedback)
 
     async def ensure_queue(self, name: str) -> None:
-        if name not in self._declared:
-            await self.declare_queue(name)
+        await self.declare_queue(name)
 
     async def delete_queue(self, name: str) -> None:
-        self._declared.discard(name)
+        self._queues.pop(name, None)
         await self.channel.queue_delete(name)
 
     async def publish(

@@ -9,16 +9,26 @@ A token is acknowledged only after its compare-and-set, so a gateway that dies m
 leaves its unacknowledged tokens to be redelivered: no pending stream is lost, and none is
 claimed twice. Filters by stream id or name claim directly in MongoDB with the same
 compare-and-set.
+
+With ``LUNA_STREAMS_MAX_ACTIVE_STREAMS`` set, counting the room and claiming into it must
+not interleave with another claim (two claims would both see the same free room): capped
+claims hold a lock, in this process and in MongoDB (a lease document with an expiry, so a
+gateway that dies holding it blocks the others for at most ``CAP_LOCK_TTL``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractQueue
 from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
 
 from shared.broker import Broker
 from shared.mongo import Database, Doc
@@ -27,6 +37,11 @@ from shared.streams.outbox import Outbox, entries_for, now_utc, push_entries
 from shared.tokens import QueueToken
 
 log = logging.getLogger("luna_streams.claims")
+
+CAP_LOCK = "claims.max_active_streams"
+CAP_LOCK_TTL = timedelta(seconds=30)
+#: how long a capped claim waits for the lock before answering ``[]``
+CAP_LOCK_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,8 @@ class ClaimService:
         self.broker = broker
         self.outbox = outbox
         self.max_active_streams = max_active_streams
+        self._cap_guard = asyncio.Lock()
+        self._owner = uuid.uuid4().hex
 
     async def _queue_group_ids(self, filters: QueueFilters) -> list[str]:
         """The group queues a group-filtered claim consumes."""
@@ -97,6 +114,37 @@ class ClaimService:
 
     async def claim(self, filters: QueueFilters, limit: int) -> list[Doc]:
         """Claim up to ``limit`` pending streams; fewer (or none) is a normal answer."""
+        if not self.max_active_streams:
+            return await self._claim(filters, limit)
+        async with self._cap_guard:  # one capped claim at a time in this process...
+            if not await self._lock_cap():  # ...and in every gateway
+                return []
+            try:
+                return await self._claim(filters, limit)
+            finally:
+                await self.database.leases.update_one(
+                    {"_id": CAP_LOCK, "owner": self._owner}, {"$set": {"owner": None}}
+                )
+
+    async def _lock_cap(self) -> bool:
+        deadline = time.monotonic() + CAP_LOCK_WAIT
+        while True:
+            now = now_utc()
+            try:
+                result = await self.database.leases.update_one(
+                    {"_id": CAP_LOCK, "$or": [{"owner": None}, {"expires_at": {"$lt": now}}]},
+                    {"$set": {"owner": self._owner, "expires_at": now + CAP_LOCK_TTL}},
+                    upsert=True,
+                )
+                if result.modified_count or result.upserted_id is not None:
+                    return True
+            except DuplicateKeyError:  # held by another gateway
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+    async def _claim(self, filters: QueueFilters, limit: int) -> list[Doc]:
         limit = await self._room(limit)
         if limit == 0:
             return []
@@ -131,18 +179,22 @@ class ClaimService:
         )
         live = [await self.broker.declare_queue(name) for name in names]
         claimed: list[Doc] = []
-        while len(claimed) < limit and live:
+        # stale tokens are skipped, but one claim examines a bounded number of them, so
+        # that a broker that redelivers the same token over and over cannot spin it
+        budget = limit * 4 + 50
+        while len(claimed) < limit and live and budget > 0:
             for queue in list(live):
+                budget -= 1
                 doc = await self._take_one(queue, filters)
                 if doc is False:
                     live.remove(queue)  # this queue is empty
-                elif doc is not None:
+                elif isinstance(doc, dict):
                     claimed.append(doc)
                 if len(claimed) >= limit:
                     break
         return claimed
 
-    async def _take_one(self, queue: AbstractQueue, filters: QueueFilters) -> Doc | None | bool:
+    async def _take_one(self, queue: AbstractQueue, filters: QueueFilters) -> Doc | bool | None:
         """Claim from one token: the stream, None for a stale token, False when empty."""
         message = await queue.get(no_ack=False, fail=False)
         if message is None:

@@ -97,29 +97,8 @@ async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) ->
         if seen:  # applied by an earlier delivery of this batch: only its log row may be missing
             planned.append((item, feedback_id, row, _pending_restart(doc, item)))
             continue
-        changes: Doc = {
-            "status": item["status"],
-            "last_error": item.get("error"),
-            "claim.last_feedback_at": now,
-        }
-        for key in ("video_info", "preview"):
-            if item.get(key) is not None:
-                changes[key] = item[key]
-        restart = None
-        if item["status"] == FAILURE:
-            autorestart, restart = _autorestart_change(doc, now)
-            changes.update(autorestart)
-        ops.append(
-            UpdateOne(
-                {"_id": doc["_id"], "version": item["version"], "status": IN_PROGRESS},
-                {
-                    "$set": changes,
-                    "$push": {
-                        "claim.feedback_ids": {"$each": [feedback_id], "$slice": -RECENT_FEEDBACK_IDS}
-                    },
-                },
-            )
-        )
+        op, restart = _update(doc, item, feedback_id, now)
+        ops.append(op)
         planned.append((item, feedback_id, row, restart))
         doc["status"] = item["status"]  # a later item of this batch sees this report
     if planned:
@@ -142,6 +121,30 @@ async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) ->
             else:
                 result.unmodified.append(await _current(database, item))
     return result
+
+
+def _update(
+    doc: Doc, item: Doc, feedback_id: str, now: datetime
+) -> tuple[UpdateOne, tuple[int, datetime] | None]:
+    """The compare-and-set that applies one report, and the autorestart it arms."""
+    changes: Doc = {
+        "status": item["status"],
+        "last_error": item.get("error"),
+        "claim.last_feedback_at": now,
+    }
+    for key in ("video_info", "preview"):
+        if item.get(key) is not None:
+            changes[key] = item[key]
+    restart = None
+    if item["status"] == FAILURE:
+        autorestart, restart = _autorestart_change(doc, now)
+        changes.update(autorestart)
+    feedback_ids = {"$each": [feedback_id], "$slice": -RECENT_FEEDBACK_IDS}
+    op = UpdateOne(
+        {"_id": doc["_id"], "version": item["version"], "status": IN_PROGRESS},
+        {"$set": changes, "$push": {"claim.feedback_ids": feedback_ids}},
+    )
+    return op, restart
 
 
 def _pending_restart(doc: Doc, item: Doc) -> tuple[int, datetime] | None:

@@ -24,8 +24,8 @@ log = logging.getLogger("luna_streams.reconciler")
 
 
 async def _depth(broker: Broker, name: str) -> int:
-    queue = await broker.declare_queue(name)
-    return int(queue.declaration_result.message_count or 0)
+    ready, _ = await broker.queue_depth(name)
+    return ready
 
 
 async def reconcile_tokens(

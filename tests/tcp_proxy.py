@@ -59,3 +59,29 @@ class TcpProxy:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+
+class ThreadedTcpProxy:
+    """A :class:`TcpProxy` on its own thread and loop, for tests that block their own loop
+    (waiting for subprocesses) while components talk through the proxy."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._proxy = TcpProxy(target_host, target_port)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(10)
+        self.port = self._proxy.port
+
+    def cut(self) -> int:
+        async def cut() -> int:
+            return self._proxy.cut()
+
+        return asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._proxy.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

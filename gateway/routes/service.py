@@ -90,8 +90,8 @@ async def _check_broker(request: web.Request, include_workers: bool) -> None:
     broker = request.app[BROKER]
     if not await broker.is_open():
         raise ConnectionError("connection to RabbitMQ is closed")
-    queue = await broker.channel.declare_queue(broker.names.feedback, passive=True)
-    if include_workers and not queue.declaration_result.consumer_count:
+    _, consumers = await broker.queue_depth(broker.names.feedback)
+    if include_workers and not consumers:
         raise LookupError("no queue worker consumes the feedback queue")
 
 

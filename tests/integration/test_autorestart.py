@@ -10,6 +10,7 @@ resets the attempts.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +83,19 @@ async def claim(client: Client, limit: int = 10) -> list[dict[str, Any]]:
     return streams
 
 
+async def claim_all(client: Client, count: int) -> list[dict[str, Any]]:
+    """Claim until ``count`` streams came (a restarted stream shows ``pending`` a moment
+    before its queue token is published)."""
+    claimed: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        claimed.extend(await claim(client))
+        return len(claimed) >= count
+
+    await wait_for(enough, timeout=10)
+    return claimed
+
+
 async def fail(client: Client, *stream_ids: str, version: int = 1) -> dict[str, Any]:
     items = [
         {"stream_id": sid, "status": "failure", "version": version, "error": "connection lost"}
@@ -107,11 +121,11 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def wait_status(client: Client, stream_id: str, status: str, timeout: float = 20) -> None:
+async def wait_status(client: Client, stream_id: str, status: str) -> None:
     async def reached() -> bool:
-        return (await get(client, stream_id))["status"] == status
+        return bool((await get(client, stream_id))["status"] == status)
 
-    await wait_for(reached, timeout=timeout)
+    await wait_for(reached, timeout=20)
 
 
 async def sweep_runs(database: Database) -> int:
@@ -143,7 +157,7 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
     }
     with running(worker("autorestart_worker", short(settings))):
         for attempt in (1, 2):
-            claimed = await claim(client)
+            claimed = await claim_all(client, 1)
             assert [(s["stream_id"], s["status"], s["version"]) for s in claimed] == [
                 (stream_id, "in_progress", 1)
             ]
@@ -185,7 +199,7 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
 
         # the third failure uses up the attempts; a control stream shows restarts still run
         control = await create(client, autorestart=autorestart(1, attempt_count=5, delay=1))
-        claimed = await claim(client)
+        claimed = await claim_all(client, 2)
         assert sorted(s["stream_id"] for s in claimed) == sorted([stream_id, control])
         answer = await fail(client, stream_id, control)
         assert len(answer["streams"]["modified"]) == 2
@@ -266,7 +280,7 @@ async def test_sweep_restarts_a_due_stream_whose_message_was_lost(
         state = (await get(client, stream_id))["autorestart"]
         assert (state["current_attempt"], state["status"]) == (1, "enabled")
         # the restart published a queue token: the stream can be claimed
-        assert [s["stream_id"] for s in await claim(client)] == [stream_id]
+        assert [s["stream_id"] for s in await claim_all(client, 1)] == [stream_id]
 
 
 async def test_killed_worker_loses_no_restart(
@@ -292,7 +306,6 @@ async def test_killed_worker_loses_no_restart(
         first.kill()
     restarted_before_kill = await database.streams.count_documents({"status": "pending"})
     assert restarted_before_kill >= 1
-    print("RESTARTED BEFORE KILL", restarted_before_kill)
 
     expected = ["pending", "in_progress", "failure", "restart", "pending"]
     with running(worker("autorestart_worker", s)):
@@ -317,3 +330,36 @@ async def test_killed_worker_loses_no_restart(
         assert stream["status"] == "in_progress"
         assert stream["autorestart"]["current_attempt"] == 1
         assert await statuses(database, sid) == [*expected, "in_progress"]
+
+
+async def test_restart_waits_for_the_latest_failure(
+    settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
+) -> None:
+    """The message armed by an earlier failure must not restart a later one early: failure,
+    PATCH back to pending, claim, failure again 1.5 s later -> the restart comes ``delay``
+    after the second failure, not after the first."""
+    stream_id = await create(client, autorestart=autorestart(1, attempt_count=3, delay=3))
+    with running(worker("autorestart_worker", short(settings))):
+        assert [s["stream_id"] for s in await claim(client)] == [stream_id]
+        await fail(client, stream_id)
+        await asyncio.sleep(1.5)
+        resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "pending"})
+        assert resp.status == 204, await resp.text()
+        assert [s["stream_id"] for s in await claim(client)] == [stream_id]
+        await fail(client, stream_id)
+
+        await wait_status(client, stream_id, "pending")
+        found = await rows(database, stream_id)
+        assert [r["status"] for r in found] == [
+            "pending",
+            "in_progress",
+            "failure",
+            "pending",
+            "in_progress",
+            "failure",
+            "restart",
+            "pending",
+        ]
+        waited = found[6]["log_time"] - found[5]["log_time"]
+        assert waited >= timedelta(seconds=2.99), waited
+        assert (await get(client, stream_id))["autorestart"]["current_attempt"] == 1

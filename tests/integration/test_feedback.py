@@ -224,7 +224,7 @@ async def test_feedback_batch_of_100(
         )
     claimed = await claim_ids(client, {}, 100)
     assert sorted(claimed) == sorted(ids)
-    items = [
+    items: list[Json] = [
         {"stream_id": sid, "status": "done" if n % 2 else "failure", "version": 1, "error": str(n)}
         for n, sid in enumerate(ids)
     ]

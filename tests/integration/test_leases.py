@@ -8,6 +8,7 @@ replica that owns a job is killed (-9), the other one carries on with it.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from typing import Any
@@ -78,16 +79,16 @@ async def test_two_replicas_run_each_job_once_per_period(
             for job in JOBS:
                 doc = (await leases(database))[lease_id(job)]
                 seen[job].add(doc["owner"])
-            await _sleep(0.3)
+            await asyncio.sleep(0.3)
         after = await leases(database)
         elapsed = time.monotonic() - started
 
     for job in JOBS:
         runs = after[lease_id(job)]["runs"] - before[lease_id(job)]["runs"]
-        print("RUNS", job, runs, elapsed, seen[job])
-        # one replica: between elapsed / (PERIOD + TICK) and elapsed / PERIOD periods;
-        # without the lease, two replicas would start about twice as many
-        assert elapsed / (PERIOD + TICK) - 1 <= runs <= elapsed / PERIOD + 1, (job, runs)
+        # once per period: between elapsed / (PERIOD + TICK) and elapsed / PERIOD runs
+        # (a loaded machine may delay a tick); without the lease, two replicas would start
+        # about twice as many, and one replica winning every tick four times as many
+        assert elapsed / (PERIOD + TICK) - 2 <= runs <= elapsed / PERIOD + 1, (job, runs)
         assert seen[job] <= owners, seen[job]
         assert after[lease_id(job)]["last_run_at"] > before[lease_id(job)]["last_run_at"]
 
@@ -127,9 +128,3 @@ async def test_killed_owner_hands_its_jobs_to_the_other_replica(
 
         await wait_for(all_advance, timeout=20)
         assert victim.process is not None and victim.process.returncode == -9
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)

@@ -86,10 +86,8 @@ async def test_old_rows_go_and_each_stream_keeps_its_newest(
     with running(janitor):
 
         async def cleared() -> bool:
-            return (
-                [r["_id"] for r in await rows(database, live)] == [newest]
-                and [r["_id"] for r in await rows(database, gone)] == [final]
-            )
+            kept = [r["_id"] for r in await rows(database, live)]
+            return kept == [newest] and [r["_id"] for r in await rows(database, gone)] == [final]
 
         await wait_for(cleared, timeout=30)
         assert await statuses(database, live) == ["pending"]
@@ -137,7 +135,8 @@ async def test_inactive_janitor_deletes_nothing(
     with running(janitor):
 
         async def old() -> bool:
-            return datetime.now(UTC) - before[-1]["log_time"] > MAX_AGE + timedelta(seconds=0.5)
+            age: timedelta = datetime.now(UTC) - before[-1]["log_time"]
+            return age > MAX_AGE + timedelta(seconds=0.5)
 
         await wait_for(old, timeout=10)
         runs = await jobs_done(port)
@@ -157,9 +156,11 @@ async def janitor_runs(database: Database) -> int:
 async def jobs_done(port: int) -> int:
     """``clear_logs`` runs the worker finished (its Prometheus counter); 0 until it serves."""
     try:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
-                text = await resp.text()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            text = await resp.text()
     except aiohttp.ClientError:
         return 0
     match = re.search(r'^luna_streams_jobs_total\{job="clear_logs"\} (\S+)$', text, re.M)

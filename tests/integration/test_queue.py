@@ -361,6 +361,30 @@ async def test_claim_respects_max_active_streams(settings: Settings, database: D
         assert await peek_ids(client, {"limit": 10}) == ids[3:]
 
 
+async def test_max_active_streams_holds_under_concurrent_claims(
+    settings: Settings, database: Database
+) -> None:
+    """Two gateways (two apps, two ClaimServices) over one database, four claims at once
+    on each: together they never exceed the cap."""
+    capped = settings.model_copy(update={"max_active_streams": 3})
+    async with (
+        TestClient(TestServer(create_app(capped))) as one,
+        TestClient(TestServer(create_app(capped))) as two,
+    ):
+        ids = await create_many(one, 10)
+        answers = await asyncio.gather(
+            *(claim_ids(gw, {}, 2) for gw in (one, two, one, two, one, two, one, two))
+        )
+        taken = [stream_id for answer in answers for stream_id in answer]
+        assert sorted(taken) == sorted(ids[:3])  # the three oldest, once each
+        assert await database.streams.count_documents({"status": "in_progress"}) == 3
+        assert await database.stream_logs.count_documents({"status": "in_progress"}) == 3
+        # the lock is free again: a slot that frees up is taken at once, by either gateway
+        await patch_status(one, taken[0], "pause")
+        assert await claim_ids(two, {"stream_ids": ids}, 5) == ids[3:4]
+        assert await claim(one, {}, 5) == []
+
+
 # --- stale tokens -------------------------------------------------------------------------
 
 

@@ -17,10 +17,11 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient
 
-from shared.broker import QueueNames
+from shared.broker import QueueNames, open_broker
 from shared.mongo import Database
+from shared.reconciler import reconcile_tokens
 from shared.settings import Settings
-from shared.tokens import QueueToken
+from shared.tokens import BrokerTokenPublisher, QueueToken
 from tests.processes import running, wait_for, worker
 
 pytestmark = pytest.mark.slow
@@ -164,3 +165,49 @@ async def test_duplicated_tokens_claim_each_stream_once(
         assert await depth(channel, settings) == 0
     for stream_id in (kept, lost):
         assert await statuses(database, stream_id) == ["pending", "in_progress"]
+
+
+async def test_stale_token_does_not_hide_a_lost_one(
+    settings: Settings, client: Client, database: Database, channel: AbstractChannel
+) -> None:
+    """The queue holds as many tokens as there are pending streams, but the token is a
+    paused stream's (stale) and the pending stream's is lost. Claims drain the stale token;
+    the reconciler then sees the shortfall: the pending stream is handed out, once."""
+    waiting = await create(client, name="waiting")
+    assert await drop_tokens(channel, settings) == 1
+    paused = await create(client, name="paused")
+    resp = await client.patch(f"/1/streams/{paused}", json={"status": "pause"})
+    assert resp.status == 204, await resp.text()
+    assert await depth(channel, settings) == 1
+    with running(worker("autorestart_worker", short(settings))):
+        claimed: list[str] = []
+
+        async def claimable() -> bool:
+            claimed.extend(await claim(client))
+            return bool(claimed)
+
+        await wait_for(claimable, timeout=20, interval=0.5)
+        assert claimed == [waiting]
+        assert await claim(client) == []
+    assert await statuses(database, waiting) == ["pending", "in_progress"]
+    assert await statuses(database, paused) == ["pending", "pause"]
+
+
+async def test_reconciling_does_not_pile_up_queue_objects(
+    settings: Settings, client: Client, database: Database
+) -> None:
+    """In process: each run measures the queue's depth with a declare. On a robust channel a
+    declared queue is kept (to declare it again after a reconnection) unless it is declared
+    with ``robust=False``: runs must not add one each, for as long as the worker lives."""
+    await create(client)
+    broker = await open_broker(
+        settings.amqp_url, settings.queue_prefix, queue_type=settings.queue_type
+    )
+    try:
+        name = broker.names.streams
+        kept = len(broker.channel._queues[name])  # type: ignore[attr-defined]
+        for _ in range(5):
+            await reconcile_tokens(database, broker, BrokerTokenPublisher(broker), grace=60.0)
+        assert len(broker.channel._queues[name]) == kept  # type: ignore[attr-defined]
+    finally:
+        await broker.close()

@@ -1,5 +1,5 @@
 """Stream lists and counts (v1 and v2): every filter, account scoping, pagination, order
-and bad query parameters."""
+and bad query parameters; and the bulk delete, whose body is a filter (ids OR names)."""
 
 from __future__ import annotations
 
@@ -209,7 +209,9 @@ async def test_bad_query_parameters_are_12012(
 
 
 @VERSIONS
-async def test_delete_many_by_ids_or_names(client: Client, version: int) -> None:
+async def test_delete_many_by_ids_or_names(
+    client: Client, database: Database, version: int
+) -> None:
     ids = [await create_stream(client, body_for(version, name=f"s{i}"), version) for i in range(5)]
     other = await create_stream(
         client, body_for(version, name="s1", account_id=OTHER_ACCOUNT), version
@@ -218,6 +220,13 @@ async def test_delete_many_by_ids_or_names(client: Client, version: int) -> None
     resp = await client.delete(f"/{version}/streams", params={"account_id": ACCOUNT}, json=body)
     assert (resp.status, await resp.read()) == (204, b"")
     assert set(await list_ids(client, version)) == {ids[2], ids[4], other}
+    deleted = await database.stream_logs.find({"status": "deleted"}).to_list()
+    assert sorted(row["stream_id"] for row in deleted) == sorted([ids[0], ids[1], ids[3]])
+    before = await snapshot(database)
+    for bad in ({"stream_ids": ["nope"]}, {"names": ["n"] * 1001}, {"ids": [ids[2]]}):
+        resp = await client.delete(f"/{version}/streams", json=bad)
+        await expect_error(resp, 400, 12022)
+    assert await snapshot(database) == before
     resp = await client.delete(f"/{version}/streams", json={"names": ["s1"], "stream_ids": None})
     assert resp.status == 204
     assert await list_ids(client, version) == [ids[2], ids[4]]

@@ -1,0 +1,137 @@
+"""Cut every RabbitMQ connection (gateway and queue worker, through a TCP proxy) while
+agents claim and report: no stream lost or claimed twice, no acknowledged feedback lost.
+
+The gateway and the worker run in this process here (the proxy shares their loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from queue_worker.worker import FeedbackWorker
+from shared.mongo import Database
+from shared.settings import Settings
+from tests.fault.figures import Figures, claim_counts, create_streams
+from tests.tcp_proxy import TcpProxy
+
+STREAMS = 120
+CUTS = 3
+AGENTS = 2
+
+
+@pytest.mark.slow
+async def test_cut_broker_connections_under_load(settings: Settings, database: Database) -> None:
+    figures = Figures("cut every RabbitMQ connection under load")
+    url = urlsplit(settings.amqp_url)
+    proxy = await TcpProxy(url.hostname or "127.0.0.1", url.port or 5672).start()
+    proxied = settings.amqp_url.replace(
+        f"{url.hostname}:{url.port or 5672}", f"127.0.0.1:{proxy.port}"
+    )
+    proxied += ("&" if "?" in proxied else "?") + "reconnect_interval=0.5"
+    cut_settings = settings.model_copy(update={"amqp_url": proxied, "feedback_timeout": 4.0})
+    feedback_worker = FeedbackWorker(cut_settings)
+    claimed: list[str] = []
+    acknowledged: list[str] = []
+    last_ok = time.monotonic()
+    recover: list[float] = []
+    try:
+        await feedback_worker.start()
+        async with TestClient(TestServer(create_app(cut_settings))) as api:
+            base = str(api.make_url("")).rstrip("/")
+            await create_streams(base, STREAMS)
+            stop = False
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as s:
+
+                async def post(path: str, body: dict[str, object]) -> dict[str, object] | None:
+                    figures.requests_sent += 1
+                    try:
+                        async with s.post(f"{base}{path}", json=body) as resp:
+                            data = await resp.json()
+                            if resp.status == 200:
+                                return data  # type: ignore[no-any-return]
+                            assert resp.status >= 500 and "error_code" in data, data
+                    except (aiohttp.ClientError, TimeoutError):
+                        pass
+                    figures.request_errors += 1
+                    await asyncio.sleep(0.1)
+                    return None
+
+                async def agent(n: int) -> None:
+                    nonlocal last_ok
+                    held: list[str] = []
+                    seq = 0
+                    while not stop:
+                        data = await post(
+                            "/1/streams/processing/queue", {"filters": {}, "limit": 5}
+                        )
+                        if data is not None:
+                            got = [st["stream_id"] for st in data["streams"]]  # type: ignore[index, union-attr]
+                            claimed.extend(got)
+                            held.extend(got)
+                        if not held:
+                            await asyncio.sleep(0.2)
+                            continue
+                        seq += 1
+                        items = [
+                            {
+                                "stream_id": sid,
+                                "status": "in_progress",
+                                "version": 1,
+                                "error": f"{sid}:{seq}",
+                            }
+                            for sid in held
+                        ]
+                        data = await post("/1/streams/processing/feedback", {"streams": items})
+                        if data is not None:
+                            last_ok = time.monotonic()
+                            modified = {m["stream_id"] for m in data["streams"]["modified"]}  # type: ignore[index]
+                            acknowledged.extend(
+                                i["error"] for i in items if i["stream_id"] in modified
+                            )
+
+                async def cutter() -> None:
+                    nonlocal stop
+                    for _ in range(CUTS):
+                        await asyncio.sleep(1.5)
+                        proxy.cut()
+                        cut_at = time.monotonic()
+                        figures.faults_injected += 1
+                        while last_ok < cut_at:
+                            await asyncio.sleep(0.05)
+                        recover.append(last_ok - cut_at)
+                    while len(set(claimed)) < STREAMS and time.monotonic() - last_ok < 30:
+                        await asyncio.sleep(0.2)
+                    stop = True
+
+                await asyncio.gather(cutter(), *(agent(n) for n in range(AGENTS)))
+    finally:
+        await feedback_worker.stop(5)
+        await proxy.close()
+    counts = await claim_counts(database)
+    figures.streams_claimed_twice = sum(1 for n in counts.values() if n > 1) + (
+        len(claimed) - len(set(claimed))
+    )
+    figures.streams_lost_from_queue = await database.streams.count_documents({"status": "pending"})
+    markers: Counter[str] = Counter()
+    async for row in database.stream_logs.find({"error": {"$ne": None}}, {"error": 1}):
+        markers[row["error"]] += 1
+    figures.acknowledged_feedback_lost = sum(1 for m in acknowledged if markers[m] == 0)
+    figures.time_to_recover_s = round(max(recover, default=0.0), 2)
+    in_progress = await database.streams.count_documents({"status": "in_progress"})
+    figures.extra = {
+        "claimed_by_agents": len(set(claimed)),
+        "in_progress": in_progress,
+        "acknowledged_items": len(acknowledged),
+        "applied_twice": sum(1 for n in markers.values() if n > 1),
+    }
+    figures.report()
+    figures.assert_invariants()
+    assert figures.extra["applied_twice"] == 0
+    assert in_progress == STREAMS

@@ -1,0 +1,169 @@
+"""Fixtures of the reliability tests: a gateway served on a real port, from its own thread.
+
+schemathesis' pytest integration is synchronous (``requests``), so the gateway cannot share
+the test's event loop: :class:`LiveGateway` runs the aiohttp app (and, optionally, a feedback
+worker) on a loop of its own, in a daemon thread, on ``127.0.0.1`` and a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from queue_worker.worker import FeedbackWorker
+from shared.broker import QueueNames
+from shared.heartbeats import COMPONENTS, beat_forever
+from shared.jobs_broker import AUTORESTART, JANITOR, jobs_queue
+from shared.mongo import Database, open_database
+from shared.settings import Settings
+from tests.conftest import delete_queues
+
+T = TypeVar("T")
+Client = TestClient[Any, Any]
+
+#: Each blocking step of the server thread (start, stop) must finish within this.
+STEP_TIMEOUT = 60.0
+
+
+def isolated_settings(mongo_uri: str, amqp_url: str, **overrides: Any) -> Settings:
+    """Settings with a database and queue names of their own (dropped by :class:`LiveGateway`)."""
+    tag = uuid.uuid4().hex[:12]
+    return Settings(
+        mongo_uri=mongo_uri,
+        amqp_url=amqp_url,
+        db_name=f"test_rel_{tag}",
+        queue_prefix=f"test_rel_{tag}",
+        **overrides,
+    )
+
+
+class LiveGateway:
+    """The gateway app on a real TCP port, served by a loop running in its own thread."""
+
+    def __init__(self, settings: Settings, *, with_worker: bool) -> None:
+        self.settings = settings
+        self.with_worker = with_worker
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+        self.worker: FeedbackWorker | None = None
+        self.heartbeats: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(self, coro: Awaitable[T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return future.result(STEP_TIMEOUT)
+
+    def __enter__(self) -> LiveGateway:
+        self.thread.start()
+        try:
+            self.run(self._start())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.run(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(STEP_TIMEOUT)
+            self.loop.close()
+
+    async def _start(self) -> None:
+        if self.with_worker:
+            self.worker = FeedbackWorker(self.settings)
+            await self.worker.start()
+            assert self.worker.database is not None
+            # the other workers of a full stack, as /healthcheck?include_luna_services=1 sees them
+            self.heartbeats = [
+                asyncio.create_task(beat_forever(self.worker.database, component))
+                for component in COMPONENTS
+            ]
+        self.runner = web.AppRunner(create_app(self.settings), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self.runner.addresses[0][1])
+
+    async def _stop(self) -> None:
+        for task in self.heartbeats:
+            task.cancel()
+        await asyncio.gather(*self.heartbeats, return_exceptions=True)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.worker is not None:
+            await self.worker.stop(timeout=5)
+        await _drop_everything(self.settings)
+
+
+async def _drop_everything(settings: Settings) -> None:
+    assert settings.mongo_uri is not None
+    database = await open_database(settings.mongo_uri, settings.db_name, ensure_indexes=False)
+    group_ids = [doc["_id"] async for doc in database.groups.find({}, {"_id": 1})]
+    await database.client.drop_database(settings.db_name)
+    await database.close()
+    names = QueueNames(settings.queue_prefix)
+    jobs = [
+        f"{jobs_queue(settings, kind)}{suffix}"
+        for kind in (AUTORESTART, JANITOR)
+        for suffix in ("", ".DQ", ".XQ")
+    ]
+    await delete_queues(
+        settings.amqp_url, [names.streams, names.feedback, *map(names.group, group_ids), *jobs]
+    )
+
+
+@pytest.fixture(scope="module")
+def live_gateway(mongo_uri: str, amqp_url: str) -> Iterator[LiveGateway]:
+    """A gateway with a feedback worker, for the whole module."""
+    with LiveGateway(isolated_settings(mongo_uri, amqp_url), with_worker=True) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def live_gateway_without_worker(mongo_uri: str, amqp_url: str) -> Iterator[LiveGateway]:
+    """A gateway alone: no queue worker answers feedback (it times out after half a second),
+    no other worker beats its heartbeat."""
+    settings = isolated_settings(mongo_uri, amqp_url, feedback_timeout=0.5)
+    with LiveGateway(settings, with_worker=False) as live:
+        yield live
+
+
+# --- one in-process gateway per module (the hostile-input and isolation tests) --------------
+
+
+@pytest_asyncio.fixture(scope="module")
+async def module_settings(mongo_uri: str, amqp_url: str) -> AsyncIterator[Settings]:
+    settings = isolated_settings(mongo_uri, amqp_url, feedback_timeout=5.0)
+    yield settings
+    await _drop_everything(settings)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def module_client(module_settings: Settings) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(module_settings))) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module")
+async def module_database(module_settings: Settings) -> AsyncIterator[Database]:
+    assert module_settings.mongo_uri is not None
+    database = await open_database(module_settings.mongo_uri, module_settings.db_name)
+    yield database
+    await database.close()

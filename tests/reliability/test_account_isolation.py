@@ -1,0 +1,382 @@
+"""Account isolation: through account B nothing of account A can be read, listed, counted,
+changed, deleted, linked or previewed, and A's objects stay exactly as they were.
+
+Every route that takes ``account_id`` (in its query or its body) has an attack below; the
+routes are read from the operation table, so a new one fails
+:func:`test_every_account_route_is_attacked` until it gets one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from gateway.api import Operation, all_operations
+from gateway.app import APIS
+from shared.mongo import Database
+from tests.integration.factories import Json, create_group, create_stream, v1_body, v2_body
+from tests.reliability.conftest import Client
+
+A = "aaaaaaaa-0000-4000-a000-00000000000a"
+B = "bbbbbbbb-0000-4000-a000-00000000000b"
+A_ONLY_GROUP = "a-team"
+SHARED_GROUP = "same-name"
+UNREACHABLE = "http://127.0.0.1:1/frame"
+
+
+def _takes_account(op: Operation) -> bool:
+    return any(
+        model is not None and "account_id" in model.model_fields for model in (op.query, op.body)
+    )
+
+
+ACCOUNT_OPERATIONS = [op for op in all_operations(APIS) if _takes_account(op)]
+
+
+def route_key(op: Operation) -> str:
+    """``GET /{v}/streams``: one attack serves both API versions."""
+    return f"{op.method} " + re.sub(r"^/[12]/", "/{v}/", op.path)
+
+
+@dataclass(frozen=True)
+class World:
+    """A's streams (one per API version) and groups, and B's, which B may use freely."""
+
+    a_streams: dict[int, str]
+    a_group: str
+    a_shared_group: str
+    b_streams: dict[int, str]
+    b_group: str
+
+    @property
+    def a_stream_ids(self) -> list[str]:
+        return list(self.a_streams.values())
+
+
+@pytest_asyncio.fixture(scope="module")
+async def world(module_client: Client, module_database: Database) -> World:
+    client = module_client
+    a_group = await create_group(client, A_ONLY_GROUP, A)
+    a_shared = await create_group(client, SHARED_GROUP, A)
+    b_group = await create_group(client, SHARED_GROUP, B)
+    a_streams = {
+        1: await create_stream(client, v1_body(account_id=A, name="cam-a", group_name="a-team")),
+        2: await create_stream(client, v2_body(account_id=A, name="cam-a2"), 2),
+    }
+    b_streams = {
+        1: await create_stream(client, v1_body(account_id=B, name="cam-b"), 1),
+        2: await create_stream(client, v2_body(account_id=B, name="cam-b2"), 2),
+    }
+    for stream_id in a_streams.values():
+        await module_database.streams.update_one(
+            {"_id": stream_id},
+            {
+                "$set": {
+                    "preview": {"live": {"url": UNREACHABLE}, "last_frame": {"url": UNREACHABLE}}
+                }
+            },
+        )
+    resp = await client.patch(
+        "/1/linker",
+        params={"account_id": A},
+        json={"action": "attach", "group_id": a_shared, "stream_ids": list(a_streams.values())},
+    )
+    assert resp.status == 204, await resp.text()
+    return World(a_streams, a_group, a_shared, b_streams, b_group)
+
+
+async def ok(client: Client, method: str, url: str, status: int = 200, **kwargs: Any) -> Any:
+    resp = await client.request(method, url, **kwargs)
+    text = await resp.text()
+    assert resp.status == status, (method, url, kwargs, text[:300])
+    return await resp.json() if text else None
+
+
+async def not_found(client: Client, method: str, url: str, code: int, **kwargs: Any) -> None:
+    resp = await client.request(method, url, **kwargs)
+    body = await resp.json()
+    assert (resp.status, body.get("error_code")) == (404, code), (method, url, kwargs, body)
+
+
+async def view_of_a(client: Client, database: Database, world: World) -> dict[str, Any]:
+    """What A sees through the API, and A's documents as stored."""
+    as_a = {"account_id": A}
+    view: dict[str, Any] = {
+        "streams": [
+            await ok(client, "GET", f"/{v}/streams/{sid}", params=as_a)
+            for v, sid in world.a_streams.items()
+        ],
+        "groups": await ok(client, "GET", "/1/groups", params=as_a),
+        "streams_count": await ok(client, "GET", "/1/streams/count", params=as_a),
+        "groups_count": await ok(client, "GET", "/1/groups/count", params=as_a),
+        "logs": await ok(client, "GET", "/1/streams/logs", params={**as_a, "page_size": 1000}),
+    }
+    for name in ("streams", "groups", "stream_logs"):
+        view[f"stored {name}"] = (
+            await database.db[name].find({"account_id": A}).sort("_id", 1).to_list()
+        )
+    assert len(view["stored streams"]) == 2
+    assert len(view["stored groups"]) == 2
+    return view
+
+
+Attack = Callable[[Client, World, int], Awaitable[None]]
+ATTACKS: dict[str, Attack] = {}
+
+
+def attack(*keys: str) -> Callable[[Attack], Attack]:
+    def register(func: Attack) -> Attack:
+        for key in keys:
+            ATTACKS[key] = func
+        return func
+
+    return register
+
+
+def as_b(**params: Any) -> dict[str, Any]:
+    return {"account_id": B, **params}
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+
+@attack("GET /{v}/streams/{stream_id}")
+async def read_stream(client: Client, world: World, v: int) -> None:
+    for sid in world.a_stream_ids:
+        await not_found(client, "GET", f"/{v}/streams/{sid}", 39001, params=as_b())
+    await ok(client, "GET", f"/{v}/streams/{world.a_streams[v]}", params={"account_id": A})
+
+
+@attack("GET /{v}/streams")
+async def list_streams(client: Client, world: World, v: int) -> None:
+    ids = ",".join(world.a_stream_ids)
+    for params in (
+        as_b(page_size=1000),
+        as_b(stream_ids=ids),
+        as_b(names="cam-a,cam-a2"),
+        as_b(group_name=A_ONLY_GROUP),
+        as_b(group_name=SHARED_GROUP, page_size=1000),
+    ):
+        listed = await ok(client, "GET", f"/{v}/streams", params=params)
+        assert not {s["stream_id"] for s in listed["streams"]} & set(ids.split(",")), params
+        assert {s["account_id"] for s in listed["streams"]} <= {B}
+    control = await ok(
+        client, "GET", f"/{v}/streams", params={"account_id": A, "stream_ids": world.a_streams[v]}
+    )
+    assert [s["stream_id"] for s in control["streams"]] == [world.a_streams[v]]
+
+
+@attack("GET /{v}/streams/count")
+async def count_streams(client: Client, world: World, v: int) -> None:
+    ids = ",".join(world.a_stream_ids)
+    for params in (as_b(stream_ids=ids), as_b(names="cam-a,cam-a2"), as_b(group_name=A_ONLY_GROUP)):
+        assert await ok(client, "GET", f"/{v}/streams/count", params=params) == {
+            "streams_count": 0
+        }, params
+    control = await ok(
+        client, "GET", f"/{v}/streams/count", params={"account_id": A, "stream_ids": ids}
+    )
+    assert control == {"streams_count": 2}
+
+
+@attack("PATCH /{v}/streams/{stream_id}")
+async def patch_stream(client: Client, world: World, v: int) -> None:
+    for body in ({"description": "by B"}, {"status": "pause"}, {"status": "cancel"}):
+        for sid in world.a_stream_ids:
+            await not_found(client, "PATCH", f"/{v}/streams/{sid}", 39001, params=as_b(), json=body)
+
+
+@attack("PUT /{v}/streams/{stream_id}")
+async def put_stream(client: Client, world: World, v: int) -> None:
+    body = v1_body(account_id=B, name="taken") if v == 1 else v2_body(account_id=B, name="taken")
+    for sid in world.a_stream_ids:
+        await not_found(client, "PUT", f"/{v}/streams/{sid}", 39001, json=body)
+
+
+@attack("DELETE /{v}/streams/{stream_id}")
+async def delete_stream(client: Client, world: World, v: int) -> None:
+    for sid in world.a_stream_ids:
+        await not_found(client, "DELETE", f"/{v}/streams/{sid}", 39001, params=as_b())
+
+
+@attack("DELETE /{v}/streams")
+async def delete_streams(client: Client, world: World, v: int) -> None:
+    """Unknown ids and names are ignored: 204, and A's streams are still there."""
+    body = {"stream_ids": world.a_stream_ids, "names": ["cam-a", "cam-a2"]}
+    await ok(client, "DELETE", f"/{v}/streams", 204, params=as_b(), json=body)
+
+
+@attack("POST /{v}/streams")
+async def create_stream_in_a_group(client: Client, world: World, v: int) -> None:
+    """B cannot put a stream into A's group by naming it (B has no group of that name)."""
+    body = (
+        v1_body(account_id=B, group_name=A_ONLY_GROUP)
+        if v == 1
+        else v2_body(account_id=B, group_name=A_ONLY_GROUP)
+    )
+    resp = await client.post(f"/{v}/streams", json=body)
+    answer = await resp.json()
+    assert (resp.status, answer.get("error_code")) == (404, 39007), answer
+
+
+# --- previews (v1 only: v2 previews take no account) -------------------------------------------
+
+
+@attack(
+    "GET /{v}/streams/{stream_id}/preview/handler/last_frame",
+    "GET /{v}/streams/{stream_id}/preview/last_frame",
+    "GET /{v}/streams/{stream_id}/preview/handler/live",
+    "GET /{v}/streams/{stream_id}/preview/live",
+)
+async def preview(client: Client, world: World, v: int) -> None:
+    for middle in ("preview/handler", "preview"):
+        for kind in ("last_frame", "live"):
+            for sid in world.a_stream_ids:
+                url = f"/{v}/streams/{sid}/{middle}/{kind}"
+                await not_found(client, "GET", url, 39001, params=as_b())
+            # the control: A gets as far as the (unreachable) agent
+            url = f"/{v}/streams/{world.a_streams[v]}/{middle}/{kind}"
+            resp = await client.get(url, params={"account_id": A})
+            assert (await resp.json())["error_code"] == 39010
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+
+@attack("GET /{v}/streams/logs")
+async def list_logs(client: Client, world: World, v: int) -> None:
+    ids = ",".join(world.a_stream_ids)
+    for params in (as_b(page_size=1000), as_b(stream_ids=ids, page_size=1000)):
+        logs = (await ok(client, "GET", f"/{v}/streams/logs", params=params))["logs"]
+        assert not {log["stream_id"] for log in logs} & set(world.a_stream_ids), params
+    control = await ok(
+        client, "GET", f"/{v}/streams/logs", params={"account_id": A, "stream_ids": ids}
+    )
+    assert {log["stream_id"] for log in control["logs"]} == set(world.a_stream_ids)
+
+
+# --- groups and the linker --------------------------------------------------------------------
+
+
+@attack("GET /{v}/groups/{group_id}")
+async def read_group(client: Client, world: World, v: int) -> None:
+    for gid in (world.a_group, world.a_shared_group):
+        await not_found(client, "GET", f"/{v}/groups/{gid}", 39008, params=as_b())
+    await ok(client, "GET", f"/{v}/groups/{world.a_group}", params={"account_id": A})
+
+
+@attack("GET /{v}/groups")
+async def list_groups(client: Client, world: World, v: int) -> None:
+    a_groups = {world.a_group, world.a_shared_group}
+    for params in (
+        as_b(page_size=1000),
+        as_b(group_ids=",".join(a_groups)),
+        as_b(group_names=f"{A_ONLY_GROUP},{SHARED_GROUP}"),
+    ):
+        groups = await ok(client, "GET", f"/{v}/groups", params=params)
+        assert not {g["group_id"] for g in groups} & a_groups, params
+        assert {g["account_id"] for g in groups} <= {B}
+    control = await ok(client, "GET", f"/{v}/groups", params={"account_id": A})
+    assert {g["group_id"] for g in control} == a_groups
+
+
+@attack("GET /{v}/groups/count")
+async def count_groups(client: Client, world: World, v: int) -> None:
+    for params in (
+        as_b(group_ids=f"{world.a_group},{world.a_shared_group}"),
+        as_b(group_names=A_ONLY_GROUP),
+    ):
+        assert await ok(client, "GET", f"/{v}/groups/count", params=params) == {
+            "groups_count": 0
+        }, params
+    assert await ok(client, "GET", f"/{v}/groups/count", params={"account_id": A}) == {
+        "groups_count": 2
+    }
+
+
+@attack("PATCH /{v}/groups/{group_id}")
+async def patch_group(client: Client, world: World, v: int) -> None:
+    for gid in (world.a_group, world.a_shared_group):
+        await not_found(
+            client,
+            "PATCH",
+            f"/{v}/groups/{gid}",
+            39008,
+            params=as_b(),
+            json={"description": "by B"},
+        )
+
+
+@attack("DELETE /{v}/groups/{group_id}")
+async def delete_group(client: Client, world: World, v: int) -> None:
+    for gid in (world.a_group, world.a_shared_group):
+        await not_found(client, "DELETE", f"/{v}/groups/{gid}", 39008, params=as_b())
+
+
+@attack("POST /{v}/groups")
+async def create_group_of_the_same_name(client: Client, world: World, v: int) -> None:
+    """Group names are unique per account: B's group of A's name is B's own (and goes)."""
+    created = await ok(
+        client, "POST", f"/{v}/groups", 201, json={"account_id": B, "group_name": A_ONLY_GROUP}
+    )
+    assert created["group_id"] != world.a_group
+    await ok(client, "DELETE", f"/{v}/groups/{created['group_id']}", 204, params=as_b())
+
+
+@attack("PATCH /{v}/linker")
+async def link(client: Client, world: World, v: int) -> None:
+    def body(action: str, group_id: str, stream_ids: list[str]) -> Json:
+        return {"action": action, "group_id": group_id, "stream_ids": stream_ids}
+
+    url = f"/{v}/linker"
+    b_ids = list(world.b_streams.values())
+    for action in ("attach", "detach"):
+        # B's streams into (or out of) A's group, through B
+        await not_found(
+            client, "PATCH", url, 39008, params=as_b(), json=body(action, world.a_group, b_ids)
+        )
+        # A's streams into (or out of) B's group, through B
+        await not_found(
+            client,
+            "PATCH",
+            url,
+            39001,
+            params=as_b(),
+            json=body(action, world.b_group, world.a_stream_ids),
+        )
+        # A's streams out of A's group, through B
+        await not_found(
+            client,
+            "PATCH",
+            url,
+            39008,
+            params=as_b(),
+            json=body(action, world.a_shared_group, world.a_stream_ids),
+        )
+        # without an account: a group takes only streams of its own account
+        await not_found(client, "PATCH", url, 39001, json=body(action, world.a_group, b_ids))
+        await not_found(
+            client, "PATCH", url, 39001, json=body(action, world.b_group, world.a_stream_ids)
+        )
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def test_every_account_route_is_attacked() -> None:
+    assert {route_key(op) for op in ACCOUNT_OPERATIONS} == set(ATTACKS)
+
+
+@pytest.mark.parametrize("op", ACCOUNT_OPERATIONS, ids=lambda op: op.route_label)
+async def test_account_b_cannot_reach_account_a(
+    module_client: Client, module_database: Database, world: World, op: Operation
+) -> None:
+    before = await view_of_a(module_client, module_database, world)
+    version = int(op.path.split("/")[1])
+    await ATTACKS[route_key(op)](module_client, world, version)
+    assert await view_of_a(module_client, module_database, world) == before
