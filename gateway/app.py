@@ -41,6 +41,10 @@ from shared.tokens import BrokerTokenPublisher
 APIS: list[Api] = [service.api, groups.api, queue.api, logs.api, preview.api, streams.api]
 
 
+#: 1000 names of 128 characters, URL-encoded, plus the rest of the request line
+MAX_REQUEST_LINE = 1024 * 1024
+
+
 class MissingMongoUri(RuntimeError):
     pass
 
@@ -92,6 +96,8 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_size,
+        # the API allows 1000 ids (or names) in a query string: long request lines
+        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": 65536},
         middlewares=[request_id_middleware, metrics_middleware, error_middleware],
     )
     app[SETTINGS] = settings

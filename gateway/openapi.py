@@ -23,6 +23,7 @@ from shared.errors import (
     BadPathId,
     BadQueryParams,
     BadRequestId,
+    DependencyUnavailable,
     InternalError,
     LunaError,
     PageNotFound,
@@ -99,7 +100,8 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 
 def _implied_errors(op: Operation) -> list[type[LunaError]]:
-    implied: list[type[LunaError]] = [BadRequestId, InternalError]
+    # the error middleware answers these on any route: a bad request id, a lost backend
+    implied: list[type[LunaError]] = [BadRequestId, InternalError, DependencyUnavailable]
     if op.query is not None:
         implied.append(BadQueryParams)
     if op.body is not None:
@@ -113,6 +115,12 @@ def _implied_errors(op: Operation) -> list[type[LunaError]]:
     return implied
 
 
+def _summary(error: type[LunaError]) -> str:
+    """The fixed start of the error's message, or its short description."""
+    head = error.template.split(":")[0]
+    return error.desc if head.startswith("{") else head
+
+
 def _error_responses(op: Operation) -> dict[str, Any]:
     by_status: dict[int, list[type[LunaError]]] = defaultdict(list)
     for error in (*op.errors, *_implied_errors(op)):
@@ -120,7 +128,7 @@ def _error_responses(op: Operation) -> dict[str, Any]:
             by_status[error.http_status].append(error)
     out = {}
     for status, errors in sorted(by_status.items()):
-        codes = "; ".join(f"{e.error_code} ({e.template.split(':')[0]})" for e in errors)
+        codes = "; ".join(f"{e.error_code} ({_summary(e)})" for e in errors)
         out[str(status)] = {
             "description": f"LUNA error: {codes}",
             "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
@@ -165,9 +173,7 @@ def _operation(op: Operation, names: dict[type[BaseModel], str]) -> dict[str, An
     if op.body is not None:
         out["requestBody"] = {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": REF.format(model=names[op.body])}}
-            },
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=names[op.body])}}},
         }
     return out
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import aio_pika
+import aiormq
 from aio_pika.abc import AbstractQueue
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
@@ -37,6 +39,13 @@ from shared.streams.outbox import Outbox, entries_for, now_utc, push_entries
 from shared.tokens import QueueToken
 
 log = logging.getLogger("luna_streams.claims")
+
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    RuntimeError,  # aio-pika: "Channel closed" on a closed robust channel
+)
 
 CAP_LOCK = "claims.max_active_streams"
 CAP_LOCK_TTL = timedelta(seconds=30)
@@ -185,7 +194,14 @@ class ClaimService:
         while len(claimed) < limit and live and budget > 0:
             for queue in list(live):
                 budget -= 1
-                doc = await self._take_one(queue, filters)
+                try:
+                    doc = await self._take_one(queue, filters)
+                except BROKER_ERRORS:
+                    if not claimed:
+                        raise
+                    # the streams claimed so far are this agent's: answer with them
+                    log.warning("broker lost mid-claim; answering with %d streams", len(claimed))
+                    return claimed
                 if doc is False:
                     live.remove(queue)  # this queue is empty
                 elif isinstance(doc, dict):
@@ -207,7 +223,14 @@ class ClaimService:
             return None
         doc = await self.database.streams.find_one(token.cas_filter(), {"outbox": 0})
         claimed = doc is not None and await self._compare_and_set(doc, filters)
-        await message.ack()
+        try:
+            await message.ack()
+        except Exception as exc:  # channel lost: the token comes back and is then stale
+            log.info(
+                "token ack for %s lost (%s); it will be redelivered as stale",
+                token.stream_id,
+                type(exc).__name__,
+            )
         return doc if claimed else None
 
     async def _compare_and_set(self, doc: Doc, filters: QueueFilters) -> bool:

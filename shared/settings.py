@@ -7,10 +7,10 @@ Environment names follow the real service where it has one (``STREAM_STATUS_OBSO
 from __future__ import annotations
 
 import json
+import re
 import sys
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -142,16 +142,15 @@ class Settings(BaseSettings):
         return out
 
 
+_URI_PASSWORD = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/]*):[^@/]*@")
+_URI_SECRET_OPTION = re.compile(r"(?i)([?&][^=&]*(?:password|secret|token)[^=&]*=)[^&#]*")
+
+
 def mask_uri(uri: str) -> str:
-    """Hide the password of a URI such as ``amqp://user:pass@host/``."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:{MASK}@{host}" if parts.username else f":{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """Hide the password of a URI (``amqp://user:pass@host/``, multi-host MongoDB URIs
+    included) and the value of every option named like a password, secret or token."""
+    masked = _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", uri)
+    return _URI_SECRET_OPTION.sub(lambda m: f"{m[1]}{MASK}", masked)
 
 
 def mask_secrets(key: str, value: Any) -> Any:

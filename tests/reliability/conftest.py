@@ -1,8 +1,12 @@
-"""Fixtures of the reliability tests: a gateway served on a real port, from its own thread.
+"""Fixtures of the reliability tests.
 
-schemathesis' pytest integration is synchronous (``requests``), so the gateway cannot share
+schemathesis' pytest integration is synchronous (``requests``), so its gateway cannot share
 the test's event loop: :class:`LiveGateway` runs the aiohttp app (and, optionally, a feedback
 worker) on a loop of its own, in a daemon thread, on ``127.0.0.1`` and a free port.
+
+The other modules share one in-process gateway and database per module (``module_client``,
+``module_database``): their tests compare what they touch before and after, so a fresh
+database per test would only cost time.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -64,8 +68,8 @@ class LiveGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def run(self, coro: Awaitable[T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(STEP_TIMEOUT)
 
     def __enter__(self) -> LiveGateway:
