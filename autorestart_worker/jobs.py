@@ -49,8 +49,9 @@ def spec(settings: Settings) -> WorkerSpec:
         component="autorestart-worker",
         queue=AUTORESTART,
         periodic=[
-            PeriodicJob("autorestart_sweep", autorestart_sweep,
-                        settings.autorestart_sweep_interval),
+            PeriodicJob(
+                "autorestart_sweep", autorestart_sweep, settings.autorestart_sweep_interval
+            ),
             PeriodicJob("downgrade", downgrade, settings.stream_status_obsoleting_interval),
             PeriodicJob("reconcile", reconcile, settings.reconcile_interval),
             PeriodicJob("outbox_sweep", outbox_sweep, settings.reconcile_interval),

@@ -91,7 +91,8 @@ async def raw_claims(settings: Settings, agents: int, streams: int) -> float:
     connection = await aio_pika.connect(settings.amqp_url)
     channel = await connection.channel()
     queue = await channel.declare_queue(
-        f"{settings.queue_prefix}.streams", durable=True,
+        f"{settings.queue_prefix}.streams",
+        durable=True,
         arguments={"x-queue-type": settings.queue_type},
     )
     claimed = 0
@@ -126,18 +127,32 @@ async def in_progress(settings: Settings, count: int) -> list[str]:
     ids = await create_pending(settings, count)
     assert settings.mongo_uri
     database = await open_database(settings.mongo_uri, settings.db_name)
-    await database.streams.update_many({}, {"$set": {"status": "in_progress",
-                                                       "claim": {"feedback_ids": []}}})
+    await database.streams.update_many(
+        {}, {"$set": {"status": "in_progress", "claim": {"feedback_ids": []}}}
+    )
     await database.close()
     return ids
 
 
 def items(ids: list[str]) -> list[dict[str, Any]]:
-    return [{"stream_id": sid, "status": "in_progress", "version": 1, "error": None,
-             "video_info": {"width": 1920, "height": 1080, "frame_rate": 25,
-                            "bit_rate": 4000000, "gop_size": 50,
-                            "start_time": "2026-11-28T08:00:00.000Z", "progress": 0.5}}
-            for sid in ids]
+    return [
+        {
+            "stream_id": sid,
+            "status": "in_progress",
+            "version": 1,
+            "error": None,
+            "video_info": {
+                "width": 1920,
+                "height": 1080,
+                "frame_rate": 25,
+                "bit_rate": 4000000,
+                "gop_size": 50,
+                "start_time": "2026-11-28T08:00:00.000Z",
+                "progress": 0.5,
+            },
+        }
+        for sid in ids
+    ]
 
 
 async def gateway_feedback(settings: Settings, batch: int, seconds: float) -> float:
@@ -151,14 +166,15 @@ async def gateway_feedback(settings: Settings, batch: int, seconds: float) -> fl
             nonlocal sent
             until = time.perf_counter() + seconds
             while time.perf_counter() < until:
-                resp = await client.post("/1/streams/processing/feedback",
-                                         json={"streams": items(mine)})
+                resp = await client.post(
+                    "/1/streams/processing/feedback", json={"streams": items(mine)}
+                )
                 body = await resp.json()
                 assert len(body["streams"]["modified"]) == len(mine), body
                 sent += len(mine)
 
         started = time.perf_counter()
-        await asyncio.gather(*(agent(ids[i * batch:(i + 1) * batch]) for i in range(4)))
+        await asyncio.gather(*(agent(ids[i * batch : (i + 1) * batch]) for i in range(4)))
         elapsed = time.perf_counter() - started
     await worker.stop(5)
     return sent / elapsed
@@ -186,9 +202,15 @@ async def raw_feedback(settings: Settings, batch: int, seconds: float) -> float:
             docs = await database.streams.find({"_id": {"$in": mine}}).to_list()
             now = now_utc()
             await database.streams.bulk_write(
-                [UpdateOne({"_id": i["stream_id"], "status": "in_progress", "version": 1},
-                           {"$set": {"video_info": i["video_info"], "claim.last_feedback_at":
-                                     now}}) for i in batch_items], ordered=True)
+                [
+                    UpdateOne(
+                        {"_id": i["stream_id"], "status": "in_progress", "version": 1},
+                        {"$set": {"video_info": i["video_info"], "claim.last_feedback_at": now}},
+                    )
+                    for i in batch_items
+                ],
+                ordered=True,
+            )
             await database.stream_logs.insert_many(
                 [log_row(d, "in_progress", 1, now, row_id=str(uuid.uuid4())) for d in docs]
             )
@@ -197,7 +219,7 @@ async def raw_feedback(settings: Settings, batch: int, seconds: float) -> float:
             sent += len(mine)
 
     started = time.perf_counter()
-    await asyncio.gather(*(agent(ids[i * batch:(i + 1) * batch]) for i in range(4)))
+    await asyncio.gather(*(agent(ids[i * batch : (i + 1) * batch]) for i in range(4)))
     elapsed = time.perf_counter() - started
     await connection.close()
     await database.close()
@@ -229,14 +251,15 @@ async def main(streams: int, seconds: float) -> None:
         for agents in (1, 4, 16):
             gw = await run(uri, gateway_claims, agents, streams)
             raw = await run(uri, raw_claims, agents, streams)
-            print(f"{f'{agents} agents, {streams} streams':<28}{gw:>10.0f}{raw:>10.0f}"
-                  f"{raw / gw:>8.2f}x")
+            print(
+                f"{f'{agents} agents, {streams} streams':<28}{gw:>10.0f}{raw:>10.0f}"
+                f"{raw / gw:>8.2f}x"
+            )
         print(f"{'feedback items/s':<28}{'gateway':>10}{'raw':>10}{'raw/gw':>9}")
         for batch in (1, 10, 100):
             gw = await run(uri, gateway_feedback, batch, seconds)
             raw = await run(uri, raw_feedback, batch, seconds)
-            print(f"{f'batches of {batch}, 4 agents':<28}{gw:>10.0f}{raw:>10.0f}"
-                  f"{raw / gw:>8.2f}x")
+            print(f"{f'batches of {batch}, 4 agents':<28}{gw:>10.0f}{raw:>10.0f}{raw / gw:>8.2f}x")
 
 
 if __name__ == "__main__":

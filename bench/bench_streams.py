@@ -42,8 +42,9 @@ async def seed(database: object, start: int, count: int) -> None:
     base = now_utc()
     batch = []
     for i in range(start, start + count):
-        doc = new_stream(str(uuid.uuid4()), 1, {**BODY, "name": f"cam{i}"}, [],
-                         base + timedelta(milliseconds=i))
+        doc = new_stream(
+            str(uuid.uuid4()), 1, {**BODY, "name": f"cam{i}"}, [], base + timedelta(milliseconds=i)
+        )
         batch.append(doc)
         if len(batch) == 5000:
             await database.streams.insert_many(batch)
@@ -74,8 +75,7 @@ async def measure(size: int, client: object, database: object, repeat: int) -> d
         await resp.read()
 
     async def last() -> None:
-        resp = await client.get("/1/streams", params={"page_size": "100",
-                                                      "page": str(last_page)})
+        resp = await client.get("/1/streams", params={"page_size": "100", "page": str(last_page)})
         assert len((await resp.json())["streams"]) == 100
 
     async def count() -> None:
@@ -91,15 +91,24 @@ async def measure(size: int, client: object, database: object, repeat: int) -> d
         await database.streams.find({}, VIEW_PROJECTION).sort(sort).limit(100).to_list()
 
     async def raw_last() -> None:
-        await (database.streams.find({}, VIEW_PROJECTION).sort(sort)
-               .skip((last_page - 1) * 100).limit(100).to_list())
+        await (
+            database.streams.find({}, VIEW_PROJECTION)
+            .sort(sort)
+            .skip((last_page - 1) * 100)
+            .limit(100)
+            .to_list()
+        )
 
     async def raw_count() -> None:
         await database.streams.count_documents({"account_id": ACCOUNT})
 
     out = {}
-    for name, api, raw in (("get", get, raw_get), ("list first page", first, raw_first),
-                           ("list last page", last, raw_last), ("count", count, raw_count)):
+    for name, api, raw in (
+        ("get", get, raw_get),
+        ("list first page", first, raw_first),
+        ("list last page", last, raw_last),
+        ("count", count, raw_count),
+    ):
         out[name] = await timed(api, repeat)
         out[name + " (raw)"] = await timed(raw, repeat)
     return out
@@ -120,8 +129,11 @@ async def main(sizes: list[int], repeat: int) -> None:
         await database.client.drop_database(settings.db_name)
         await database.close()
     small, large = min(sizes), max(sizes)
-    print(f"{'operation':<18}" + "".join(f"{s:>12,}" for s in sorted(sizes))
-          + f"{'growth':>9}{'api/raw':>9}")
+    print(
+        f"{'operation':<18}"
+        + "".join(f"{s:>12,}" for s in sorted(sizes))
+        + f"{'growth':>9}{'api/raw':>9}"
+    )
     for op in ("get", "list first page", "list last page", "count"):
         row = "".join(f"{results[s][op] * 1000:>10.1f}ms" for s in sorted(sizes))
         growth = results[large][op] / results[small][op]

@@ -95,6 +95,8 @@ def render_spec_html(spec: dict[str, Any]) -> str:
     parts.append("<h2>Schemas</h2>")
     for name, schema in spec["components"]["schemas"].items():
         text = html.escape(json.dumps(schema, indent=2))
-        parts.append(f'<h3 id="schema-{html.escape(name)}">{html.escape(name)}</h3><pre>{text}</pre>')
+        parts.append(
+            f'<h3 id="schema-{html.escape(name)}">{html.escape(name)}</h3><pre>{text}</pre>'
+        )
     nav = '<a href="/docs/dev/index.html">developer manual</a>'
     return _PAGE.format(title="luna-streams API", nav=nav, body="\n".join(parts))

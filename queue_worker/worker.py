@@ -131,7 +131,7 @@ class FeedbackWorker:
                 log.error("consumer down for %.0f s", now - self.unhealthy_since)
                 return
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a drain bound
         """Stop taking batches, finish those in hand (bounded), close."""
         if self._queue is not None and self._consumer_tag is not None:
             try:
@@ -141,10 +141,12 @@ class FeedbackWorker:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
-            log.warning("%d batches still in hand at shutdown: they will be redelivered",
-                        self._in_hand)
-        log.info("stopped: %d batches applied, %d requeued", self.applied_batches,
-                 self.failed_batches)
+            log.warning(
+                "%d batches still in hand at shutdown: they will be redelivered", self._in_hand
+            )
+        log.info(
+            "stopped: %d batches applied, %d requeued", self.applied_batches, self.failed_batches
+        )
         if self.broker is not None:
             await self.broker.close()
         if self.database is not None:

@@ -35,11 +35,13 @@ class RestartScheduler:
         for stream_id, version, attempt, due_at in restarts:
             delay_ms = max(0, int((due_at - now).total_seconds() * 1000))
             try:
-                await self.sender.send(RESTART_STREAM, stream_id, version, attempt,
-                                       delay_ms=delay_ms)
+                await self.sender.send(
+                    RESTART_STREAM, stream_id, version, attempt, delay_ms=delay_ms
+                )
             except Exception as exc:  # the due-time sweep restarts it anyway
-                log.warning("restart of %s not scheduled (%s); the sweep will do it",
-                            stream_id, exc)
+                log.warning(
+                    "restart of %s not scheduled (%s); the sweep will do it", stream_id, exc
+                )
 
     def close(self) -> None:
         self.sender.close()

@@ -119,12 +119,12 @@ class Broker:
 
 
 async def open_broker(
-    url: str, prefix: str, *, queue_type: str = "quorum", timeout: float = 5.0
+    url: str, prefix: str, *, queue_type: str = "quorum", connect_timeout: float = 5.0
 ) -> Broker:
     """Connect (robust: it reconnects and restores channels) and declare the topology."""
     try:
-        connection = await aio_pika.connect_robust(url, timeout=timeout)
-    except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     broker = Broker(

@@ -35,6 +35,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.broker import Broker
 from shared.mongo import Database, Doc
 from shared.statuses import IN_PROGRESS, PENDING
+from shared.streams.documents import V1_VISIBLE
 from shared.streams.outbox import Outbox, entries_for, now_utc, push_entries
 from shared.tokens import QueueToken
 
@@ -61,6 +62,8 @@ class QueueFilters:
     names: list[str] | None = None
     group_ids: list[str] | None = None
     group_names: list[str] | None = None
+    #: the API version the claim comes through: v1 takes only streams v1 can show
+    api_version: int = 1
 
     @property
     def direct(self) -> bool:
@@ -103,6 +106,8 @@ class ClaimService:
             query["groups"] = {"$in": filters.group_ids}
         if filters.group_names is not None:
             query["group_names"] = {"$in": filters.group_names}
+        if filters.api_version == 1:
+            query.update(V1_VISIBLE)
         return query
 
     async def peek(self, filters: QueueFilters, limit: int) -> list[Doc]:
@@ -203,7 +208,7 @@ class ClaimService:
                     log.warning("broker lost mid-claim; answering with %d streams", len(claimed))
                     return claimed
                 if doc is False:
-                    live.remove(queue)  # this queue is empty
+                    live.remove(queue)  # this queue is empty, or its head is not ours
                 elif isinstance(doc, dict):
                     claimed.append(doc)
                 if len(claimed) >= limit:
@@ -223,6 +228,16 @@ class ClaimService:
             return None
         doc = await self.database.streams.find_one(token.cas_filter(), {"outbox": 0})
         claimed = doc is not None and await self._compare_and_set(doc, filters)
+        if (
+            doc is not None
+            and not claimed
+            and await self.database.streams.find_one(token.cas_filter(), {"_id": 1})
+        ):
+            # still pending at this token's version: claimable, but not by these filters
+            # (another group filter, or a stream this API version cannot show); it goes
+            # back to the queue for another agent, and this claim leaves this queue
+            await message.nack(requeue=True)
+            return False
         try:
             await message.ack()
         except Exception as exc:  # channel lost: the token comes back and is then stale

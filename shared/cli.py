@@ -97,28 +97,37 @@ def run_all(settings: Settings) -> int:
         if not settings.mongo_uri:
             port = settings.embedded_port
             if _port_open("127.0.0.1", port):
-                print(f"luna-streams: port {port} is taken; set LUNA_STREAMS_EMBEDDED_PORT",
-                      file=sys.stderr)
+                print(
+                    f"luna-streams: port {port} is taken; set LUNA_STREAMS_EMBEDDED_PORT",
+                    file=sys.stderr,
+                )
                 return 1
-            stack.start("embedded-mongo", [sys.executable, "-m", "shared.cli", "embedded-mongo"],
-                        env)
+            stack.start(
+                "embedded-mongo", [sys.executable, "-m", "shared.cli", "embedded-mongo"], env
+            )
             deadline = time.monotonic() + 60
             while not _port_open("127.0.0.1", port):
                 if stack.dead() or time.monotonic() > deadline or stack.stopping:
-                    print("luna-streams: the embedded MongoDB server did not start",
-                          file=sys.stderr)
+                    print(
+                        "luna-streams: the embedded MongoDB server did not start", file=sys.stderr
+                    )
                     return 1
                 time.sleep(0.1)
             env["LUNA_STREAMS_MONGO_URI"] = embedded_uri(port)
         for name, module in MODULES.items():
             stack.start(name, [sys.executable, "-m", module], env)
-        print(f"luna-streams: API on http://{_shown_host(settings.host)}:{settings.port} "
-              f"(Ctrl-C stops everything)", flush=True)
+        print(
+            f"luna-streams: API on http://{_shown_host(settings.host)}:{settings.port} "
+            f"(Ctrl-C stops everything)",
+            flush=True,
+        )
         while not stack.stopping:
             dead = stack.dead()
             if dead:
-                print(f"luna-streams: {dead[0]} exited with code {dead[1]}; stopping the rest",
-                      file=sys.stderr)
+                print(
+                    f"luna-streams: {dead[0]} exited with code {dead[1]}; stopping the rest",
+                    file=sys.stderr,
+                )
                 return dead[1] or 1
             time.sleep(0.2)
         return 0
@@ -135,8 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in (*MODULES, "embedded-mongo", "all"):
         sub.add_parser(name, help=f"run {name}")
-    sub.add_parser("agent-sim", help="simulate stream-handler agents (see agent-sim --help)",
-                   add_help=False)
+    sub.add_parser(
+        "agent-sim", help="simulate stream-handler agents (see agent-sim --help)", add_help=False
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "agent-sim":
         from shared.agent_sim import main as agent_sim

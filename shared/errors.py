@@ -193,4 +193,7 @@ class StreamNotConvertible(LunaError):
     error_code = 39011
     http_status = 409
     desc = "Stream cannot be shown in this API version"
-    template = "Stream '{stream_id}' was created with API v{created} and cannot be shown as v{asked}: {reason}"
+    template = (
+        "Stream '{stream_id}' was created with API v{created} and cannot be shown as "
+        "v{asked}: {reason}"
+    )

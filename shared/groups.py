@@ -92,7 +92,7 @@ class GroupService:
             raise GroupNotFound(group_id=group_id)
         return doc
 
-    async def list(self, query: GroupListQuery) -> list[Doc]:
+    async def page(self, query: GroupListQuery) -> list[Doc]:
         cursor = (
             self.database.groups.find(query.mongo_filter())
             .sort([("create_time", 1), ("_id", 1)])
@@ -131,7 +131,7 @@ class GroupService:
         """Attach or detach streams; all of them exist in the group's account, or nothing
         changes (39001 names the first missing one). Repeating it changes nothing more."""
         group = await self.get(group_id, account_id)
-        wanted = list(dict.fromkeys(stream_ids))
+        wanted: list[str] = list(dict.fromkeys(stream_ids))
         found = {
             doc["_id"]
             async for doc in self.database.streams.find(
@@ -169,5 +169,3 @@ class GroupService:
                 await self.publisher.publish_token(token, [group_id], only_groups=True)
             except Exception as exc:
                 log.warning("group token publish deferred for %s: %s", doc["_id"], exc)
-
-

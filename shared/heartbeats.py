@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from datetime import timedelta
@@ -29,10 +30,8 @@ async def beat(database: Database, component: str) -> None:
 
 async def beat_forever(database: Database, component: str) -> None:
     while True:
-        try:
+        with contextlib.suppress(Exception):  # the database is away: try again next time
             await beat(database, component)
-        except Exception:  # the database is away; try again next time
-            pass
         await asyncio.sleep(INTERVAL)
 
 

@@ -58,9 +58,7 @@ INDEXES: Mapping[str, list[IndexModel]] = {
     STREAM_LOGS: [
         IndexModel([("stream_id", ASCENDING), ("log_time", DESCENDING)], name="stream_log_time"),
         IndexModel([("log_time", DESCENDING), ("_id", DESCENDING)], name="log_time"),
-        IndexModel(
-            [("account_id", ASCENDING), ("log_time", DESCENDING)], name="account_log_time"
-        ),
+        IndexModel([("account_id", ASCENDING), ("log_time", DESCENDING)], name="account_log_time"),
     ],
     LEASES: [],
     HEARTBEATS: [IndexModel([("seen_at", ASCENDING)], name="ttl", expireAfterSeconds=600)],

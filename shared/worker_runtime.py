@@ -118,8 +118,14 @@ def declare_actors(
         JOB_LAST_RUN.labels(job=name).set(time.time())
         log.debug("job %s done: %d", name, effects)
 
-    dramatiq.actor(run_periodic, actor_name=RUN_PERIODIC, queue_name=queue, broker=broker,
-                   max_retries=3, min_backoff=500, max_backoff=5000)
+    dramatiq.actor(
+        actor_name=RUN_PERIODIC,
+        queue_name=queue,
+        broker=broker,
+        max_retries=3,
+        min_backoff=500,
+        max_backoff=5000,
+    )(run_periodic)
     for name, fn in spec.actors.items():
 
         def bind(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -128,8 +134,14 @@ def declare_actors(
 
             return actor
 
-        dramatiq.actor(bind(fn), actor_name=name, queue_name=queue, broker=broker,
-                       max_retries=10, min_backoff=500, max_backoff=30000)
+        dramatiq.actor(
+            actor_name=name,
+            queue_name=queue,
+            broker=broker,
+            max_retries=10,
+            min_backoff=500,
+            max_backoff=30000,
+        )(bind(fn))
 
 
 async def schedule_forever(
@@ -175,8 +187,12 @@ def run_worker(spec: WorkerSpec, settings: Settings) -> int:
     declare_actors(broker, spec, settings, context)
     worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=1000)
     worker.start()
-    log.info("%s running: queue %s, %d periodic jobs", spec.component,
-             jobs_queue(settings, spec.queue), len(spec.periodic))
+    log.info(
+        "%s running: queue %s, %d periodic jobs",
+        spec.component,
+        jobs_queue(settings, spec.queue),
+        len(spec.periodic),
+    )
     stop = asyncio.Event()
     loop = asyncio.new_event_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,8 +201,9 @@ def run_worker(spec: WorkerSpec, settings: Settings) -> int:
         loop.run_until_complete(_serve(spec, settings, stop))
     finally:
         log.info("stopping: finishing the jobs in hand (up to %.0f s)", settings.shutdown_timeout)
-        stopper = threading.Thread(target=worker.stop, kwargs={
-            "timeout": int(settings.shutdown_timeout * 1000)})
+        stopper = threading.Thread(
+            target=worker.stop, kwargs={"timeout": int(settings.shutdown_timeout * 1000)}
+        )
         stopper.start()
         stopper.join(settings.shutdown_timeout + 5)
         broker.close()

@@ -26,7 +26,7 @@ def add_group_routes(version: int) -> None:
 
     async def list_groups(request: web.Request) -> web.StreamResponse:
         query = parse_query(request, GroupListQuery)
-        docs = await request.app[GROUPS].list(query)
+        docs = await request.app[GROUPS].page(query)
         return json_response([group_view(doc) for doc in docs])
 
     async def count_groups(request: web.Request) -> web.StreamResponse:
@@ -60,24 +60,69 @@ def add_group_routes(version: int) -> None:
         return web.Response(status=204)
 
     one = f"{prefix}/{{group_id}}"
-    api.add("POST", prefix, create_group, summary="Create group", body=GroupCreate,
-            responses={201: Response("Group created", GroupCreated)}, errors=(GroupExists,))
-    api.add("GET", prefix, list_groups, summary="Get groups (a bare array, oldest first)",
-            query=GroupListQuery, responses={200: Response("Groups", GroupList)})
-    api.add("GET", f"{prefix}/count", count_groups, summary="Count groups",
-            query=GroupFilters, responses={200: Response("Count", GroupCountResponse)})
-    api.add("GET", one, get_group, summary="Get the group by ID", query=AccountQuery,
-            responses={200: Response("Group", GroupView)}, errors=(GroupNotFound,))
-    api.add("PATCH", one, patch_group, summary="Update group description", query=AccountQuery,
-            body=GroupPatch, responses={204: Response("Group updated")},
-            errors=(GroupNotFound,))
-    api.add("DELETE", one, delete_group,
-            summary="Remove the group (its streams stay, unlinked)", query=AccountQuery,
-            responses={204: Response("Group removed")}, errors=(GroupNotFound,))
-    api.add("PATCH", f"/{version}/linker", link,
-            summary="Attach streams to, or detach them from, a group (idempotent)",
-            query=AccountQuery, body=LinkerRequest, responses={204: Response("Done")},
-            errors=(GroupNotFound, StreamNotFound))
+    api.add(
+        "POST",
+        prefix,
+        create_group,
+        summary="Create group",
+        body=GroupCreate,
+        responses={201: Response("Group created", GroupCreated)},
+        errors=(GroupExists,),
+    )
+    api.add(
+        "GET",
+        prefix,
+        list_groups,
+        summary="Get groups (a bare array, oldest first)",
+        query=GroupListQuery,
+        responses={200: Response("Groups", GroupList)},
+    )
+    api.add(
+        "GET",
+        f"{prefix}/count",
+        count_groups,
+        summary="Count groups",
+        query=GroupFilters,
+        responses={200: Response("Count", GroupCountResponse)},
+    )
+    api.add(
+        "GET",
+        one,
+        get_group,
+        summary="Get the group by ID",
+        query=AccountQuery,
+        responses={200: Response("Group", GroupView)},
+        errors=(GroupNotFound,),
+    )
+    api.add(
+        "PATCH",
+        one,
+        patch_group,
+        summary="Update group description",
+        query=AccountQuery,
+        body=GroupPatch,
+        responses={204: Response("Group updated")},
+        errors=(GroupNotFound,),
+    )
+    api.add(
+        "DELETE",
+        one,
+        delete_group,
+        summary="Remove the group (its streams stay, unlinked)",
+        query=AccountQuery,
+        responses={204: Response("Group removed")},
+        errors=(GroupNotFound,),
+    )
+    api.add(
+        "PATCH",
+        f"/{version}/linker",
+        link,
+        summary="Attach streams to, or detach them from, a group (idempotent)",
+        query=AccountQuery,
+        body=LinkerRequest,
+        responses={204: Response("Done")},
+        errors=(GroupNotFound, StreamNotFound),
+    )
 
 
 for _version in (1, 2):

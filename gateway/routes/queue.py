@@ -55,6 +55,7 @@ def add_queue_routes(version: int) -> None:
             names=query.names,
             group_ids=query.group_ids,
             group_names=query.group_names,
+            api_version=version,
         )
         docs = await request.app[CLAIMS].peek(filters, query.limit)
         return json_response({"streams": [stream_view(doc, version) for doc in docs]})
@@ -63,7 +64,11 @@ def add_queue_routes(version: int) -> None:
         body = await parse_body(request, QueueClaimRequest)
         f = body.filters
         filters = QueueFilters(
-            stream_ids=f.stream_ids, names=f.names, group_ids=f.group_ids, group_names=f.group_names
+            stream_ids=f.stream_ids,
+            names=f.names,
+            group_ids=f.group_ids,
+            group_names=f.group_names,
+            api_version=version,
         )
         docs = await request.app[CLAIMS].claim(filters, body.limit)
         return json_response({"streams": [stream_view(doc, version) for doc in docs]})
@@ -75,25 +80,42 @@ def add_queue_routes(version: int) -> None:
         return json_response(reply)
 
     list_view = LIST_VIEW[version]
-    api.add("GET", f"{prefix}/queue", peek_queue,
-            summary="See the pending streams in queue order (changes nothing)",
-            query=QueuePeekQuery, responses={200: Response("Pending streams", list_view)},
-            errors=(StreamNotConvertible,), operation_id=f"getQueueV{version}")
-    api.add("POST", f"{prefix}/queue", claim_streams,
-            summary="Receive streams from the queue: they become in_progress",
-            description="Takes up to `limit` pending streams matching the filters (AND "
-            "across kinds, OR within a list) and hands them to the caller; fewer, or none, "
-            "when no more are pending or LUNA_STREAMS_MAX_ACTIVE_STREAMS is reached.",
-            body=QueueClaimRequest, responses={200: Response("Claimed streams", list_view)},
-            errors=(StreamNotConvertible,), operation_id=f"postQueueV{version}")
-    api.add("POST", f"{prefix}/feedback", post_feedback,
-            summary="Post information about streams processing",
-            description="Applied only to streams in_progress at the version given; the "
-            "others come back unmodified with their current status and version "
-            "(not_found for a deleted stream).",
-            body=FeedbackRequest, responses={200: Response("Outcome", FeedbackResponse)},
-            errors=(FeedbackTimeout, DependencyUnavailable),
-            operation_id=f"postStreamsFeedbackV{version}")
+    api.add(
+        "GET",
+        f"{prefix}/queue",
+        peek_queue,
+        summary="See the pending streams in queue order (changes nothing)",
+        query=QueuePeekQuery,
+        responses={200: Response("Pending streams", list_view)},
+        errors=(StreamNotConvertible,),
+        operation_id=f"getQueueV{version}",
+    )
+    api.add(
+        "POST",
+        f"{prefix}/queue",
+        claim_streams,
+        summary="Receive streams from the queue: they become in_progress",
+        description="Takes up to `limit` pending streams matching the filters (AND "
+        "across kinds, OR within a list) and hands them to the caller; fewer, or none, "
+        "when no more are pending or LUNA_STREAMS_MAX_ACTIVE_STREAMS is reached.",
+        body=QueueClaimRequest,
+        responses={200: Response("Claimed streams", list_view)},
+        errors=(StreamNotConvertible,),
+        operation_id=f"postQueueV{version}",
+    )
+    api.add(
+        "POST",
+        f"{prefix}/feedback",
+        post_feedback,
+        summary="Post information about streams processing",
+        description="Applied only to streams in_progress at the version given; the "
+        "others come back unmodified with their current status and version "
+        "(not_found for a deleted stream).",
+        body=FeedbackRequest,
+        responses={200: Response("Outcome", FeedbackResponse)},
+        errors=(FeedbackTimeout, DependencyUnavailable),
+        operation_id=f"postStreamsFeedbackV{version}",
+    )
 
 
 for _version in (1, 2):

@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Any, Literal
 
-import aiormq
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,9 +77,9 @@ async def get_version(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _check(name: str, probe: Any, timeout: float) -> dict[str, Any] | None:
+async def _check(name: str, probe: Any, within: float) -> dict[str, Any] | None:
     try:
-        await asyncio.wait_for(probe, timeout)
+        await asyncio.wait_for(probe, within)
     except Exception as exc:
         return {"service": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
     return None

@@ -60,7 +60,7 @@ def add_stream_routes(version: int) -> None:
 
     async def list_streams(request: web.Request) -> web.StreamResponse:
         query = parse_query(request, LIST_QUERY[version])
-        docs = await request.app[STREAMS].list(query)
+        docs = await request.app[STREAMS].page(query)
         return json_response({"streams": [stream_view(doc, version) for doc in docs]})
 
     async def delete_streams(request: web.Request) -> web.StreamResponse:
@@ -103,34 +103,78 @@ def add_stream_routes(version: int) -> None:
 
     view, list_view = VIEW[version], LIST_VIEW[version]
     not_convertible = (StreamNotConvertible,)
-    api.add("POST", prefix, create_stream, summary="Create stream", body=CREATE_BODY[version],
-            responses={201: Response("Stream created", StreamCreated)},
-            errors=(BadStreamStatus, GroupNameNotFound))
-    api.add("GET", prefix, list_streams, summary="Get streams according to filters, oldest "
-            "first", query=LIST_QUERY[version], responses={200: Response("Streams", list_view)},
-            errors=not_convertible)
-    api.add("DELETE", prefix, delete_streams,
-            summary="Delete streams whose id or name matches (unknown ones are ignored)",
-            query=AccountQuery, body=StreamsDeleteRequest,
-            responses={204: Response("Streams deleted")})
-    api.add("GET", f"{prefix}/count", count_streams, summary="Count streams according to "
-            "filters", query=FILTERS[version],
-            responses={200: Response("Count", StreamCountResponse)})
-    api.add("GET", f"{prefix}/{{stream_id}}", get_stream, summary="Get the stream by ID",
-            query=AccountQuery, responses={200: Response("Stream", view)},
-            errors=(StreamNotFound, *not_convertible))
-    api.add("PATCH", f"{prefix}/{{stream_id}}", patch_stream,
-            summary="Update stream description and/or status", query=AccountQuery,
-            body=StreamPatch, responses={204: Response("Stream updated")},
-            errors=(StreamNotFound, BadStreamStatus, CannotStopInProgress, CannotCancelFinished))
-    api.add("PUT", f"{prefix}/{{stream_id}}", put_stream,
-            summary="Replace the stream (version + 1; it passes through 'restart')",
-            body=CREATE_BODY[version],
-            responses={200: Response("Stream replaced", StreamCreated)},
-            errors=(StreamNotFound, BadStreamStatus, GroupNameNotFound))
-    api.add("DELETE", f"{prefix}/{{stream_id}}", delete_stream, summary="Remove the stream",
-            query=AccountQuery, responses={204: Response("Stream removed")},
-            errors=(StreamNotFound,))
+    api.add(
+        "POST",
+        prefix,
+        create_stream,
+        summary="Create stream",
+        body=CREATE_BODY[version],
+        responses={201: Response("Stream created", StreamCreated)},
+        errors=(BadStreamStatus, GroupNameNotFound),
+    )
+    api.add(
+        "GET",
+        prefix,
+        list_streams,
+        summary="Get streams according to filters, oldest first",
+        query=LIST_QUERY[version],
+        responses={200: Response("Streams", list_view)},
+        errors=not_convertible,
+    )
+    api.add(
+        "DELETE",
+        prefix,
+        delete_streams,
+        summary="Delete streams whose id or name matches (unknown ones are ignored)",
+        query=AccountQuery,
+        body=StreamsDeleteRequest,
+        responses={204: Response("Streams deleted")},
+    )
+    api.add(
+        "GET",
+        f"{prefix}/count",
+        count_streams,
+        summary="Count streams according to filters",
+        query=FILTERS[version],
+        responses={200: Response("Count", StreamCountResponse)},
+    )
+    api.add(
+        "GET",
+        f"{prefix}/{{stream_id}}",
+        get_stream,
+        summary="Get the stream by ID",
+        query=AccountQuery,
+        responses={200: Response("Stream", view)},
+        errors=(StreamNotFound, *not_convertible),
+    )
+    api.add(
+        "PATCH",
+        f"{prefix}/{{stream_id}}",
+        patch_stream,
+        summary="Update stream description and/or status",
+        query=AccountQuery,
+        body=StreamPatch,
+        responses={204: Response("Stream updated")},
+        errors=(StreamNotFound, BadStreamStatus, CannotStopInProgress, CannotCancelFinished),
+    )
+    api.add(
+        "PUT",
+        f"{prefix}/{{stream_id}}",
+        put_stream,
+        summary="Replace the stream (version + 1; it passes through 'restart')",
+        body=CREATE_BODY[version],
+        responses={200: Response("Stream replaced", StreamCreated)},
+        errors=(StreamNotFound, BadStreamStatus, GroupNameNotFound),
+    )
+    api.add(
+        "DELETE",
+        f"{prefix}/{{stream_id}}",
+        delete_stream,
+        summary="Remove the stream",
+        query=AccountQuery,
+        responses={204: Response("Stream removed")},
+        errors=(StreamNotFound,),
+    )
 
 
 for _version in (1, 2):

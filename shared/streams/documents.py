@@ -55,10 +55,25 @@ def settings_fields(api_version: int, body: dict[str, Any]) -> Doc:
     if api_version == 1:
         fields["event_handler"] = body["event_handler"]
         fields["policies"] = body["policies"]
+        fields["v1_compatible"] = True
     else:
         fields["event_handler"] = None
         fields["policies"] = None
+        fields["v1_compatible"] = _v1_compatible(body["data"])
     return fields
+
+
+def _v1_compatible(data: dict[str, Any]) -> bool:
+    try:
+        v2_to_v1(data)
+    except NotConvertible:
+        return False
+    return True
+
+
+#: v1 lists, counts and the queue through /1 see only streams v1 can show (a v2 stream
+#: whose first analytics item is body-only or disabled is answered 39011 when asked by id)
+V1_VISIBLE: Doc = {"v1_compatible": {"$ne": False}}
 
 
 def new_stream(

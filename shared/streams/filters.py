@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from shared.statuses import STORED
+from shared.streams.documents import V1_VISIBLE
 
 UUID_PATTERN = r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
 QueryUUID = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
@@ -98,6 +99,9 @@ class StreamFiltersV1(StreamFiltersV2):
         default=None, description="Stream id upper excluded bound."
     )
 
+    def mongo_filter(self) -> dict[str, Any]:
+        return {**super().mongo_filter(), **V1_VISIBLE}
+
 
 class Page(BaseModel):
     page: int = Field(default=1, ge=1, description="Page number.")
@@ -113,7 +117,7 @@ class StreamListQueryV2(StreamFiltersV2, Page):
         return [("create_time", 1), ("_id", 1)]
 
 
-class StreamListQueryV1(StreamFiltersV1, Page):
+class StreamListQueryV1(StreamFiltersV1, StreamListQueryV2):
     order: Literal["asc", "desc"] = Field(
         default="asc",
         description=(

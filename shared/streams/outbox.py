@@ -78,7 +78,12 @@ def entries_for(
         log_time = when + timedelta(milliseconds=step)
         entry: Doc = {
             "log": log_row(
-                stream, status, version, log_time, error=error, video_info=video_info,
+                stream,
+                status,
+                version,
+                log_time,
+                error=error,
+                video_info=video_info,
                 preview=preview,
             )
         }

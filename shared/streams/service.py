@@ -7,6 +7,7 @@ it was computed from, and carries its log rows and queue token in the outbox
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -64,7 +65,7 @@ class StreamService:
             raise StreamNotFound(stream_id=stream_id)
         return doc
 
-    async def list(self, query: StreamListQueryV2) -> list[Doc]:
+    async def page(self, query: StreamListQueryV2) -> list[Doc]:
         cursor = (
             self.database.streams.find(query.mongo_filter(), VIEW_PROJECTION)
             .sort(query.mongo_sort())
@@ -77,9 +78,7 @@ class StreamService:
         return await self.database.streams.count_documents(filters.mongo_filter())
 
     async def _read_for_change(self, stream_id: str, account_id: str | None) -> Doc:
-        doc = await self.database.streams.find_one(
-            _scope(stream_id, account_id), {"outbox": 0}
-        )
+        doc = await self.database.streams.find_one(_scope(stream_id, account_id), {"outbox": 0})
         if doc is None:
             raise StreamNotFound(stream_id=stream_id)
         return doc
@@ -167,7 +166,7 @@ class StreamService:
             result = await self.database.streams.update_one(guard, update)
             if result.matched_count:
                 await self.outbox.flush(stream_id, entries)
-                return version
+                return int(version)
         raise ConcurrentModification(stream_id)
 
     async def delete(self, stream_id: str, account_id: str | None) -> None:
@@ -215,8 +214,6 @@ class StreamService:
             for doc in docs
         ]
         for row in rows:
-            try:
+            with contextlib.suppress(DuplicateKeyError):
                 await self.database.stream_logs.insert_one(row)
-            except DuplicateKeyError:
-                pass
         await self.database.streams.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
