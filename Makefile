@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format reliability bench clean rabbitmq
+.PHONY: install run test lint format reliability bench soak clean rabbitmq
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,19 @@ run: install rabbitmq
 
 test: install rabbitmq
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The fault and fuzz suites, longer than in `make test` (which runs them short).
+reliability: install rabbitmq
+	LUNA_STREAMS_FUZZ_EXAMPLES=$${LUNA_STREAMS_FUZZ_EXAMPLES:-100} \
+		$(VENV)/bin/pytest tests/fault tests/reliability -s $(PYTEST_ARGS)
+
+# Benchmarks print figures and ratios; they are not pass/fail.
+bench: install rabbitmq
+	$(PY) -m bench.bench_streams
+	$(PY) -m bench.bench_processing
+
+soak: install rabbitmq
+	$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-10}
 
 lint: install
 	$(VENV)/bin/ruff check .

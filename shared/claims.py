@@ -19,6 +19,7 @@ gateway that dies holding it blocks the others for at most ``CAP_LOCK_TTL``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -28,7 +29,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
@@ -193,29 +194,41 @@ class ClaimService:
         )
         live = [await self.broker.declare_queue(name) for name in names]
         claimed: list[Doc] = []
+        passed: list[AbstractIncomingMessage] = []  # claimable, but not by these filters
         # stale tokens are skipped, but one claim examines a bounded number of them, so
         # that a broker that redelivers the same token over and over cannot spin it
         budget = limit * 4 + 50
-        while len(claimed) < limit and live and budget > 0:
-            for queue in list(live):
-                budget -= 1
-                try:
-                    doc = await self._take_one(queue, filters)
-                except BROKER_ERRORS:
-                    if not claimed:
-                        raise
-                    # the streams claimed so far are this agent's: answer with them
-                    log.warning("broker lost mid-claim; answering with %d streams", len(claimed))
-                    return claimed
-                if doc is False:
-                    live.remove(queue)  # this queue is empty, or its head is not ours
-                elif isinstance(doc, dict):
-                    claimed.append(doc)
-                if len(claimed) >= limit:
-                    break
+        try:
+            while len(claimed) < limit and live and budget > 0:
+                for queue in list(live):
+                    budget -= 1
+                    try:
+                        doc = await self._take_one(queue, filters, passed)
+                    except BROKER_ERRORS:
+                        if not claimed:
+                            raise
+                        # the streams claimed so far are this agent's: answer with them
+                        log.warning("broker lost mid-claim; answering with %d", len(claimed))
+                        return claimed
+                    if doc is False:
+                        live.remove(queue)  # this queue is empty
+                    elif isinstance(doc, dict):
+                        claimed.append(doc)
+                    if len(claimed) >= limit:
+                        break
+        finally:
+            # held unacknowledged while this claim looked further; back for other agents
+            for message in passed:
+                with contextlib.suppress(*BROKER_ERRORS):
+                    await message.nack(requeue=True)
         return claimed
 
-    async def _take_one(self, queue: AbstractQueue, filters: QueueFilters) -> Doc | bool | None:
+    async def _take_one(
+        self,
+        queue: AbstractQueue,
+        filters: QueueFilters,
+        passed: list[AbstractIncomingMessage],
+    ) -> Doc | bool | None:
         """Claim from one token: the stream, None for a stale token, False when empty."""
         message = await queue.get(no_ack=False, fail=False)
         if message is None:
@@ -235,9 +248,9 @@ class ClaimService:
         ):
             # still pending at this token's version: claimable, but not by these filters
             # (another group filter, or a stream this API version cannot show); it goes
-            # back to the queue for another agent, and this claim leaves this queue
-            await message.nack(requeue=True)
-            return False
+            # back to the queue for other agents once this claim is done
+            passed.append(message)
+            return None
         try:
             await message.ack()
         except Exception as exc:  # channel lost: the token comes back and is then stale

@@ -264,8 +264,30 @@ async def test_v2_stream_without_a_v1_form_is_39011(
     assert (await get_stream(client, stream_id, 2))["data"]["analytics"][0]["mode"] == item.get(
         "mode", 1
     )
-    assert await count(client, 1) == 1
+    # v1 lists, counts and peeks see only the streams v1 can show; v2 sees them all
+    assert (await count(client, 1), await count(client, 2)) == (0, 1)
+    assert (await list_ids(client, 1), await list_ids(client, 2)) == ([], [stream_id])
+    peek = {}
+    for version in (1, 2):
+        resp = await client.get(f"/{version}/streams/processing/queue", params={"limit": "5"})
+        peek[version] = [s["stream_id"] for s in (await resp.json())["streams"]]
+    assert peek == {1: [], 2: [stream_id]}
     assert await snapshot(database) == before
+
+
+async def test_v1_claims_leave_streams_v1_cannot_show_to_v2_agents(client: Client) -> None:
+    hidden = await create_stream(client, v2_body(analytics=[analytics_item(mode=2)]), 2)
+    shown = await create_stream(client, v1_body(), 1)
+    claim = {"filters": {}, "limit": 5}
+    resp = await client.post("/1/streams/processing/queue", json=claim)
+    assert [s["stream_id"] for s in (await resp.json())["streams"]] == [shown]
+    # the hidden stream's token went back to the queue: a v2 agent takes it
+    resp = await client.post("/2/streams/processing/queue", json=claim)
+    assert [s["stream_id"] for s in (await resp.json())["streams"]] == [hidden]
+    resp = await client.post(
+        "/1/streams/processing/queue", json={"filters": {"stream_ids": [hidden]}, "limit": 1}
+    )
+    assert (await resp.json())["streams"] == []
 
 
 # --- generated bodies ---------------------------------------------------------------------

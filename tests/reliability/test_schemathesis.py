@@ -15,6 +15,7 @@ and schemathesis' invalid ``Luna-Request-Id`` in cases that are not about it (se
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -37,8 +38,10 @@ from shared.request_id import HEADER, is_valid_request_id
 from tests.reliability.conftest import LiveGateway
 
 CONFORMANCE = [response_schema_conformance, status_code_conformance, content_type_conformance]
+#: examples per operation: 20 in `make test`, more with `make reliability`
+EXAMPLES = int(os.environ.get("LUNA_STREAMS_FUZZ_EXAMPLES", "20"))
 FUZZ = settings(
-    max_examples=20,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
