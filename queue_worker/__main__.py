@@ -15,11 +15,11 @@ log = logging.getLogger("queue_worker")
 
 async def serve(settings: Settings) -> int:
     worker = FeedbackWorker(settings)
-    await worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a SIGTERM then stops cleanly
         loop.add_signal_handler(sig, stop.set)
+    await worker.start()
     stopping = asyncio.create_task(stop.wait())
     stalled = asyncio.create_task(worker.watch(settings.consumer_stall_timeout))
     await asyncio.wait({stopping, stalled}, return_when=asyncio.FIRST_COMPLETED)
