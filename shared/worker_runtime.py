@@ -209,3 +209,18 @@ def run_worker(spec: WorkerSpec, settings: Settings) -> int:
         broker.close()
         loop.close()
     return 0
+
+
+def main(component: str, build: Callable[[Settings], WorkerSpec]) -> None:
+    """The ``python -m`` entry of a worker process: settings, logging, run, exit code."""
+    from shared.log_setup import setup_logging
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format, component)
+    try:
+        code = run_worker(build(settings), settings)
+    except Exception as exc:
+        log.error("%s failed: %s: %s", component, type(exc).__name__, exc)
+        raise SystemExit(1) from None
+    raise SystemExit(code)

@@ -11,7 +11,7 @@ from gateway.parsing import json_response, parse_body, parse_query
 from gateway.responses import StreamListV1, StreamListV2
 from shared.claims import QueueFilters
 from shared.errors import DependencyUnavailable, FeedbackTimeout, StreamNotConvertible
-from shared.models import FeedbackRequest, QueueClaimRequest
+from shared.models import FeedbackRequest, QueueClaimFilters, QueueClaimRequest
 from shared.streams.documents import stream_view
 from shared.streams.filters import QueryGroupName, QueryUUID, StreamName
 
@@ -45,32 +45,27 @@ class FeedbackResponse(BaseModel):
     streams: FeedbackOutcome
 
 
+def queue_filters(given: QueuePeekQuery | QueueClaimFilters, version: int) -> QueueFilters:
+    return QueueFilters(
+        stream_ids=given.stream_ids,
+        names=given.names,
+        group_ids=given.group_ids,
+        group_names=given.group_names,
+        api_version=version,
+    )
+
+
 def add_queue_routes(version: int) -> None:
     prefix = f"/{version}/streams/processing"
 
     async def peek_queue(request: web.Request) -> web.StreamResponse:
         query = parse_query(request, QueuePeekQuery)
-        filters = QueueFilters(
-            stream_ids=query.stream_ids,
-            names=query.names,
-            group_ids=query.group_ids,
-            group_names=query.group_names,
-            api_version=version,
-        )
-        docs = await request.app[CLAIMS].peek(filters, query.limit)
+        docs = await request.app[CLAIMS].peek(queue_filters(query, version), query.limit)
         return json_response({"streams": [stream_view(doc, version) for doc in docs]})
 
     async def claim_streams(request: web.Request) -> web.StreamResponse:
         body = await parse_body(request, QueueClaimRequest)
-        f = body.filters
-        filters = QueueFilters(
-            stream_ids=f.stream_ids,
-            names=f.names,
-            group_ids=f.group_ids,
-            group_names=f.group_names,
-            api_version=version,
-        )
-        docs = await request.app[CLAIMS].claim(filters, body.limit)
+        docs = await request.app[CLAIMS].claim(queue_filters(body.filters, version), body.limit)
         return json_response({"streams": [stream_view(doc, version) for doc in docs]})
 
     async def post_feedback(request: web.Request) -> web.StreamResponse:

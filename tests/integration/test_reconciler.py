@@ -158,7 +158,7 @@ async def test_duplicated_tokens_claim_each_stream_once(
         async def republished() -> bool:
             return await depth(channel, settings) >= 3
 
-        await wait_for(republished, timeout=30)
+        await wait_for(republished, timeout=60)
         claimed = await claim(client, limit=10)
         assert sorted(claimed) == sorted([kept, lost])
         assert await claim(client, limit=10) == []  # the duplicate was stale: dropped
