@@ -17,6 +17,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -77,7 +78,7 @@ async def churn(url: str, until: float, stats: AgentStats) -> None:
             await asyncio.sleep(0.5)
 
 
-async def main(minutes: float, streams: int, agents: int, period: float) -> None:
+async def main(minutes: float, streams: int, agents: int, period: float) -> dict[str, Any]:
     with mongo_uri() as uri:
         settings = bench_settings(uri, stream_status_obsoleting_period=max(20.0, 5 * period))
         api = gateway(settings)
@@ -133,5 +134,14 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--agents", type=int, default=10)
     parser.add_argument("--feedback-period", type=float, default=2.0)
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 on any error or on RSS growth over 10%%"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.minutes, args.streams, args.agents, args.feedback_period))
+    report = asyncio.run(main(args.minutes, args.streams, args.agents, args.feedback_period))
+    if args.check:
+        errors = report["summary"]["errors"]
+        grown = {k: v["growth_pct"] for k, v in report["rss_mib"].items() if v["growth_pct"] > 10}
+        if errors or grown:
+            print(f"soak check failed: errors {errors}, RSS growth over 10% {grown}")
+            raise SystemExit(1)

@@ -69,11 +69,11 @@ class StreamFiltersV2(AccountQuery):
             query["account_id"] = self.account_id
         ids = _bounds(getattr(self, "stream_id__gte", None), getattr(self, "stream_id__lt", None))
         if self.stream_ids is not None:
-            ids["$in"] = self.stream_ids
+            ids["$in"] = list(dict.fromkeys(self.stream_ids))
         if ids:
             query["_id"] = ids
         if self.names is not None:
-            query["name"] = {"$in": self.names}
+            query["name"] = {"$in": list(dict.fromkeys(self.names))}
         if self.reference is not None:
             query["data.reference"] = self.reference
         if self.statuses is not None:

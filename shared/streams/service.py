@@ -181,9 +181,9 @@ class StreamService:
         """Delete streams whose id OR name matches; unknown ids and names are ignored."""
         either: list[Doc] = []
         if stream_ids:
-            either.append({"_id": {"$in": stream_ids}})
+            either.append({"_id": {"$in": list(dict.fromkeys(stream_ids))}})
         if names:
-            either.append({"name": {"$in": names}})
+            either.append({"name": {"$in": list(dict.fromkeys(names))}})
         if not either:
             return 0
         query: Doc = {"$or": either}
