@@ -95,37 +95,36 @@ async def main(minutes: float, streams: int, agents: int, period: float) -> dict
                 request_period=1.0,
                 batch_size=100,
             )
-            # warm up: agents take their streams, then measure RSS
-            start_rss = {"gateway": rss_mib(api), "queue-worker": rss_mib(feedback)}
             churn_stats = AgentStats()
             until = time.monotonic() + duration
-            agent_stats, _ = await asyncio.gather(
+            load = asyncio.gather(
                 run_agents(config, agents, duration), churn(api.url, until, churn_stats)
             )
+            # warm up first (agents claim their streams, caches fill), then read RSS
+            await asyncio.sleep(min(60.0, duration / 5))
+            start_rss = {"gateway": rss_mib(api), "queue-worker": rss_mib(feedback)}
+            agent_stats, _ = await load
             end_rss = {"gateway": rss_mib(api), "queue-worker": rss_mib(feedback)}
     agent_stats.merge(churn_stats)
     summary = agent_stats.summary()
     summary.pop("claimed_ids", None)
-    print(
-        json.dumps(
-            {
-                "minutes": minutes,
-                "streams": streams,
-                "agents": agents,
-                "feedback_period_s": period,
-                "summary": summary,
-                "rss_mib": {
-                    k: {
-                        "start": round(start_rss[k], 1),
-                        "end": round(end_rss[k], 1),
-                        "growth_pct": round(100 * (end_rss[k] / start_rss[k] - 1), 1),
-                    }
-                    for k in start_rss
-                },
-            },
-            indent=2,
-        )
-    )
+    report: dict[str, Any] = {
+        "minutes": minutes,
+        "streams": streams,
+        "agents": agents,
+        "feedback_period_s": period,
+        "summary": summary,
+        "rss_mib": {
+            k: {
+                "start": round(start_rss[k], 1),
+                "end": round(end_rss[k], 1),
+                "growth_pct": round(100 * (end_rss[k] / start_rss[k] - 1), 1),
+            }
+            for k in start_rss
+        },
+    }
+    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":
