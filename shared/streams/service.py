@@ -7,18 +7,22 @@ it was computed from, and carries its log rows and queue token in the outbox
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from typing import Any
-
-from pymongo.errors import DuplicateKeyError
 
 from shared import statuses
 from shared.errors import GroupNameNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.streams.documents import VIEW_PROJECTION, autorestart_state, new_stream, settings_fields
 from shared.streams.filters import StreamFiltersV2, StreamListQueryV2
-from shared.streams.outbox import Outbox, entries_for, log_row, now_utc, push_entries
+from shared.streams.outbox import (
+    Outbox,
+    entries_for,
+    insert_log_rows,
+    log_row,
+    now_utc,
+    push_entries,
+)
 
 MAX_CAS_ATTEMPTS = 20
 
@@ -213,7 +217,5 @@ class StreamService:
             )
             for doc in docs
         ]
-        for row in rows:
-            with contextlib.suppress(DuplicateKeyError):
-                await self.database.stream_logs.insert_one(row)
+        await insert_log_rows(self.database, rows)
         await self.database.streams.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
