@@ -5,36 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from shared.settings import Settings
+from tests.services import mongo_server
 
 
-@contextlib.contextmanager
-def mongo_uri() -> Iterator[str]:
-    uri = os.environ.get("LUNA_STREAMS_MONGO_URI")
-    if uri:
-        yield uri
-        return
-    from secantus import SecantusDBServer
-
-    data_dir = tempfile.mkdtemp(prefix="luna-streams-bench-")
-    server: Any = SecantusDBServer(host="127.0.0.1", port=0, storage_path=data_dir)
-    server.start()
-    try:
-        host, port = server.address
-        yield f"mongodb://{host}:{port}/?directConnection=true"
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+def mongo_uri() -> contextlib.AbstractContextManager[str]:
+    """The same MongoDB the tests use (one place decides: tests/services.py)."""
+    return mongo_server()
 
 
 def bench_settings(uri: str, **extra: Any) -> Settings:

@@ -7,7 +7,6 @@ costs one failed update and never hands a stream out twice.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -61,7 +60,3 @@ class BrokerTokenPublisher:
             name = self.broker.names.group(group_id)
             await self.broker.ensure_queue(name)
             await self.broker.publish(name, body)
-
-
-def token_dict(token: QueueToken) -> dict[str, Any]:
-    return json.loads(token.model_dump_json())  # type: ignore[no-any-return]
