@@ -15,17 +15,17 @@ async def restart_stream_actor(
     context: JobContext, stream_id: str, version: int, attempt: int
 ) -> bool:
     database = await context.database()
-    return await restart_stream(database, await context.outbox(), stream_id, version, attempt)
+    return await restart_stream(database, await context.changes(), stream_id, version, attempt)
 
 
 async def autorestart_sweep(context: JobContext) -> int:
-    return await restart_due(await context.database(), await context.outbox())
+    return await restart_due(await context.database(), await context.changes())
 
 
 async def downgrade(context: JobContext) -> int:
     return await downgrade_silent(
         await context.database(),
-        await context.outbox(),
+        await context.changes(),
         context.settings.stream_status_obsoleting_period,
     )
 
@@ -41,7 +41,7 @@ async def reconcile(context: JobContext) -> int:
 
 
 async def outbox_sweep(context: JobContext) -> int:
-    return await (await context.outbox()).sweep()
+    return await (await context.changes()).sweep()
 
 
 def spec(settings: Settings) -> WorkerSpec:

@@ -33,7 +33,7 @@ from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
 from shared.mongo import open_database
 from shared.settings import Settings
-from shared.streams.outbox import Outbox
+from shared.streams.changes import StreamChanges
 from shared.streams.service import StreamService
 from shared.tokens import BrokerTokenPublisher
 
@@ -56,7 +56,9 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
             "LUNA_STREAMS_MONGO_URI is not set: give a MongoDB URI, or run "
             "`luna-streams all`, which starts the embedded server"
         )
-    app[DATABASE] = await open_database(settings.mongo_uri, settings.db_name)
+    app[DATABASE] = await open_database(
+        settings.mongo_uri, settings.db_name, journal=settings.mongo_journal
+    )
     yield
     await app[DATABASE].close()
 
@@ -64,7 +66,10 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
 async def broker_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[BROKER] = await open_broker(
-        settings.amqp_url, settings.queue_prefix, queue_type=settings.queue_type
+        settings.amqp_url,
+        settings.queue_prefix,
+        queue_type=settings.queue_type,
+        feedback_delivery_limit=settings.feedback_delivery_limit,
     )
     yield
     await app[BROKER].close()
@@ -84,13 +89,22 @@ async def http_client_context(app: web.Application) -> AsyncIterator[None]:
 async def services_context(app: web.Application) -> AsyncIterator[None]:
     settings, database, broker = app[SETTINGS], app[DATABASE], app[BROKER]
     publisher = BrokerTokenPublisher(broker)
-    outbox = Outbox(database, publisher)
-    app[STREAMS] = StreamService(database, outbox)
+    changes = StreamChanges(database, publisher)
+    app[STREAMS] = StreamService(database, changes)
     app[GROUPS] = GroupService(database, publisher)
-    app[CLAIMS] = ClaimService(database, broker, outbox, settings.max_active_streams)
+    app[CLAIMS] = ClaimService(
+        database,
+        broker,
+        changes,
+        settings.max_active_streams,
+        prefetch=settings.claim_prefetch,
+        hold=settings.claim_hold,
+    )
     app[FEEDBACK] = FeedbackClient(broker, settings.feedback_timeout)
     await app[FEEDBACK].start()
+    app[METRICS].watch_feedback(lambda: float(app[FEEDBACK].backlog), app[FEEDBACK].estimated_wait)
     yield
+    await app[CLAIMS].close()
 
 
 def create_app(settings: Settings) -> web.Application:

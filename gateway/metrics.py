@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class GatewayMetrics:
@@ -27,6 +29,18 @@ class GatewayMetrics:
             ["path", "error_code"],
             registry=self.registry,
         )
+
+    def watch_feedback(self, backlog: Callable[[], float], wait: Callable[[], float]) -> None:
+        Gauge(
+            "feedback_backlog",
+            "Feedback batches waiting for a queue worker (as last sampled)",
+            registry=self.registry,
+        ).set_function(backlog)
+        Gauge(
+            "feedback_estimated_wait_seconds",
+            "How long a new feedback batch would wait for its answer (estimate)",
+            registry=self.registry,
+        ).set_function(wait)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(path=route, status_code=str(status)).inc()

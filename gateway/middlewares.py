@@ -41,7 +41,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def error_response(error: LunaError) -> web.Response:
-    return web.json_response(error.body(), status=error.http_status)
+    return web.json_response(error.body(), status=error.http_status, headers=error.headers())
 
 
 def route_label(request: web.Request) -> str:

@@ -2,8 +2,16 @@
 
 Delivery is at least once: a batch is acknowledged only after it was applied and answered,
 so a worker that dies mid-batch leaves it to be redelivered to another worker, which
-applies it idempotently (:mod:`shared.feedback`). Prefetch bounds what one worker holds.
-On SIGTERM it stops consuming, lets the batches in hand finish (bounded), then closes.
+applies it idempotently (:mod:`shared.feedback`). Batches that arrive together (up to the
+prefetch) are applied together, in one pass over the database.
+
+Every message gets an answer. One that is not a feedback batch (whatever it holds: bad
+JSON, JSON nested 100,000 deep, wrong fields) is answered with an error and rejected to the
+dead-letter queue at once; one whose application fails for any reason but a database
+outage is rejected there too; the broker dead-letters a message delivered
+``LUNA_STREAMS_FEEDBACK_DELIVERY_LIMIT`` times (one that kills its worker). A database
+outage requeues the batches, with jittered backoff. On SIGTERM the worker stops
+consuming, lets the batches in hand finish (bounded), then closes.
 """
 
 from __future__ import annotations
@@ -16,15 +24,16 @@ import time
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from shared.autorestart import RestartScheduler
 from shared.broker import Broker, open_broker
-from shared.feedback import apply_feedback
+from shared.feedback import FeedbackBatch, apply_feedback
 from shared.models import FeedbackRequest
 from shared.mongo import Database, open_database
 from shared.settings import Settings
+from shared.streams.changes import StreamChanges
+from shared.tokens import BrokerTokenPublisher
 
 log = logging.getLogger("queue_worker")
 
@@ -34,65 +43,118 @@ class FeedbackWorker:
         self.settings = settings
         self.database: Database | None = None
         self.broker: Broker | None = None
+        self.changes: StreamChanges | None = None
         self.scheduler: RestartScheduler | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
+        self._arrived: list[AbstractIncomingMessage] = []
+        self._wake = asyncio.Event()
+        self._applier: asyncio.Task[None] | None = None
         self._in_hand = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.applied_batches = 0
         self.failed_batches = 0
+        self.rejected_messages = 0
         self.unhealthy_since: float | None = None
+        #: monotonic time since which the oldest batch in hand waits (None: none in hand)
+        self.busy_since: float | None = None
 
     async def start(self) -> None:
         settings = self.settings
         if not settings.mongo_uri:
             raise RuntimeError("LUNA_STREAMS_MONGO_URI is not set")
-        self.database = await open_database(settings.mongo_uri, settings.db_name)
-        self.broker = await open_broker(
-            settings.amqp_url, settings.queue_prefix, queue_type=settings.queue_type
+        self.database = await open_database(
+            settings.mongo_uri, settings.db_name, journal=settings.mongo_journal
         )
+        self.broker = await open_broker(
+            settings.amqp_url,
+            settings.queue_prefix,
+            queue_type=settings.queue_type,
+            feedback_delivery_limit=settings.feedback_delivery_limit,
+        )
+        self.changes = StreamChanges(self.database, BrokerTokenPublisher(self.broker))
         self.scheduler = RestartScheduler(settings)
+        self._applier = asyncio.create_task(self._apply_forever())
         await self.broker.channel.set_qos(prefetch_count=settings.feedback_prefetch)
-        self._queue = await self.broker.declare_queue(self.broker.names.feedback)
+        self._queue = await self.broker.declare_feedback_queue()
         self._consumer_tag = await self._queue.consume(self.on_message)
         log.info("consuming %s (prefetch %d)", self._queue.name, settings.feedback_prefetch)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        assert self.database is not None and self.broker is not None
         self._in_hand += 1
         self._idle.clear()
-        try:
-            await self._handle(message)
-        finally:
-            self._in_hand -= 1
-            if not self._in_hand:
-                self._idle.set()
+        if self.busy_since is None:
+            self.busy_since = time.monotonic()
+        self._arrived.append(message)
+        self._wake.set()
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        assert self.database is not None and self.broker is not None
-        try:
-            request = FeedbackRequest.model_validate(json.loads(message.body))
-        except (ValueError, ValidationError) as exc:
-            log.error("rejecting a malformed feedback batch %s: %s", message.message_id, exc)
-            await self._reply(message, {"error": "malformed feedback batch"})
-            await message.reject(requeue=False)
+    async def _apply_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            messages, self._arrived = self._arrived, []
+            if not messages:
+                continue
+            try:
+                await self._apply(messages)
+            finally:
+                self._in_hand -= len(messages)
+                self.busy_since = time.monotonic() if self._arrived else None
+                if not self._in_hand:
+                    self._idle.set()
+
+    async def _apply(self, messages: list[AbstractIncomingMessage]) -> None:
+        assert self.database is not None and self.changes is not None
+        batches: list[tuple[AbstractIncomingMessage, FeedbackBatch]] = []
+        for message in messages:
+            batch = await self._parse(message)
+            if batch is not None:
+                batches.append((message, batch))
+        if not batches:
             return
-        batch_id = message.message_id or message.correlation_id or str(message.delivery_tag)
-        items = [item.model_dump(mode="json") for item in request.streams]
         try:
-            result = await apply_feedback(self.database, batch_id, items)
+            results = await apply_feedback(self.database, self.changes, [b for _, b in batches])
         except PyMongoError as exc:
-            self.failed_batches += 1
-            log.warning("feedback batch %s not applied, requeued: %s", batch_id, exc)
+            self.failed_batches += len(batches)
+            log.warning("%d feedback batches not applied, requeued: %s", len(batches), exc)
             await asyncio.sleep(random.uniform(0.2, 1.0))
-            await message.nack(requeue=True)
+            for message, _ in batches:
+                await message.nack(requeue=True)
             return
-        if result.restarts and self.scheduler is not None:
-            await self.scheduler.schedule(result.restarts)
-        await self._reply(message, result.body())
-        await message.ack()
-        self.applied_batches += 1
+        except Exception:
+            # a bug or a batch the rules cannot take: answer and dead-letter, never spin
+            log.exception("feedback batches failed; dead-lettering %d", len(batches))
+            for message, _ in batches:
+                await self._reject(message, "feedback batch could not be applied")
+            return
+        for (message, _), result in zip(batches, results, strict=True):
+            if result.restarts and self.scheduler is not None:
+                await self.scheduler.schedule(result.restarts)
+            await self._reply(message, result.body())
+            await message.ack()
+            self.applied_batches += 1
+
+    async def _parse(self, message: AbstractIncomingMessage) -> FeedbackBatch | None:
+        """The batch a message holds, or None after answering and rejecting it."""
+        try:
+            request = FeedbackRequest.model_validate_json(message.body)
+            items = [item.model_dump(mode="json") for item in request.streams]
+        except Exception as exc:  # whatever it holds, it gets an answer
+            log.error(
+                "rejecting a malformed feedback batch %s: %s",
+                message.message_id,
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
+            await self._reject(message, "malformed feedback batch")
+            return None
+        batch_id = message.message_id or message.correlation_id or str(message.delivery_tag)
+        return FeedbackBatch(batch_id, items, redelivered=bool(message.redelivered))
+
+    async def _reject(self, message: AbstractIncomingMessage, reason: str) -> None:
+        self.rejected_messages += 1
+        await self._reply(message, {"error": reason})
+        await message.reject(requeue=False)  # to the dead-letter queue
 
     async def _reply(self, message: AbstractIncomingMessage, body: dict[str, Any]) -> None:
         assert self.broker is not None
@@ -118,10 +180,17 @@ class FeedbackWorker:
             and self._consumer_tag is not None
         )
 
+    def stalled_for(self) -> float:
+        """Seconds the oldest batch in hand has waited (0 when none is in hand)."""
+        return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
+
     async def watch(self, stall_timeout: float) -> None:
-        """Return when the consumer has been down for ``stall_timeout`` seconds."""
+        """Return when the consumer has been down, or stuck on a batch, for ``stall_timeout``."""
         while True:
             await asyncio.sleep(1.0)
+            if self.stalled_for() >= stall_timeout:
+                log.error("a feedback batch has been in hand for %.0f s", self.stalled_for())
+                return
             if self.healthy():
                 self.unhealthy_since = None
                 continue
@@ -144,8 +213,13 @@ class FeedbackWorker:
             log.warning(
                 "%d batches still in hand at shutdown: they will be redelivered", self._in_hand
             )
+        if self._applier is not None:
+            self._applier.cancel()
         log.info(
-            "stopped: %d batches applied, %d requeued", self.applied_batches, self.failed_batches
+            "stopped: %d batches applied, %d requeued, %d rejected",
+            self.applied_batches,
+            self.failed_batches,
+            self.rejected_messages,
         )
         if self.broker is not None:
             await self.broker.close()

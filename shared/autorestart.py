@@ -18,8 +18,9 @@ from shared.jobs_broker import AUTORESTART, RESTART_STREAM, JobSender
 from shared.mongo import Database, Doc
 from shared.settings import Settings
 from shared.statuses import FAILURE, PENDING, autorestart_path
+from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import AUTORESTART_ENABLED, AUTORESTART_IN_PROGRESS
-from shared.streams.outbox import Outbox, entries_for, now_utc, push_entries
+from shared.streams.outbox import now_utc
 
 log = logging.getLogger("luna_streams.autorestart")
 
@@ -48,11 +49,11 @@ class RestartScheduler:
 
 
 async def restart_stream(
-    database: Database, outbox: Outbox, stream_id: str, version: int, attempt: int
+    database: Database, changes: StreamChanges, stream_id: str, version: int, attempt: int
 ) -> bool:
     """failure -> restart -> pending for attempt ``attempt``; False when it is not due
     (already done, the stream changed, or was deleted)."""
-    doc = await database.streams.find_one({"_id": stream_id}, {"outbox": 0})
+    doc = await database.streams.find_one({"_id": stream_id})
     if doc is None or doc["status"] != FAILURE or doc["version"] != version:
         return False
     autorestart = doc.get("autorestart") or {}
@@ -66,46 +67,34 @@ async def restart_stream(
         or (due_at is not None and due_at > now)
     ):
         return False
-    entries = entries_for(
+    change = Change(
         doc,
         autorestart_path(),
-        version,
-        now,
-        groups=doc.get("groups", []),
-        error=doc.get("last_error"),
-        video_info=doc.get("video_info"),
-        preview=doc.get("preview"),
-    )
-    result = await database.streams.update_one(
-        {
-            "_id": stream_id,
+        guard={
             "status": FAILURE,
             "version": version,
             "autorestart.status": AUTORESTART_IN_PROGRESS,
             "autorestart.current_attempt": attempt - 1,
             "autorestart.due_at": due_at,
         },
-        {
-            "$set": {
-                "status": PENDING,
-                "queued_at": now,
-                "claim": None,
-                "autorestart.current_attempt": attempt,
-                "autorestart.last_attempt_time": now,
-                "autorestart.status": AUTORESTART_ENABLED,
-                "autorestart.due_at": None,
-            },
-            "$push": push_entries(entries),
+        set={
+            "status": PENDING,
+            "queued_at": now,
+            "claim": None,
+            "autorestart.current_attempt": attempt,
+            "autorestart.last_attempt_time": now,
+            "autorestart.status": AUTORESTART_ENABLED,
+            "autorestart.due_at": None,
         },
+        when=now,
     )
-    if not result.modified_count:
+    if not await changes.apply([change]):
         return False
-    await outbox.flush(stream_id, entries)
     log.info("stream %s restarted (attempt %d)", stream_id, attempt)
     return True
 
 
-async def restart_due(database: Database, outbox: Outbox, limit: int = 1000) -> int:
+async def restart_due(database: Database, changes: StreamChanges, limit: int = 1000) -> int:
     """Restart every stream whose attempt is due (the sweep)."""
     cursor = database.streams.find(
         {
@@ -119,6 +108,6 @@ async def restart_due(database: Database, outbox: Outbox, limit: int = 1000) -> 
     docs: list[Doc] = await cursor.to_list()
     for doc in docs:
         attempt = int(doc["autorestart"].get("current_attempt", 0)) + 1
-        if await restart_stream(database, outbox, doc["_id"], doc["version"], attempt):
+        if await restart_stream(database, changes, doc["_id"], doc["version"], attempt):
             restarted += 1
     return restarted

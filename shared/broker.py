@@ -4,7 +4,8 @@ Topology (every name carries ``LUNA_STREAMS_QUEUE_PREFIX``):
 
 - ``<prefix>.streams``: queue tokens of every pending stream (claims consume it);
 - ``<prefix>.streams.group.<group_id>``: queue tokens of the streams of one group;
-- ``<prefix>.feedback``: feedback batches for the queue workers (request/reply).
+- ``<prefix>.feedback``: feedback batches for the queue workers (request/reply);
+- ``<prefix>.feedback.dead``: feedback messages no worker could apply (bounded: a day, 10,000).
 
 Every publish is persistent, publisher-confirmed and mandatory: a message no queue takes
 raises instead of vanishing. Declarations are idempotent, so every component declares the
@@ -42,6 +43,10 @@ class QueueNames:
     def feedback(self) -> str:
         return f"{self.prefix}.feedback"
 
+    @property
+    def feedback_dead(self) -> str:
+        return f"{self.prefix}.feedback.dead"
+
     def group(self, group_id: str) -> str:
         return f"{self.prefix}.streams.group.{group_id}"
 
@@ -52,6 +57,7 @@ class Broker:
     channel: AbstractRobustChannel
     names: QueueNames
     queue_type: str
+    feedback_delivery_limit: int = 5
     _queues: dict[str, AbstractQueue] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -59,27 +65,48 @@ class Broker:
     def queue_arguments(self) -> dict[str, Any]:
         return {"x-queue-type": self.queue_type}
 
-    async def declare_queue(self, name: str) -> AbstractQueue:
+    async def declare_queue(
+        self, name: str, arguments: dict[str, Any] | None = None
+    ) -> AbstractQueue:
         """Declare once per process; the robust channel re-declares after a reconnect."""
         queue = self._queues.get(name)
         if queue is None:
             queue = await self.channel.declare_queue(
-                name, durable=True, arguments=self.queue_arguments
+                name, durable=True, arguments={**self.queue_arguments, **(arguments or {})}
             )
             self._queues[name] = queue
         return queue
 
+    @property
+    def feedback_arguments(self) -> dict[str, Any]:
+        """Rejected (and, on quorum queues, too often delivered) batches are dead-lettered."""
+        arguments: dict[str, Any] = {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.names.feedback_dead,
+        }
+        if self.queue_type == "quorum":
+            arguments["x-delivery-limit"] = self.feedback_delivery_limit
+        return arguments
+
+    async def declare_feedback_queue(self) -> AbstractQueue:
+        await self.declare_queue(
+            self.names.feedback_dead,
+            {"x-message-ttl": 24 * 3600 * 1000, "x-max-length": 10_000},
+        )
+        return await self.declare_queue(self.names.feedback, self.feedback_arguments)
+
     async def queue_depth(self, name: str) -> tuple[int, int]:
         """(messages ready, consumers) of a queue, as the broker sees them now."""
         underlay = await self.channel.get_underlay_channel()
+        arguments = self.feedback_arguments if name == self.names.feedback else {}
         result = await underlay.queue_declare(
-            name, durable=True, arguments=self.queue_arguments, passive=False
+            name, durable=True, arguments={**self.queue_arguments, **arguments}
         )
         return int(result.message_count or 0), int(result.consumer_count or 0)
 
     async def declare_topology(self) -> None:
         await self.declare_queue(self.names.streams)
-        await self.declare_queue(self.names.feedback)
+        await self.declare_feedback_queue()
 
     async def ensure_queue(self, name: str) -> None:
         await self.declare_queue(name)
@@ -119,7 +146,12 @@ class Broker:
 
 
 async def open_broker(
-    url: str, prefix: str, *, queue_type: str = "quorum", connect_timeout: float = 5.0
+    url: str,
+    prefix: str,
+    *,
+    queue_type: str = "quorum",
+    feedback_delivery_limit: int = 5,
+    connect_timeout: float = 5.0,
 ) -> Broker:
     """Connect (robust: it reconnects and restores channels) and declare the topology."""
     try:
@@ -132,6 +164,7 @@ async def open_broker(
         channel=channel,
         names=QueueNames(prefix),
         queue_type=queue_type,
+        feedback_delivery_limit=feedback_delivery_limit,
     )
     try:
         await broker.declare_topology()

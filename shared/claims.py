@@ -1,14 +1,17 @@
 """The processing queue: peek at pending streams, and claim them for an agent.
 
 Claims consume queue tokens from RabbitMQ (the all-streams queue, or the group queues when
-the filter names groups) and apply each with one compare-and-set in MongoDB
-(``pending`` at the token's version and ``queued_at`` -> ``in_progress``). The broker orders
-and spreads the work; MongoDB decides: a stale token (stream deleted, paused, re-versioned,
-claimed through another queue) fails its compare-and-set, is acknowledged and skipped.
-A token is acknowledged only after its compare-and-set, so a gateway that dies mid-claim
-leaves its unacknowledged tokens to be redelivered: no pending stream is lost, and none is
-claimed twice. Filters by stream id or name claim directly in MongoDB with the same
-compare-and-set.
+the filter names groups) and decide in MongoDB. Set-based, not per token: each gateway
+holds a small buffer of unacknowledged tokens per queue (:mod:`shared.token_buffer`); a
+claim takes up to ``limit`` of them, reads their streams in one query, applies the
+compare-and-sets (``pending`` at the token's version and ``queued_at`` -> ``in_progress``)
+in one bulk write with their log rows in one insert (:mod:`shared.streams.changes`), then
+acknowledges the tokens. A stale token (stream deleted, paused, re-versioned, claimed
+through another queue) fails its compare-and-set and is acknowledged; one claimable but
+not by this claim's filters (another API version) stays in the buffer for other claims.
+A gateway that dies leaves its unacknowledged tokens to the broker, which hands them to
+another: no pending stream is lost, and none is claimed twice. Filters by stream id or name
+claim directly in MongoDB with the same compare-and-set.
 
 With ``LUNA_STREAMS_MAX_ACTIVE_STREAMS`` set, counting the room and claiming into it must
 not interleave with another claim (two claims would both see the same free room): capped
@@ -19,25 +22,26 @@ gateway that dies holding it blocks the others for at most ``CAP_LOCK_TTL``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from shared.broker import Broker
 from shared.mongo import Database, Doc
 from shared.statuses import IN_PROGRESS, PENDING
+from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import V1_VISIBLE
-from shared.streams.outbox import Outbox, entries_for, now_utc, push_entries
+from shared.streams.outbox import now_utc
+from shared.token_buffer import TokenBuffers
 from shared.tokens import QueueToken
 
 log = logging.getLogger("luna_streams.claims")
@@ -46,7 +50,6 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.AMQPError,
     aiormq.exceptions.AMQPError,
     ConnectionError,
-    RuntimeError,  # aio-pika: "Channel closed" on a closed robust channel
 )
 
 CAP_LOCK = "claims.max_active_streams"
@@ -75,17 +78,42 @@ class QueueFilters:
     def by_group(self) -> bool:
         return self.group_ids is not None or self.group_names is not None
 
+    def admits(self, doc: Doc) -> bool:
+        """The in-memory form of :meth:`ClaimService._match` (besides the status)."""
+        return (
+            (self.stream_ids is None or doc["_id"] in self.stream_ids)
+            and (self.names is None or doc.get("name") in self.names)
+            and (self.group_ids is None or bool(set(self.group_ids) & set(doc.get("groups", []))))
+            and (
+                self.group_names is None
+                or bool(set(self.group_names) & set(doc.get("group_names", [])))
+            )
+            and (self.api_version != 1 or doc.get("v1_compatible") is not False)
+        )
+
 
 class ClaimService:
     def __init__(
-        self, database: Database, broker: Broker, outbox: Outbox, max_active_streams: int = 0
+        self,
+        database: Database,
+        broker: Broker,
+        changes: StreamChanges,
+        max_active_streams: int = 0,
+        *,
+        prefetch: int = 100,
+        hold: float = 1.0,
     ) -> None:
         self.database = database
         self.broker = broker
-        self.outbox = outbox
+        self.changes = changes
         self.max_active_streams = max_active_streams
+        self.buffers = TokenBuffers(broker, prefetch=prefetch, hold=hold)
         self._cap_guard = asyncio.Lock()
         self._owner = uuid.uuid4().hex
+
+    async def close(self) -> None:
+        """Give every buffered token back to the broker."""
+        await self.buffers.close()
 
     async def _queue_group_ids(self, filters: QueueFilters) -> list[str]:
         """The group queues a group-filtered claim consumes."""
@@ -164,26 +192,21 @@ class ClaimService:
         if limit == 0:
             return []
         if filters.direct:
-            claimed = await self._claim_direct(filters, limit)
-        else:
-            claimed = await self._claim_from_broker(filters, limit)
-        await self.outbox.flush_many((doc["_id"], doc.pop("_entries")) for doc in claimed)
-        return claimed
+            return await self._claim_direct(filters, limit)
+        return await self._claim_from_broker(filters, limit)
 
     async def _claim_direct(self, filters: QueueFilters, limit: int) -> list[Doc]:
         claimed: list[Doc] = []
         while len(claimed) < limit:
             candidates = (
-                await self.database.streams.find(self._match(filters), {"outbox": 0})
+                await self.database.streams.find(self._match(filters))
                 .sort([("queued_at", 1), ("_id", 1)])
                 .limit(limit - len(claimed))
                 .to_list()
             )
             if not candidates:
                 break
-            for doc in candidates:
-                if await self._compare_and_set(doc, filters):
-                    claimed.append(doc)
+            claimed += await self._compare_and_set(candidates, filters)
         return claimed
 
     async def _claim_from_broker(self, filters: QueueFilters, limit: int) -> list[Doc]:
@@ -192,101 +215,113 @@ class ClaimService:
             if filters.by_group
             else [self.broker.names.streams]
         )
-        live = [await self.broker.declare_queue(name) for name in names]
         claimed: list[Doc] = []
-        passed: list[AbstractIncomingMessage] = []  # claimable, but not by these filters
         # stale tokens are skipped, but one claim examines a bounded number of them, so
-        # that a broker that redelivers the same token over and over cannot spin it
+        # that a queue full of stale tokens cannot keep one request busy for long
         budget = limit * 4 + 50
-        try:
-            while len(claimed) < limit and live and budget > 0:
-                for queue in list(live):
-                    budget -= 1
-                    try:
-                        doc = await self._take_one(queue, filters, passed)
-                    except BROKER_ERRORS:
-                        if not claimed:
-                            raise
-                        # the streams claimed so far are this agent's: answer with them
-                        log.warning("broker lost mid-claim; answering with %d", len(claimed))
-                        return claimed
-                    if doc is False:
-                        live.remove(queue)  # this queue is empty
-                    elif isinstance(doc, dict):
-                        claimed.append(doc)
-                    if len(claimed) >= limit:
-                        break
-        finally:
-            # held unacknowledged while this claim looked further; back for other agents
-            for message in passed:
-                with contextlib.suppress(*BROKER_ERRORS):
-                    await message.nack(requeue=True)
+        live = list(names)
+        while len(claimed) < limit and live and budget > 0:
+            for name in list(live):
+                buffer = await self.buffers.get(name)
+                messages = await buffer.take(limit - len(claimed))
+                if not messages:
+                    live.remove(name)
+                    continue
+                budget -= len(messages)
+                try:
+                    claimed += await self._claim_tokens(buffer.give_back, messages, filters)
+                except BROKER_ERRORS:
+                    if not claimed:
+                        raise
+                    # the streams claimed so far are this agent's: answer with them
+                    log.warning("broker lost mid-claim; answering with %d", len(claimed))
+                    return claimed
+                if len(claimed) >= limit:
+                    break
         return claimed
 
-    async def _take_one(
+    async def _claim_tokens(
         self,
-        queue: AbstractQueue,
+        give_back: Callable[[list[AbstractIncomingMessage]], None],
+        messages: list[AbstractIncomingMessage],
         filters: QueueFilters,
-        passed: list[AbstractIncomingMessage],
-    ) -> Doc | bool | None:
-        """Claim from one token: the stream, None for a stale token, False when empty."""
-        message = await queue.get(no_ack=False, fail=False)
-        if message is None:
-            return False
-        try:
-            token = QueueToken.decode(message.body)
-        except ValidationError:
-            log.warning("dropping a malformed token from %s", queue.name)
-            await message.reject(requeue=False)
-            return None
-        doc = await self.database.streams.find_one(token.cas_filter(), {"outbox": 0})
-        claimed = doc is not None and await self._compare_and_set(doc, filters)
-        if (
-            doc is not None
-            and not claimed
-            and await self.database.streams.find_one(token.cas_filter(), {"_id": 1})
-        ):
-            # still pending at this token's version: claimable, but not by these filters
-            # (another group filter, or a stream this API version cannot show); it goes
-            # back to the queue for other agents once this claim is done
-            passed.append(message)
-            return None
-        try:
-            await message.ack()
-        except Exception as exc:  # channel lost: the token comes back and is then stale
-            log.info(
-                "token ack for %s lost (%s); it will be redelivered as stale",
-                token.stream_id,
-                type(exc).__name__,
-            )
-        return doc if claimed else None
-
-    async def _compare_and_set(self, doc: Doc, filters: QueueFilters) -> bool:
-        """pending -> in_progress, guarded by the version and ``queued_at`` read and by the
-        filters (a stream detached from the group since its token was queued stays)."""
-        now = now_utc()
-        entries = entries_for(
-            doc,
-            [IN_PROGRESS],
-            doc["version"],
-            now,
-            groups=doc.get("groups", []),
-            error=doc.get("last_error"),
-            video_info=doc.get("video_info"),
-            preview=doc.get("preview"),
-        )
-        guard: dict[str, Any] = {
-            **self._match(filters),
-            "_id": doc["_id"],
-            "version": doc["version"],
-            "queued_at": doc["queued_at"],
+    ) -> list[Doc]:
+        """Claim the streams of taken tokens: one read, one bulk write, then the acks."""
+        tokens: list[tuple[QueueToken, AbstractIncomingMessage]] = []
+        done: list[AbstractIncomingMessage] = []  # stale, duplicate or malformed
+        for message in messages:
+            try:
+                tokens.append((QueueToken.decode(message.body), message))
+            except ValidationError:
+                log.warning("dropping a malformed queue token")
+                await message.reject(requeue=False)
+        ids = list(dict.fromkeys(token.stream_id for token, _ in tokens))
+        docs = {
+            doc["_id"]: doc async for doc in self.database.streams.find({"_id": {"$in": ids}})
         }
-        claim = {"claimed_at": now, "last_feedback_at": now, "feedback_ids": []}
-        result = await self.database.streams.update_one(
-            guard,
-            {"$set": {"status": IN_PROGRESS, "claim": claim}, "$push": push_entries(entries)},
-        )
-        if not result.modified_count:
-            return False
-        doc.update(status=IN_PROGRESS, claim=claim, _entries=entries)
-        return True
+        candidates: list[Doc] = []
+        claiming: list[AbstractIncomingMessage] = []
+        passed: list[AbstractIncomingMessage] = []  # claimable, but not by these filters
+        for token, message in tokens:
+            doc = docs.get(token.stream_id)
+            if doc is None or not _waits_at(doc, token):
+                done.append(message)  # stale (or a duplicate of one taken just before)
+            elif not filters.admits(doc):
+                passed.append(message)
+            else:
+                candidates.append(docs.pop(token.stream_id))
+                claiming.append(message)
+        claimed = await self._compare_and_set(candidates, filters) if candidates else []
+        # acknowledged after the claims and their rows are written: a token whose claim
+        # failed is stale (another queue's token, a patch, a delete won)
+        done += claiming
+        for message in done:
+            try:
+                await message.ack()
+            except Exception as exc:  # channel lost: the token comes back, and is then stale
+                log.info("token ack lost (%s); it will be redelivered as stale", exc)
+        give_back(passed)
+        return claimed
+
+    async def _compare_and_set(self, docs: list[Doc], filters: QueueFilters) -> list[Doc]:
+        """pending -> in_progress for each stream, guarded by the version and ``queued_at``
+        read and by the filters (a stream detached from the group since its token was
+        queued stays); the streams that were claimed, in the order given."""
+        now = now_utc()
+        changes = []
+        for doc in docs:
+            claim: Doc = {
+                "claimed_at": now,
+                "last_feedback_at": None,
+                "feedback_ids": [],
+            }
+            changes.append(
+                Change(
+                    doc,
+                    [IN_PROGRESS],
+                    guard={
+                        **self._match(filters),
+                        "version": doc["version"],
+                        "queued_at": doc["queued_at"],
+                    },
+                    set={"status": IN_PROGRESS, "claim": claim},
+                    when=now,
+                )
+            )
+        landed = await self.changes.apply(changes)
+        for change in landed:
+            change.stream.update(change.set)
+        return [change.stream for change in landed]
+
+
+def _waits_at(doc: Doc, token: QueueToken) -> bool:
+    """The stream still waits in the queue at this token's version and ``queued_at``."""
+    return (
+        doc["status"] == PENDING
+        and doc["version"] == token.version
+        and _same_time(doc.get("queued_at"), token.queued_at)
+    )
+
+
+def _same_time(stored: datetime | None, token: datetime) -> bool:
+    return stored is not None and abs((stored - token).total_seconds()) < 0.001

@@ -1,10 +1,14 @@
 """Downgrade (behaviour reference, section 5): streams of a silent agent go back to the queue.
 
-An ``in_progress`` stream whose last feedback (or claim) is older than
-``STREAM_STATUS_OBSOLETING_PERIOD`` moves handler_lost -> restart -> pending, by a
-compare-and-set on the feedback time read: a feedback that lands at the same moment changes
-that time, so either it wins (the stream stays with its agent) or the downgrade wins (the
-agent's next report is answered ``unmodified``, status pending).
+An agent's reports are written where they are cheap (:mod:`shared.liveness`: one small
+insert per feedback batch), not into the stream, so the rule reads them there: an
+``in_progress`` stream claimed more than ``STREAM_STATUS_OBSOLETING_PERIOD`` ago, with no
+report recorded since the cutoff (neither in the liveness records nor as
+``claim.last_feedback_at`` of a report that changed the stream), moves
+handler_lost -> restart -> pending. The change is guarded by the claim read (its time and
+last report time), so a report that changed the stream meanwhile wins; a report that only
+proves liveness and lands in the same instant is answered ``modified`` and the agent's next
+report learns the stream went back to the queue (``unmodified``, pending).
 """
 
 from __future__ import annotations
@@ -12,51 +16,58 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from shared.liveness import reported_since
 from shared.mongo import Database
 from shared.statuses import IN_PROGRESS, PENDING, downgrade_path
-from shared.streams.outbox import Outbox, entries_for, now_utc, push_entries
+from shared.streams.changes import Change, StreamChanges
+from shared.streams.outbox import now_utc
 
 log = logging.getLogger("luna_streams.downgrade")
 
 
 async def downgrade_silent(
-    database: Database, outbox: Outbox, period: float, limit: int = 1000
+    database: Database, changes: StreamChanges, period: float, limit: int = 1000
 ) -> int:
     now = now_utc()
     cutoff = now - timedelta(seconds=period)
-    docs = await (
+    claimed = await (
         database.streams.find(
-            {"status": IN_PROGRESS, "claim.last_feedback_at": {"$lt": cutoff}}, {"outbox": 0}
+            {"status": IN_PROGRESS, "claim.claimed_at": {"$lt": cutoff}},
+            {"claim.last_feedback_at": 1},
         )
         .limit(limit)
         .to_list()
     )
-    downgraded = 0
-    for doc in docs:
-        entries = entries_for(
-            doc,
-            downgrade_path(),
-            doc["version"],
-            now,
-            groups=doc.get("groups", []),
-            error=doc.get("last_error"),
-            video_info=doc.get("video_info"),
-            preview=doc.get("preview"),
-        )
-        result = await database.streams.update_one(
-            {
-                "_id": doc["_id"],
-                "status": IN_PROGRESS,
-                "version": doc["version"],
-                "claim.last_feedback_at": doc["claim"]["last_feedback_at"],
-            },
-            {
-                "$set": {"status": PENDING, "queued_at": now, "claim": None},
-                "$push": push_entries(entries),
-            },
-        )
-        if result.modified_count:
-            await outbox.flush(doc["_id"], entries)
-            downgraded += 1
-            log.info("stream %s: handler lost, back in the queue", doc["_id"])
-    return downgraded
+    quiet = [
+        doc["_id"]
+        for doc in claimed
+        if (doc.get("claim") or {}).get("last_feedback_at") is None
+        or doc["claim"]["last_feedback_at"] < cutoff
+    ]
+    if not quiet:
+        return 0
+    alive = await reported_since(database, cutoff)
+    silent = [stream_id for stream_id in quiet if stream_id not in alive]
+    if not silent:
+        return 0
+    docs = await database.streams.find({"_id": {"$in": silent}, "status": IN_PROGRESS}).to_list()
+    landed = await changes.apply(
+        [
+            Change(
+                doc,
+                downgrade_path(),
+                guard={
+                    "status": IN_PROGRESS,
+                    "version": doc["version"],
+                    "claim.claimed_at": doc["claim"]["claimed_at"],
+                    "claim.last_feedback_at": doc["claim"].get("last_feedback_at"),
+                },
+                set={"status": PENDING, "queued_at": now, "claim": None},
+                when=now,
+            )
+            for doc in docs
+        ]
+    )
+    for change in landed:
+        log.info("stream %s: handler lost, back in the queue", change.stream_id)
+    return len(landed)

@@ -24,6 +24,10 @@ class LunaError(Exception):
         self.detail = self.template.format(**params) if params else self.template
         super().__init__(self.detail)
 
+    def headers(self) -> dict[str, str]:
+        """Response headers the error adds (``Retry-After``)."""
+        return {}
+
     def body(self) -> dict[str, Any]:
         return {
             "error_code": self.error_code,
@@ -51,6 +55,21 @@ class FeedbackTimeout(LunaError):
     http_status = 504
     desc = "Gateway timeout"
     template = "No queue worker answered the feedback within {timeout} s; retry the request"
+
+
+class FeedbackOverloaded(LunaError):
+    """The feedback backlog cannot be answered within the gateway's timeout: said at once."""
+
+    error_code = 4
+    http_status = 503
+    desc = "Service unavailable"
+    template = (
+        "The queue workers are {wait:.1f} s behind (more than the {timeout} s the gateway "
+        "waits); retry after {retry_after} s"
+    )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.params["retry_after"])}
 
 
 class BadQueryParams(LunaError):

@@ -4,12 +4,20 @@ A report changes a stream only when the stream exists, is ``in_progress`` and ha
 version the agent claimed; otherwise it comes back ``unmodified`` with the stream's current
 status and version (``not_found`` for a deleted stream), so the agent stops.
 
-A batch is applied with one read, one ordered bulk write and one insert of log rows. Each
-item has a feedback id (``<batch id>:<index>``) recorded on the stream and used as its log
-row's ``_id``: a batch redelivered after a worker died mid-way recognises the items it
-already applied (the stream carries the item's id): it does not apply them again (the
-stream may have moved on since), writes their log rows (once: the row's ``_id`` is the
-feedback id) and reports them ``modified`` as the first delivery would have.
+Batches that arrive together are applied together, in a constant number of round trips:
+one read of every stream they name, then
+
+- reports that change what the stream shows (status, video_info, preview, error) as
+  guarded :class:`~shared.streams.changes.Change`\\ s, in one bulk write (their rows travel
+  in the change's outbox);
+- reports that only say "still processing, nothing new" (most of them) do not rewrite the
+  stream: their log rows go in one insert, then one liveness record per batch
+  (:mod:`shared.liveness`), which the handler-lost rule reads.
+
+Each item has a feedback id (``<batch id>:<index>``), its log row's ``_id``. A batch
+redelivered after a worker died mid-way recognises what its first delivery applied (the
+stream's ``claim.feedback_ids`` for changes, the existing rows for the others), does not
+apply it again, and reports it ``modified`` as the first delivery would have.
 """
 
 from __future__ import annotations
@@ -18,17 +26,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
-
+from shared.liveness import record_reports
 from shared.mongo import Database, Doc
 from shared.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
-from shared.streams.documents import (
-    AUTORESTART_FAILED,
-    AUTORESTART_IN_PROGRESS,
-)
+from shared.streams.changes import Change, StreamChanges
+from shared.streams.documents import AUTORESTART_FAILED, AUTORESTART_IN_PROGRESS
 from shared.streams.outbox import insert_log_rows, log_row, now_utc
 
 RECENT_FEEDBACK_IDS = 64
+SHOWN = ("video_info", "preview")
+
+
+@dataclass(slots=True)
+class FeedbackBatch:
+    batch_id: str
+    items: list[Doc]
+    #: a redelivery: its first delivery may have applied some of it
+    redelivered: bool = False
 
 
 @dataclass(slots=True)
@@ -57,94 +71,187 @@ def _autorestart_change(doc: Doc, now: datetime) -> tuple[Doc, tuple[int, dateti
     )
 
 
-async def apply_feedback(database: Database, batch_id: str, items: list[Doc]) -> FeedbackResult:
-    ids = list(dict.fromkeys(item["stream_id"] for item in items))
-    docs = {
+def changes_stream(doc: Doc, item: Doc) -> bool:
+    """Whether a report changes what the stream shows (else it only proves liveness)."""
+    return (
+        item["status"] != doc["status"]
+        or item.get("error") != doc.get("last_error")
+        or any(item.get(key) is not None and item[key] != doc.get(key) for key in SHOWN)
+    )
+
+
+@dataclass(slots=True)
+class _Planned:
+    batch: FeedbackBatch
+    result: FeedbackResult
+    item: Doc
+    feedback_id: str
+    restart: tuple[int, datetime] | None = None
+    change: Change | None = None
+
+
+def _entry(item: Doc) -> dict[str, Any]:
+    return {"stream_id": item["stream_id"], "status": item["status"], "version": item["version"]}
+
+
+def _current(doc: Doc | None, item: Doc) -> dict[str, Any]:
+    if doc is None:
+        return {"stream_id": item["stream_id"], "status": NOT_FOUND, "version": item["version"]}
+    return {"stream_id": doc["_id"], "status": doc["status"], "version": doc["version"]}
+
+
+async def apply_feedback(
+    database: Database, changes: StreamChanges, batches: list[FeedbackBatch]
+) -> list[FeedbackResult]:
+    """Apply feedback batches that arrived together; one result per batch, in order."""
+    ids = list(dict.fromkeys(item["stream_id"] for b in batches for item in b.items))
+    docs: dict[str, Doc] = {
         doc["_id"]: doc
         async for doc in database.streams.find(
             {"_id": {"$in": ids}},
-            {"status": 1, "version": 1, "account_id": 1, "autorestart": 1, "claim": 1},
+            {"data": 0, "event_handler": 0, "policies": 0, "location": 0, "description": 0},
         )
     }
     now = now_utc()
-    result = FeedbackResult()
-    ops: list[UpdateOne] = []
-    planned: list[tuple[Doc, str, Doc, tuple[int, datetime] | None]] = []
-    for index, item in enumerate(items):
-        feedback_id = f"{batch_id}:{index}"
-        doc = docs.get(item["stream_id"])
-        if doc is None:
-            result.unmodified.append(
-                {"stream_id": item["stream_id"], "status": NOT_FOUND, "version": item["version"]}
+    results = [FeedbackResult() for _ in batches]
+    rounds, alive = _plan(
+        batches, results, docs, await _rows_of_redeliveries(database, batches), now
+    )
+    for round_ in rounds:
+        await _apply_changes(database, changes, round_)
+    if alive:
+        await insert_log_rows(database, [_row(docs, p, now) for p in alive])
+        for batch in batches:
+            await record_reports(
+                database,
+                batch.batch_id,
+                [p.item["stream_id"] for p in alive if p.batch is batch],
+                now,
             )
-            continue
-        seen = feedback_id in ((doc.get("claim") or {}).get("feedback_ids") or [])
-        if not seen and (doc["status"] != IN_PROGRESS or doc["version"] != item["version"]):
-            result.unmodified.append(
-                {"stream_id": doc["_id"], "status": doc["status"], "version": doc["version"]}
-            )
-            continue
-        row = log_row(
-            doc,
-            item["status"],
-            item["version"],
-            now,
-            error=item.get("error"),
-            video_info=item.get("video_info"),
-            preview=item.get("preview"),
-            row_id=feedback_id,
-        )
-        if seen:  # applied by an earlier delivery of this batch: only its log row may be missing
-            planned.append((item, feedback_id, row, _pending_restart(doc, item)))
-            continue
-        op, restart = _update(doc, item, feedback_id, now)
-        ops.append(op)
-        planned.append((item, feedback_id, row, restart))
-        doc["status"] = item["status"]  # a later item of this batch sees this report
-    if planned:
-        all_matched = True
-        if ops:
-            outcome = await database.streams.bulk_write(ops, ordered=True)
-            all_matched = outcome.matched_count == len(ops)
-        landed = await _landed(database, planned, all_matched)
-        await insert_log_rows(database, [row for _, fid, row, _ in planned if fid in landed])
-        for item, fid, _, restart in planned:
-            entry = {
-                "stream_id": item["stream_id"],
-                "status": item["status"],
-                "version": item["version"],
-            }
-            if fid in landed:
-                result.modified.append(entry)
+        for planned in alive:
+            planned.result.modified.append(_entry(planned.item))
+    return results
+
+
+def _plan(
+    batches: list[FeedbackBatch],
+    results: list[FeedbackResult],
+    docs: dict[str, Doc],
+    logged_before: set[str],
+    now: datetime,
+) -> tuple[list[list[_Planned]], list[_Planned]]:
+    """Decide every report: answered now, a change (in rounds: one change of a stream per
+    round, in order), or a liveness report."""
+    rounds: list[list[_Planned]] = []
+    alive: list[_Planned] = []
+    for batch, result in zip(batches, results, strict=True):
+        for index, item in enumerate(batch.items):
+            feedback_id = f"{batch.batch_id}:{index}"
+            doc = docs.get(item["stream_id"])
+            recent = ((doc or {}).get("claim") or {}).get("feedback_ids") or []
+            if doc is not None and (feedback_id in recent or feedback_id in logged_before):
+                # applied by an earlier delivery: its row is written (or in the outbox)
+                result.modified.append(_entry(item))
+                restart = _pending_restart(doc, item)
                 if restart is not None:
                     result.restarts.append((item["stream_id"], item["version"], *restart))
+            elif doc is None or doc["status"] != IN_PROGRESS or doc["version"] != item["version"]:
+                result.unmodified.append(_current(doc, item))
+            elif changes_stream(doc, item):
+                planned = _Planned(batch, result, item, feedback_id)
+                planned.change, planned.restart = _change(doc, item, feedback_id, now)
+                _round_for(rounds, planned).append(planned)
+                doc.update(planned.change.set)  # a later report of this stream sees it
             else:
-                result.unmodified.append(await _current(database, item))
-    return result
+                alive.append(_Planned(batch, result, item, feedback_id))
+    return rounds, alive
 
 
-def _update(
+async def _apply_changes(
+    database: Database, changes: StreamChanges, round_: list[_Planned]
+) -> None:
+    landed = {id(c) for c in await changes.apply([p.change for p in round_ if p.change])}
+    for planned in round_:
+        item = planned.item
+        if id(planned.change) in landed:
+            planned.result.modified.append(_entry(item))
+            if planned.restart is not None:
+                planned.result.restarts.append(
+                    (item["stream_id"], item["version"], *planned.restart)
+                )
+        else:  # lost a race (paused, patched, downgraded meanwhile)
+            fresh = await database.streams.find_one(
+                {"_id": item["stream_id"]}, {"status": 1, "version": 1}
+            )
+            planned.result.unmodified.append(_current(fresh, item))
+
+
+def _round_for(rounds: list[list[_Planned]], planned: _Planned) -> list[_Planned]:
+    stream_id = planned.item["stream_id"]
+    for round_ in rounds:
+        if all(p.item["stream_id"] != stream_id for p in round_):
+            return round_
+    rounds.append([])
+    return rounds[-1]
+
+
+async def _rows_of_redeliveries(database: Database, batches: list[FeedbackBatch]) -> set[str]:
+    """Feedback ids of redelivered batches whose log row exists (applied before)."""
+    fids = [
+        f"{b.batch_id}:{index}" for b in batches if b.redelivered for index in range(len(b.items))
+    ]
+    if not fids:
+        return set()
+    return {
+        row["_id"] async for row in database.stream_logs.find({"_id": {"$in": fids}}, {"_id": 1})
+    }
+
+
+def _row(docs: dict[str, Doc], planned: _Planned, now: datetime) -> Doc:
+    item = planned.item
+    return log_row(
+        docs[item["stream_id"]],
+        item["status"],
+        item["version"],
+        now,
+        error=item.get("error"),
+        video_info=item.get("video_info"),
+        preview=item.get("preview"),
+        row_id=planned.feedback_id,
+    )
+
+
+def _change(
     doc: Doc, item: Doc, feedback_id: str, now: datetime
-) -> tuple[UpdateOne, tuple[int, datetime] | None]:
-    """The compare-and-set that applies one report, and the autorestart it arms."""
-    changes: Doc = {
+) -> tuple[Change, tuple[int, datetime] | None]:
+    """The guarded change that applies one report, and the autorestart it arms."""
+    fields: Doc = {
         "status": item["status"],
         "last_error": item.get("error"),
         "claim.last_feedback_at": now,
     }
-    for key in ("video_info", "preview"):
+    for key in SHOWN:
         if item.get(key) is not None:
-            changes[key] = item[key]
+            fields[key] = item[key]
     restart = None
     if item["status"] == FAILURE:
         autorestart, restart = _autorestart_change(doc, now)
-        changes.update(autorestart)
-    feedback_ids = {"$each": [feedback_id], "$slice": -RECENT_FEEDBACK_IDS}
-    op = UpdateOne(
-        {"_id": doc["_id"], "version": item["version"], "status": IN_PROGRESS},
-        {"$set": changes, "$push": {"claim.feedback_ids": feedback_ids}},
+        fields.update(autorestart)
+    change = Change(
+        dict(doc),
+        [item["status"]],
+        guard={"version": item["version"], "status": IN_PROGRESS},
+        set=fields,
+        when=now,
+        push={"claim.feedback_ids": {"$each": [feedback_id], "$slice": -RECENT_FEEDBACK_IDS}},
+        details={
+            "error": item.get("error"),
+            "video_info": item.get("video_info"),
+            "preview": item.get("preview"),
+        },
+        row_ids=[feedback_id],
     )
-    return op, restart
+    return change, restart
 
 
 def _pending_restart(doc: Doc, item: Doc) -> tuple[int, datetime] | None:
@@ -160,24 +267,3 @@ def _pending_restart(doc: Doc, item: Doc) -> tuple[int, datetime] | None:
     ):
         return None
     return int(autorestart.get("current_attempt", 0)) + 1, autorestart["due_at"]
-
-
-async def _landed(
-    database: Database, planned: list[tuple[Doc, str, Doc, Any]], all_matched: bool
-) -> set[str]:
-    """Feedback ids whose update landed (all of them, unless some lost a race)."""
-    fids = {fid for _, fid, _, _ in planned}
-    if all_matched:
-        return fids
-    stream_ids = list({item["stream_id"] for item, _, _, _ in planned})
-    landed: set[str] = set()
-    async for doc in database.streams.find({"_id": {"$in": stream_ids}}, {"claim": 1}):
-        landed.update((doc.get("claim") or {}).get("feedback_ids") or [])
-    return fids & landed
-
-
-async def _current(database: Database, item: Doc) -> dict[str, Any]:
-    doc = await database.streams.find_one({"_id": item["stream_id"]}, {"status": 1, "version": 1})
-    if doc is None:
-        return {"stream_id": item["stream_id"], "status": NOT_FOUND, "version": item["version"]}
-    return {"stream_id": doc["_id"], "status": doc["status"], "version": doc["version"]}

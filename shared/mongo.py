@@ -21,6 +21,7 @@ GROUPS = "groups"
 STREAM_LOGS = "stream_logs"
 LEASES = "leases"
 HEARTBEATS = "heartbeats"
+LIVENESS = "stream_liveness"
 
 INDEXES: Mapping[str, list[IndexModel]] = {
     STREAMS: [
@@ -42,8 +43,8 @@ INDEXES: Mapping[str, list[IndexModel]] = {
             [("status", ASCENDING), ("autorestart.due_at", ASCENDING)], name="autorestart_due"
         ),
         IndexModel(
-            [("status", ASCENDING), ("claim.last_feedback_at", ASCENDING)],
-            name="status_last_feedback",
+            [("status", ASCENDING), ("claim.claimed_at", ASCENDING)],
+            name="status_claimed_at",
         ),
     ],
     GROUPS: [
@@ -62,6 +63,8 @@ INDEXES: Mapping[str, list[IndexModel]] = {
     ],
     LEASES: [],
     HEARTBEATS: [IndexModel([("seen_at", ASCENDING)], name="ttl", expireAfterSeconds=600)],
+    # shared.liveness.RETENTION
+    LIVENESS: [IndexModel([("at", ASCENDING)], name="ttl", expireAfterSeconds=3600)],
 }
 
 
@@ -92,6 +95,10 @@ class Database:
     def heartbeats(self) -> AsyncCollection[Doc]:
         return self.db[HEARTBEATS]
 
+    @property
+    def liveness(self) -> AsyncCollection[Doc]:
+        return self.db[LIVENESS]
+
     async def ping(self) -> None:
         await self.client.admin.command("ping")
 
@@ -100,11 +107,21 @@ class Database:
 
 
 async def open_database(
-    uri: str, db_name: str, *, timeout_ms: int = 5000, ensure_indexes: bool = True
+    uri: str,
+    db_name: str,
+    *,
+    timeout_ms: int = 5000,
+    ensure_indexes: bool = True,
+    journal: bool = True,
 ) -> Database:
-    """Connect on the running loop, check the server answers, create indexes."""
+    """Connect on the running loop, check the server answers, create indexes.
+
+    ``journal``: every write waits until the server has journaled it (``j: true``), so
+    an acknowledged write survives the server's crash (``LUNA_STREAMS_MONGO_JOURNAL``).
+    """
     client: AsyncMongoClient[Doc] = AsyncMongoClient(
         uri,
+        journal=journal,
         tz_aware=True,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     db_name: str = Field(
         default="luna_streams", min_length=1, validation_alias=_env("LUNA_STREAMS_DB_NAME")
     )
+    mongo_journal: bool = Field(default=True, validation_alias=_env("LUNA_STREAMS_MONGO_JOURNAL"))
     embedded_data_dir: str = Field(
         default="var/mongo", validation_alias=_env("LUNA_STREAMS_EMBEDDED_DATA_DIR")
     )
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
     )
     feedback_prefetch: int = Field(
         default=8, ge=1, le=1000, validation_alias=_env("LUNA_STREAMS_FEEDBACK_PREFETCH")
+    )
+    feedback_delivery_limit: int = Field(
+        default=5, ge=1, le=100, validation_alias=_env("LUNA_STREAMS_FEEDBACK_DELIVERY_LIMIT")
+    )
+    claim_prefetch: int = Field(
+        default=100, ge=1, le=1000, validation_alias=_env("LUNA_STREAMS_CLAIM_PREFETCH")
+    )
+    claim_hold: float = Field(
+        default=1.0, gt=0, le=60, validation_alias=_env("LUNA_STREAMS_CLAIM_HOLD")
     )
     consumer_stall_timeout: float = Field(
         default=60.0, gt=0, validation_alias=_env("LUNA_STREAMS_CONSUMER_STALL_TIMEOUT")
@@ -110,7 +120,7 @@ class Settings(BaseSettings):
         default=10 * 1024 * 1024, ge=1, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_BYTES")
     )
     stream_status_obsoleting_period: float = Field(
-        default=20.0, gt=0, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
+        default=20.0, gt=0, le=3600, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
     )
     stream_status_obsoleting_interval: float = Field(
         default=5.0, gt=0, validation_alias=_env("STREAM_STATUS_OBSOLETING_INTERVAL")

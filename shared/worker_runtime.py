@@ -30,7 +30,7 @@ from shared.jobs_broker import RUN_PERIODIC, JobSender, jobs_queue, make_jobs_br
 from shared.leases import start_period
 from shared.mongo import Database, open_database
 from shared.settings import Settings
-from shared.streams.outbox import Outbox
+from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
 
 log = logging.getLogger("luna_streams.worker")
@@ -63,8 +63,8 @@ class JobContext:
         assert self._broker is not None
         return self._broker
 
-    async def outbox(self) -> Outbox:
-        return Outbox(await self.database(), BrokerTokenPublisher(await self.broker()))
+    async def changes(self) -> StreamChanges:
+        return StreamChanges(await self.database(), BrokerTokenPublisher(await self.broker()))
 
     async def _open(self) -> None:
         if self._lock is None:
@@ -73,10 +73,15 @@ class JobContext:
             s = self.settings
             if self._database is None:
                 assert s.mongo_uri, "LUNA_STREAMS_MONGO_URI is not set"
-                self._database = await open_database(s.mongo_uri, s.db_name)
+                self._database = await open_database(
+                    s.mongo_uri, s.db_name, journal=s.mongo_journal
+                )
             if self._broker is None:
                 self._broker = await open_broker(
-                    s.amqp_url, s.queue_prefix, queue_type=s.queue_type
+                    s.amqp_url,
+                    s.queue_prefix,
+                    queue_type=s.queue_type,
+                    feedback_delivery_limit=s.feedback_delivery_limit,
                 )
 
     async def close(self) -> None:
@@ -160,7 +165,9 @@ async def schedule_forever(
 
 async def _serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event) -> None:
     assert settings.mongo_uri, "LUNA_STREAMS_MONGO_URI is not set"
-    database = await open_database(settings.mongo_uri, settings.db_name)
+    database = await open_database(
+        settings.mongo_uri, settings.db_name, journal=settings.mongo_journal
+    )
     sender = JobSender(settings, spec.queue)
     owner = instance_id(spec.component)
     tasks = [

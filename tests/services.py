@@ -1,7 +1,8 @@
 """Where the tests find real services.
 
 MongoDB: ``LUNA_STREAMS_MONGO_URI``, else a testcontainers MongoDB where a Docker engine
-answers, else an in-process SecantusDB server (MongoDB wire protocol) for the whole session.
+answers, else the embedded SecantusDB server (MongoDB wire protocol) as its own process for the
+whole session.
 RabbitMQ: ``LUNA_STREAMS_AMQP_URL``, else testcontainers where Docker answers, else the
 local server at 127.0.0.1:5672. A missing service skips locally and fails when ``CI=true``.
 """
@@ -9,12 +10,15 @@ local server at 127.0.0.1:5672. A missing service skips locally and fails when `
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -63,20 +67,57 @@ def mongo_server() -> Iterator[str]:
         with MongoDbContainer("mongo:7") as container:
             yield container.get_connection_url()
         return
-    try:
-        from secantus import SecantusDBServer
-    except ImportError:
+    with embedded_mongo() as uri:
+        yield uri
+
+
+@contextlib.contextmanager
+def embedded_mongo(data_dir: str | None = None, port: int | None = None) -> Iterator[str]:
+    """The embedded server (SecantusDB) as its own process, as users run it
+    (``luna-streams embedded-mongo``): in the test process it would share the GIL with
+    the code under test. Stopped with SIGTERM (a clean checkpoint), killed if it hangs."""
+    if importlib.util.find_spec("secantus") is None:
         missing("no LUNA_STREAMS_MONGO_URI, no Docker and no SecantusDB installed")
-        return
-    data_dir = tempfile.mkdtemp(prefix="luna-streams-test-mongo-")
-    server: Any = SecantusDBServer(host="127.0.0.1", port=0, storage_path=data_dir)
-    server.start()
+    owned = data_dir is None
+    data_dir = data_dir or tempfile.mkdtemp(prefix="luna-streams-test-mongo-")
+    port = port or free_port()
+    log_path = os.path.join(data_dir, "..", f"{os.path.basename(data_dir)}.log")
+    env = {
+        **os.environ,
+        "LUNA_STREAMS_EMBEDDED_DATA_DIR": data_dir,
+        "LUNA_STREAMS_EMBEDDED_PORT": str(port),
+    }
+    with open(log_path, "wb") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "embedded-mongo"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        host, port = server.address
-        yield f"mongodb://{host}:{port}/?directConnection=true"
+        deadline = time.monotonic() + 60
+        while not port_open(f"mongodb://127.0.0.1:{port}", port):
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the embedded MongoDB server did not start (see {log_path})")
+            time.sleep(0.05)
+        yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
     finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if owned:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.remove(log_path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -10,7 +10,12 @@ from gateway.keys import CLAIMS, FEEDBACK
 from gateway.parsing import json_response, parse_body, parse_query
 from gateway.responses import StreamListV1, StreamListV2
 from shared.claims import QueueFilters
-from shared.errors import DependencyUnavailable, FeedbackTimeout, StreamNotConvertible
+from shared.errors import (
+    DependencyUnavailable,
+    FeedbackOverloaded,
+    FeedbackTimeout,
+    StreamNotConvertible,
+)
 from shared.models import FeedbackRequest, QueueClaimFilters, QueueClaimRequest
 from shared.streams.documents import stream_view
 from shared.streams.filters import QueryGroupName, QueryUUID, StreamName
@@ -108,7 +113,7 @@ def add_queue_routes(version: int) -> None:
         "(not_found for a deleted stream).",
         body=FeedbackRequest,
         responses={200: Response("Outcome", FeedbackResponse)},
-        errors=(FeedbackTimeout, DependencyUnavailable),
+        errors=(FeedbackOverloaded, FeedbackTimeout, DependencyUnavailable),
         operation_id=f"postStreamsFeedbackV{version}",
     )
 

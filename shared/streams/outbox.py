@@ -1,31 +1,19 @@
-"""The outbox: side effects of a state change travel inside the change itself.
+"""The outbox entries of a change: its stream log rows and its queue token.
 
-A state change is one compare-and-set on the stream document that also pushes its effects
-into ``stream.outbox``: the stream log rows it must write and, when it enters ``pending``,
-the queue token to publish. :meth:`Outbox.flush` then writes the rows (their ``_id`` is
-fixed in the entry, so a second flush writes nothing new), publishes the token and pulls
-the entries. A process that dies between the update and the flush leaves the entries in
-place, and :meth:`Outbox.sweep` (run periodically, and by the next flush of that stream)
-finishes the job. So every status change writes exactly one log row and no pending stream
-loses its token, whatever process dies when.
+:mod:`shared.streams.changes` writes them into the stream with the change itself and
+finishes them after; this module only builds them (and writes rows idempotently).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
 from shared.mongo import Database, Doc
 from shared.statuses import PENDING
-from shared.tokens import QueueToken, TokenPublisher
-
-log = logging.getLogger("luna_streams.outbox")
 
 DUPLICATE_KEY = 11000
 
@@ -70,6 +58,7 @@ def entries_for(
     error: str | None = None,
     video_info: dict[str, Any] | None = None,
     preview: dict[str, Any] | None = None,
+    row_ids: list[str] | None = None,
 ) -> list[Doc]:
     """One outbox entry per status in ``path``; the ``pending`` one carries its token."""
     entries = []
@@ -85,6 +74,7 @@ def entries_for(
                 error=error,
                 video_info=video_info,
                 preview=preview,
+                row_id=row_ids[step] if row_ids else None,
             )
         }
         if status == PENDING:
@@ -107,75 +97,3 @@ async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
     except BulkWriteError as exc:
         if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
             raise
-
-
-def push_entries(entries: list[Doc]) -> Doc:
-    """The ``$push`` part of a compare-and-set update that carries ``entries``."""
-    return {"outbox": {"$each": entries}}
-
-
-class Outbox:
-    def __init__(self, database: Database, publisher: TokenPublisher | None) -> None:
-        self.database = database
-        self.publisher = publisher
-
-    async def flush(self, stream_id: str, entries: list[Doc]) -> None:
-        await self.flush_many([(stream_id, entries)])
-
-    async def flush_many(self, batch: Iterable[tuple[str, list[Doc]]]) -> None:
-        """Write the rows, publish the tokens, then pull what was done from each stream."""
-        batch = [(sid, entries) for sid, entries in batch if entries]
-        if not batch:
-            return
-        rows = [entry["log"] for _, entries in batch for entry in entries]
-        await insert_log_rows(self.database, rows)
-        done: list[tuple[str, list[str]]] = []
-        for stream_id, entries in batch:
-            published = await self._publish(entries)
-            ids = [e["log"]["_id"] for e in entries if published or "token" not in e]
-            if ids:
-                done.append((stream_id, ids))
-        if done:
-            await self.database.streams.bulk_write(
-                [
-                    UpdateOne({"_id": sid}, {"$pull": {"outbox": {"log._id": {"$in": ids}}}})
-                    for sid, ids in done
-                ],
-                ordered=False,
-            )
-
-    async def _publish(self, entries: list[Doc]) -> bool:
-        tokens = [e["token"] for e in entries if "token" in e]
-        if not tokens:
-            return True
-        if self.publisher is None:
-            return False
-        try:
-            for token in tokens:
-                await self.publisher.publish_token(
-                    QueueToken(
-                        stream_id=token["stream_id"],
-                        version=token["version"],
-                        queued_at=token["queued_at"],
-                    ),
-                    token["groups"],
-                )
-        except Exception as exc:  # broker down: the sweep publishes it later
-            log.warning("token publish deferred for %s: %s", tokens[0]["stream_id"], exc)
-            return False
-        return True
-
-    async def sweep(self, older_than: timedelta = timedelta(seconds=5)) -> int:
-        """Finish the outbox of every stream whose change is older than ``older_than``."""
-        cutoff = now_utc() - older_than
-        flushed = 0
-        try:
-            cursor = self.database.streams.find(
-                {"outbox.log.log_time": {"$lt": cutoff}}, {"outbox": 1}
-            )
-            async for doc in cursor:
-                await self.flush(doc["_id"], doc["outbox"])
-                flushed += len(doc["outbox"])
-        except PyMongoError as exc:
-            log.warning("outbox sweep interrupted: %s", exc)
-        return flushed

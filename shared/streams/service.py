@@ -1,8 +1,8 @@
 """Stream operations: create, read, list, count, patch, replace, delete.
 
-Every state change is one compare-and-set on the stream, guarded by the status and version
-it was computed from, and carries its log rows and queue token in the outbox
-(:mod:`shared.streams.outbox`). A lost race is retried from a fresh read.
+Every state change is one :class:`~shared.streams.changes.Change`, guarded by the status and
+version it was computed from (:mod:`shared.streams.changes` applies it with its log rows and
+queue token). A lost race is retried from a fresh read.
 """
 
 from __future__ import annotations
@@ -13,16 +13,10 @@ from typing import Any
 from shared import statuses
 from shared.errors import GroupNameNotFound, StreamNotFound
 from shared.mongo import Database, Doc
+from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import VIEW_PROJECTION, autorestart_state, new_stream, settings_fields
 from shared.streams.filters import StreamFiltersV2, StreamListQueryV2
-from shared.streams.outbox import (
-    Outbox,
-    entries_for,
-    insert_log_rows,
-    log_row,
-    now_utc,
-    push_entries,
-)
+from shared.streams.outbox import now_utc
 
 MAX_CAS_ATTEMPTS = 20
 
@@ -39,9 +33,9 @@ def _scope(stream_id: str, account_id: str | None) -> Doc:
 
 
 class StreamService:
-    def __init__(self, database: Database, outbox: Outbox) -> None:
+    def __init__(self, database: Database, changes: StreamChanges) -> None:
         self.database = database
-        self.outbox = outbox
+        self.changes = changes
 
     async def _group_of(self, account_id: str, group_name: str | None) -> list[tuple[str, str]]:
         if group_name is None:
@@ -58,9 +52,7 @@ class StreamService:
         groups = await self._group_of(body["account_id"], body.get("group_name"))
         now = now_utc()
         doc = new_stream(str(uuid.uuid4()), api_version, body, groups, now)
-        doc["outbox"] = entries_for(doc, path, 1, now, groups=doc["groups"])
-        await self.database.streams.insert_one(doc)
-        await self.outbox.flush(doc["_id"], doc["outbox"])
+        await self.changes.create([doc], {doc["_id"]: path})
         return doc
 
     async def get(self, stream_id: str, account_id: str | None) -> Doc:
@@ -82,7 +74,7 @@ class StreamService:
         return await self.database.streams.count_documents(filters.mongo_filter())
 
     async def _read_for_change(self, stream_id: str, account_id: str | None) -> Doc:
-        doc = await self.database.streams.find_one(_scope(stream_id, account_id), {"outbox": 0})
+        doc = await self.database.streams.find_one(_scope(stream_id, account_id))
         if doc is None:
             raise StreamNotFound(stream_id=stream_id)
         return doc
@@ -102,36 +94,28 @@ class StreamService:
                 if status is not None
                 else []
             )
-            update: Doc = {"$set": {}}
+            fields: Doc = {}
             if description is not None:
-                update["$set"]["description"] = description
-            entries: list[Doc] = []
+                fields["description"] = description
+            now = now_utc()
             if path:
-                now = now_utc()
                 target = path[-1]
-                entries = entries_for(
-                    doc,
-                    path,
-                    doc["version"],
-                    now,
-                    groups=doc.get("groups", []),
-                    error=doc.get("last_error"),
-                    video_info=doc.get("video_info"),
-                    preview=doc.get("preview"),
-                )
-                update["$set"]["status"] = target
+                fields["status"] = target
                 if target == statuses.PENDING:
-                    update["$set"]["queued_at"] = now
-                    update["$set"]["autorestart"] = autorestart_state(doc["autorestart"])
+                    fields["queued_at"] = now
+                    fields["autorestart"] = autorestart_state(doc["autorestart"])
                 if doc["status"] == statuses.IN_PROGRESS:
-                    update["$set"]["claim"] = None
-                update["$push"] = push_entries(entries)
-            if not update["$set"]:
+                    fields["claim"] = None
+            if not fields:
                 return
-            guard = {"_id": stream_id, "status": doc["status"], "version": doc["version"]}
-            result = await self.database.streams.update_one(guard, update)
-            if result.matched_count:
-                await self.outbox.flush(stream_id, entries)
+            change = Change(
+                doc,
+                path,
+                guard={"status": doc["status"], "version": doc["version"]},
+                set=fields,
+                when=now,
+            )
+            if await self.changes.apply([change]):
                 return
         raise ConcurrentModification(stream_id)
 
@@ -150,9 +134,11 @@ class StreamService:
             version = doc["version"] + 1
             now = now_utc()
             target = path[-1]
-            entries = entries_for(doc, path, version, now, groups=groups)
-            update: Doc = {
-                "$set": {
+            change = Change(
+                doc,
+                path,
+                guard={"version": doc["version"]},
+                set={
                     **settings_fields(api_version, body),
                     "status": target,
                     "version": version,
@@ -164,20 +150,17 @@ class StreamService:
                     "group_names": names,
                     "queued_at": now if target == statuses.PENDING else None,
                 },
-                "$push": push_entries(entries),
-            }
-            guard = {"_id": stream_id, "version": doc["version"]}
-            result = await self.database.streams.update_one(guard, update)
-            if result.matched_count:
-                await self.outbox.flush(stream_id, entries)
+                when=now,
+                version=version,
+                details={"error": None, "video_info": None, "preview": None},
+            )
+            if await self.changes.apply([change]):
                 return int(version)
         raise ConcurrentModification(stream_id)
 
     async def delete(self, stream_id: str, account_id: str | None) -> None:
-        doc = await self.database.streams.find_one(_scope(stream_id, account_id))
-        if doc is None:
+        if not await self._delete(_scope(stream_id, account_id)):
             raise StreamNotFound(stream_id=stream_id)
-        await self._delete_docs([doc])
 
     async def delete_many(
         self, account_id: str | None, stream_ids: list[str] | None, names: list[str] | None
@@ -193,29 +176,19 @@ class StreamService:
         query: Doc = {"$or": either}
         if account_id is not None:
             query["account_id"] = account_id
-        docs = await self.database.streams.find(query).to_list()
-        await self._delete_docs(docs)
-        return len(docs)
+        return await self._delete(query)
 
-    async def _delete_docs(self, docs: list[Doc]) -> None:
-        """Write each stream's ``deleted`` row first (a fixed id per stream and version,
-        so a retried delete writes it once), then remove the streams."""
-        if not docs:
-            return
-        now = now_utc()
-        await self.outbox.flush_many((doc["_id"], doc.get("outbox", [])) for doc in docs)
-        rows = [
-            log_row(
-                doc,
-                statuses.DELETED,
-                doc["version"],
-                now,
-                error=doc.get("last_error"),
-                video_info=doc.get("video_info"),
-                preview=doc.get("preview"),
-                row_id=f"{doc['_id']}:deleted:{doc['version']}",
-            )
-            for doc in docs
-        ]
-        await insert_log_rows(self.database, rows)
-        await self.database.streams.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+    async def _delete(self, query: Doc) -> int:
+        """Delete what ``query`` matches, each stream guarded by the state read (a claim
+        or patch landing meanwhile makes it read again)."""
+        deleted = 0
+        for _ in range(MAX_CAS_ATTEMPTS):
+            docs = await self.database.streams.find(query).to_list()
+            if not docs:
+                return deleted
+            done = await self.changes.delete(docs)
+            deleted += len(done)
+            if len(done) == len(docs):
+                return deleted
+            query = {"_id": {"$in": [d["_id"] for d in docs if d not in done]}}
+        raise ConcurrentModification(str(query))

@@ -1,0 +1,298 @@
+"""The one home of every stream change: create, patch, put, delete, claim, feedback,
+autorestart and downgrade all change a stream through :class:`StreamChanges`.
+
+A change is one update of one stream document guarded by what it was computed from
+(compare-and-set on status, version and whatever else the caller names). The same update
+sets ``stream.outbox`` to the change's effects: one stream log row per status it passes
+through (``entries_for``) and, when it enters ``pending``, its queue token. So a change and
+the record of its effects commit together, and "every status change writes exactly one log
+row" holds here, for every caller:
+
+1. rows of the outbox the writer *read* that are younger than :data:`CARRY_HORIZON` are
+   written first (their own writer may have died after its update: the new change is about
+   to replace them), by their fixed ``_id``, so writing them again is harmless;
+2. the guarded updates, in one (unordered) bulk write;
+3. the rows of the changes that landed, in one insert, then their tokens.
+
+Entries are never pulled (that would cost a second write of every document on the hot
+path): the next change replaces them, and :meth:`StreamChanges.sweep` walks the changes by
+time, once, after a delay, and finishes any that a dead writer left (missing rows written,
+the token published again while the stream still waits at that version; a duplicate token
+costs one stale compare-and-set, never a double claim).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pymongo import DeleteOne, UpdateOne
+from pymongo.errors import PyMongoError
+
+from shared import statuses
+from shared.mongo import Database, Doc
+from shared.streams.outbox import entries_for, insert_log_rows, log_row, now_utc
+from shared.tokens import QueueToken, TokenPublisher
+
+log = logging.getLogger("luna_streams.changes")
+
+#: outbox entries younger than this are written again before a change replaces them
+CARRY_HORIZON = timedelta(minutes=5)
+#: the sweep finishes changes older than this (their writer had time to finish them)
+SWEEP_DELAY = timedelta(seconds=30)
+#: the sweep walks this much time per query, so one query reads a bounded number
+SWEEP_STEP = timedelta(seconds=2)
+SWEEP_CURSOR = "changes.sweep_cursor"
+
+
+@dataclass(slots=True)
+class Change:
+    """One guarded change of one stream, and the log rows and token it implies.
+
+    ``stream`` is the document as read; ``path`` the statuses passed through (one log row
+    each, ``[]`` for a change of settings only); ``guard`` what must still hold (besides
+    ``_id``); ``set`` the fields written. ``details`` overrides the error, video_info and
+    preview the rows carry (by default the stream's); ``row_ids`` fixes the rows' ids.
+    """
+
+    stream: Doc
+    path: list[str]
+    guard: Doc
+    set: Doc
+    when: datetime
+    version: int | None = None
+    push: Doc | None = None
+    details: Doc | None = None
+    row_ids: list[str] | None = None
+    entries: list[Doc] = field(init=False)
+
+    def __post_init__(self) -> None:
+        stream, details = self.stream, self.details or {}
+        self.entries = entries_for(
+            stream,
+            self.path,
+            self.version if self.version is not None else stream["version"],
+            self.when,
+            groups=list(self.set.get("groups", stream.get("groups")) or []),
+            error=details.get("error", stream.get("last_error")),
+            video_info=details.get("video_info", stream.get("video_info")),
+            preview=details.get("preview", stream.get("preview")),
+            row_ids=self.row_ids,
+        )
+
+    @property
+    def stream_id(self) -> str:
+        return str(self.stream["_id"])
+
+    def filter(self) -> Doc:
+        return {"_id": self.stream_id, **self.guard}
+
+    def update(self) -> Doc:
+        changes: Doc = {"$set": dict(self.set)}
+        if self.entries:
+            changes["$set"]["outbox"] = self.entries
+        if self.push:
+            changes["$push"] = self.push
+        return changes
+
+
+def carried_rows(stream: Doc, now: datetime) -> list[Doc]:
+    """Rows of the outbox read with ``stream`` that may not have been written yet."""
+    since = now - CARRY_HORIZON
+    return [e["log"] for e in stream.get("outbox") or [] if e["log"]["log_time"] >= since]
+
+
+def tokens_of(entries: Sequence[Doc]) -> list[Doc]:
+    return [entry["token"] for entry in entries if "token" in entry]
+
+
+class StreamChanges:
+    def __init__(self, database: Database, publisher: TokenPublisher | None) -> None:
+        self.database = database
+        self.publisher = publisher
+
+    async def apply(self, changes: Sequence[Change]) -> list[Change]:
+        """Apply guarded changes; the ones that landed (a lost race is not an error)."""
+        if not changes:
+            return []
+        now = now_utc()
+        await insert_log_rows(
+            self.database, [row for c in changes for row in carried_rows(c.stream, now)]
+        )
+        if len(changes) == 1:
+            result = await self.database.streams.update_one(
+                changes[0].filter(), changes[0].update()
+            )
+            landed = list(changes) if result.matched_count else []
+        else:
+            outcome = await self.database.streams.bulk_write(
+                [UpdateOne(c.filter(), c.update()) for c in changes], ordered=False
+            )
+            landed = (
+                list(changes)
+                if outcome.matched_count == len(changes)
+                else await self._landed(changes)
+            )
+        await self.finish(landed)
+        return landed
+
+    async def _landed(self, changes: Sequence[Change]) -> list[Change]:
+        """Which changes of a partly matched bulk write landed: their rows are in the
+        outbox now (only a change that writes rows can be applied in a batch)."""
+        first_rows = {c.entries[0]["log"]["_id"]: c for c in changes}
+        cursor = self.database.streams.find(
+            {
+                "_id": {"$in": [c.stream_id for c in changes]},
+                "outbox.log._id": {"$in": list(first_rows)},
+            },
+            {"outbox.log._id": 1},
+        )
+        found = {e["log"]["_id"] async for doc in cursor for e in doc.get("outbox") or []}
+        return [c for row_id, c in first_rows.items() if row_id in found]
+
+    async def finish(self, landed: Sequence[Change]) -> None:
+        """Write the rows of landed changes, then publish their tokens."""
+        await insert_log_rows(self.database, [e["log"] for c in landed for e in c.entries])
+        await self.publish(tokens_of([e for c in landed for e in c.entries]))
+
+    async def publish(self, tokens: list[Doc]) -> bool:
+        if not tokens:
+            return True
+        if self.publisher is None:
+            return False
+        try:
+            for token in tokens:
+                await self.publisher.publish_token(
+                    QueueToken(
+                        stream_id=token["stream_id"],
+                        version=token["version"],
+                        queued_at=token["queued_at"],
+                    ),
+                    token["groups"],
+                )
+        except Exception as exc:  # broker away: the sweep (and the reconciler) publish later
+            log.warning("token publish deferred for %s: %s", tokens[0]["stream_id"], exc)
+            return False
+        return True
+
+    async def create(self, docs: Sequence[Doc], path_of: dict[str, list[str]]) -> None:
+        """Insert new streams with their outbox (``path_of``: stream id -> statuses)."""
+        for doc in docs:
+            doc["outbox"] = entries_for(
+                doc, path_of[doc["_id"]], 1, doc["create_time"], groups=doc["groups"]
+            )
+        if len(docs) == 1:
+            await self.database.streams.insert_one(docs[0])
+        else:
+            await self.database.streams.insert_many(list(docs), ordered=False)
+        entries = [e for doc in docs for e in doc["outbox"]]
+        await insert_log_rows(self.database, [e["log"] for e in entries])
+        await self.publish(tokens_of(entries))
+
+    async def delete(self, docs: Sequence[Doc]) -> list[Doc]:
+        """Delete streams as read, each guarded by its status and version; the deleted.
+
+        The ``deleted`` row (a fixed id per stream and version) is written before the
+        delete, so no acknowledged delete lacks it; the row of a stream whose guard failed
+        (a claim or patch landed meanwhile) is taken back, and the caller reads again.
+        """
+        if not docs:
+            return []
+        now = now_utc()
+        rows = [row for doc in docs for row in carried_rows(doc, now)]
+        deleted_rows = {doc["_id"]: deleted_row(doc, now) for doc in docs}
+        await insert_log_rows(self.database, [*rows, *deleted_rows.values()])
+        outcome = await self.database.streams.bulk_write(
+            [
+                DeleteOne({"_id": doc["_id"], "status": doc["status"], "version": doc["version"]})
+                for doc in docs
+            ],
+            ordered=False,
+        )
+        if outcome.deleted_count == len(docs):
+            return list(docs)
+        ids = [doc["_id"] for doc in docs]
+        alive = {d["_id"] async for d in self.database.streams.find({"_id": {"$in": ids}}, {})}
+        await self.database.stream_logs.delete_many(
+            {"_id": {"$in": [deleted_rows[sid]["_id"] for sid in alive]}}
+        )
+        return [doc for doc in docs if doc["_id"] not in alive]
+
+    async def sweep(self, now: datetime | None = None, budget: int = 2000) -> int:
+        """Finish the changes made since the last sweep and older than ``SWEEP_DELAY``:
+        rows written, tokens of streams still waiting at that version published again."""
+        now = now or now_utc()
+        until = now - SWEEP_DELAY
+        state = await self.database.leases.find_one({"_id": SWEEP_CURSOR})
+        cursor: datetime = state["at"] if state else until - SWEEP_STEP
+        finished = 0
+        try:
+            while cursor < until and finished < budget:
+                step_end = min(cursor + SWEEP_STEP, until)
+                finished += await self._sweep_window(cursor, step_end)
+                cursor = step_end
+                await self.database.leases.update_one(
+                    {"_id": SWEEP_CURSOR}, {"$set": {"at": cursor}}, upsert=True
+                )
+        except PyMongoError as exc:
+            log.warning("change sweep interrupted at %s: %s", cursor, exc)
+        return finished
+
+    async def _sweep_window(self, start: datetime, end: datetime) -> int:
+        docs = await self.database.streams.find(
+            {"outbox.log.log_time": {"$gte": start, "$lt": end}},
+            {"outbox": 1, "status": 1, "version": 1, "queued_at": 1},
+        ).to_list()
+        entries = [e for doc in docs for e in doc["outbox"] if start <= e["log"]["log_time"] < end]
+        if not entries:
+            return 0
+        rows = [e["log"] for e in entries]
+        existing = {
+            r["_id"]
+            async for r in self.database.stream_logs.find(
+                {"_id": {"$in": [row["_id"] for row in rows]}}, {"_id": 1}
+            )
+        }
+        missing = [row for row in rows if row["_id"] not in existing]
+        await insert_log_rows(self.database, missing)
+        waiting = {
+            (d["_id"], d["version"], d["queued_at"]) for d in docs if d["status"] == "pending"
+        }
+        # a writer writes its rows before it publishes: where they are all there, it got
+        # as far as the publish (and a publish that failed then is the reconciler's)
+        unfinished = {row["stream_id"] for row in missing}
+        tokens = [
+            t
+            for t in tokens_of(entries)
+            if t["stream_id"] in unfinished
+            and (t["stream_id"], t["version"], t["queued_at"]) in waiting
+        ]
+        if not await self.publish(tokens):
+            raise _PublishLater()
+        if missing:
+            log.info("finished %d changes a writer left (%d rows)", len(tokens), len(missing))
+        return len(missing) + len(tokens)
+
+
+class _PublishLater(PyMongoError):
+    """The broker refused a token: the sweep keeps its cursor and tries again."""
+
+
+def deleted_row(doc: Doc, now: datetime) -> Doc:
+    return log_row(
+        doc,
+        statuses.DELETED,
+        doc["version"],
+        now,
+        error=doc.get("last_error"),
+        video_info=doc.get("video_info"),
+        preview=doc.get("preview"),
+        row_id=f"{doc['_id']}:deleted:{doc['version']}",
+    )
+
+
+def new_change_id() -> str:
+    return uuid.uuid4().hex
