@@ -114,9 +114,12 @@ async def apply_feedback(
     }
     now = now_utc()
     results = [FeedbackResult() for _ in batches]
+    recovered: list[Doc] = []
     rounds, alive = _plan(
-        batches, results, docs, await _rows_of_redeliveries(database, batches), now
+        batches, results, docs, await _rows_of_redeliveries(database, batches), now, recovered
     )
+    # rows of changes an earlier delivery made but did not get to write
+    await insert_log_rows(database, recovered)
     for round_ in rounds:
         await _apply_changes(database, changes, round_)
     if alive:
@@ -139,6 +142,7 @@ def _plan(
     docs: dict[str, Doc],
     logged_before: set[str],
     now: datetime,
+    recovered: list[Doc],
 ) -> tuple[list[list[_Planned]], list[_Planned]]:
     """Decide every report: answered now, a change (in rounds: one change of a stream per
     round, in order), or a liveness report."""
@@ -150,7 +154,10 @@ def _plan(
             doc = docs.get(item["stream_id"])
             recent = ((doc or {}).get("claim") or {}).get("feedback_ids") or []
             if doc is not None and (feedback_id in recent or feedback_id in logged_before):
-                # applied by an earlier delivery: its row is written (or in the outbox)
+                # applied by an earlier delivery: its row is written, or in the outbox
+                recovered += [
+                    e["log"] for e in doc.get("outbox") or [] if e["log"]["_id"] == feedback_id
+                ]
                 result.modified.append(_entry(item))
                 restart = _pending_restart(doc, item)
                 if restart is not None:

@@ -227,7 +227,8 @@ class StreamChanges:
         now = now or now_utc()
         until = now - SWEEP_DELAY
         state = await self.database.leases.find_one({"_id": SWEEP_CURSOR})
-        cursor: datetime = state["at"] if state else until - SWEEP_STEP
+        # a first sweep looks back as far as changes carry their predecessors' rows
+        cursor: datetime = state["at"] if state else until - CARRY_HORIZON
         finished = 0
         try:
             while cursor < until and finished < budget:

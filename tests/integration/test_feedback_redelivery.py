@@ -22,11 +22,13 @@ import aio_pika
 import pytest
 
 import shared.feedback
+import shared.streams.changes
 from shared.broker import QueueNames
-from shared.feedback import apply_feedback
+from shared.feedback import FeedbackBatch, FeedbackResult, apply_feedback
 from shared.mongo import Database
 from shared.settings import Settings
-from shared.streams.outbox import insert_log_rows
+from shared.streams.changes import SWEEP_DELAY, StreamChanges
+from shared.streams.outbox import insert_log_rows, now_utc
 from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids, queue_depth
 from tests.processes import running, wait_for, worker
@@ -71,6 +73,15 @@ def outcome(result: shared.feedback.FeedbackResult) -> tuple[list[Json], list[Js
     return result.modified, result.unmodified
 
 
+async def apply(
+    database: Database, batch_id: str, items: list[Json], *, redelivered: bool = False
+) -> FeedbackResult:
+    """What a queue worker does with one delivered batch."""
+    batch = FeedbackBatch(batch_id, items, redelivered=redelivered)
+    [result] = await apply_feedback(database, StreamChanges(database, None), [batch])
+    return result
+
+
 async def test_same_batch_twice_is_applied_once(client: Client, database: Database) -> None:
     a, b, c = await claimed_streams(client, 3)
     items = [
@@ -79,9 +90,9 @@ async def test_same_batch_twice_is_applied_once(client: Client, database: Databa
         report(c, "failure", error="eof"),
         report(MISSING_ID, "done"),
     ]
-    first = await apply_feedback(database, "batch-1", items)
+    first = await apply(database, "batch-1", items)
     after_first = await stored(database, [a, b, c])
-    second = await apply_feedback(database, "batch-1", items)
+    second = await apply(database, "batch-1", items, redelivered=True)
 
     expected = [
         {"stream_id": a, "status": "done", "version": 1},
@@ -101,7 +112,7 @@ async def test_same_batch_twice_is_applied_once(client: Client, database: Databa
     for stream_id in (a, b, c):
         assert len(await log_rows(database, stream_id)) == 3  # pending, in_progress, feedback
     # a new batch is new feedback: applied (and logged) again
-    again = await apply_feedback(database, "batch-2", [report(b, "done")])
+    again = await apply(database, "batch-2", [report(b, "done")])
     assert again.modified == [{"stream_id": b, "status": "done", "version": 1}]
     assert await log_rows(database, b) == [
         ("pending", 1),
@@ -116,11 +127,11 @@ async def test_redelivered_batch_does_not_undo_a_later_report(
 ) -> None:
     """batch-1 (in_progress) applied, then batch-2 (done); batch-1 comes back late."""
     [stream_id] = await claimed_streams(client, 1)
-    await apply_feedback(database, "batch-1", [report(stream_id, "in_progress", error="late")])
-    await apply_feedback(database, "batch-2", [report(stream_id, "done")])
+    await apply(database, "batch-1", [report(stream_id, "in_progress", error="late")])
+    await apply(database, "batch-2", [report(stream_id, "done")])
     before = await stored(database, [stream_id])
-    late = await apply_feedback(
-        database, "batch-1", [report(stream_id, "in_progress", error="late")]
+    late = await apply(
+        database, "batch-1", [report(stream_id, "in_progress", error="late")], redelivered=True
     )
     # it was applied, so the agent hears "modified"; but the stream stays done
     assert late.modified == [{"stream_id": stream_id, "status": "in_progress", "version": 1}]
@@ -150,20 +161,21 @@ async def test_worker_dies_between_update_and_log_rows(
     calls: list[int] = []
 
     async def dies_once(db: Database, rows: list[Json]) -> None:
-        calls.append(len(rows))
-        if len(calls) == 1:
-            raise WorkerDied
+        if any(row["_id"].startswith("batch-1") for row in rows):
+            calls.append(len(rows))
+            if len(calls) == 1:
+                raise WorkerDied
         await insert_log_rows(db, rows)
 
-    monkeypatch.setattr(shared.feedback, "insert_log_rows", dies_once)
+    monkeypatch.setattr(shared.streams.changes, "insert_log_rows", dies_once)
     with pytest.raises(WorkerDied):
-        await apply_feedback(database, "batch-1", items)
+        await apply(database, "batch-1", items)
     half_done = await stored(database, ids)
     assert [half_done[sid]["status"] for sid in ids] == ["done", "failure", "in_progress"]
     assert await feedback_rows(database, ids) == Counter()  # the update landed, no rows
 
-    result = await apply_feedback(database, "batch-1", items)
-    assert calls == [3, 3]
+    result = await apply(database, "batch-1", items, redelivered=True)
+    assert calls == [3]  # the redelivery wrote the rows the changes carry, itself
     assert result.modified == [
         {"stream_id": i["stream_id"], "status": i["status"], "version": 1} for i in items
     ]
@@ -176,6 +188,37 @@ async def test_worker_dies_between_update_and_log_rows(
     )
     row = await database.stream_logs.find_one({"_id": "batch-1:1"})
     assert row is not None and (row["error"], row["version"]) == ("boom", 1)
+
+
+async def test_worker_dies_between_writes_after_the_ttl_loses_no_row(
+    client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is never delivered again (its TTL passed while the worker died): the
+    changes carry their rows, and the change sweep writes them."""
+    ids = await claimed_streams(client, 3)
+    items = [
+        report(ids[0], "done"),
+        report(ids[1], "failure", error="boom"),
+        report(ids[2], "in_progress", error="warming up"),
+    ]
+
+    async def dies(db: Database, rows: list[Json]) -> None:
+        if any(row["_id"].startswith("batch-ttl") for row in rows):
+            raise WorkerDied
+        await insert_log_rows(db, rows)
+
+    monkeypatch.setattr(shared.streams.changes, "insert_log_rows", dies)
+    with pytest.raises(WorkerDied):
+        await apply(database, "batch-ttl", items)
+    monkeypatch.undo()
+    assert await feedback_rows(database, ids) == Counter()
+    changes = StreamChanges(database, None)
+    later = now_utc() + SWEEP_DELAY * 2
+    assert await changes.sweep(now=later) == 3
+    assert await feedback_rows(database, ids) == Counter(
+        {(i["stream_id"], i["status"], f"batch-ttl:{n}"): 1 for n, i in enumerate(items)}
+    )
+    assert await changes.sweep(now=later) == 0  # each change is finished once
 
 
 # --- a real worker process killed mid-batch ---------------------------------------------
@@ -253,9 +296,11 @@ def _worker_that_hangs_before_its_log_rows() -> None:
     from queue_worker.__main__ import main
 
     async def hang(database: Database, rows: list[Json]) -> None:
-        await asyncio.Event().wait()
+        if any(row["_id"].startswith("batch-kill") for row in rows):
+            await asyncio.Event().wait()
+        await insert_log_rows(database, rows)
 
-    setattr(shared.feedback, "insert_log_rows", hang)  # noqa: B010
+    setattr(shared.streams.changes, "insert_log_rows", hang)  # noqa: B010
     main()
 
 
