@@ -1,270 +1,271 @@
-"""The hot path: claims per second and feedback items per second, beside raw costs.
+"""The hot path in the deployment shape, beside the database's own ceiling.
 
-- claims/s with 1, 4 and 16 concurrent agents (each claim request takes up to 10 streams),
-  through the gateway (HTTP -> RabbitMQ token -> MongoDB compare-and-set -> log row);
-- feedback items/s with batches of 1, 10 and 100 (4 concurrent agents), through the
-  gateway and a queue worker (HTTP -> RabbitMQ request/reply -> MongoDB bulk write);
-- each beside the raw cost of the same MongoDB and RabbitMQ operations done directly,
-  as a ratio (gateway time / raw time; 1.0 would be free).
+The stack runs as users run it (``luna-streams all``: every component its own process, the
+embedded MongoDB-wire server its own process unless ``LUNA_STREAMS_MONGO_URI`` names one);
+this process drives it over HTTP, as agents and operators do, and measures:
 
-    python -m bench.bench_processing [--streams 2000] [--seconds 8]
+- creates/s with 16 requests in flight;
+- claims: streams/s with 8 agents claiming 10 at a time until the queue is empty;
+- feedback: items/s, p50 and p99, with 8 agents each reporting a batch of 100 streams as
+  fast as answers come: "steady" reports (in_progress, the same video_info: what a fleet
+  sends most) and "changing" reports (a new video_info every time: every report rewrites
+  its stream).
+
+Beside each figure, the database's ceiling for the same work: the least set-based work it
+needs, done directly on the same server, in the same run, while the service is idle, with
+the write concern the service uses (journaled), with the same concurrency: per claim of 10
+and per feedback batch of 100, one find by ids, one unordered bulk write of guarded updates
+on copies of the real stream documents, one insert of the log rows.
+
+    python -m bench.bench_processing [--streams 2000] [--seconds 15]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
-from pymongo import UpdateOne
+import aiohttp
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 
-from bench.env import bench_settings, gateway_client, mongo_uri
-from queue_worker.worker import FeedbackWorker
-from shared.broker import open_broker
-from shared.models import StreamCreateV1
-from shared.mongo import Database, open_database
-from shared.settings import Settings
-from shared.streams.outbox import Outbox, log_row, now_utc
-from shared.streams.service import StreamService
-from shared.tokens import BrokerTokenPublisher, QueueToken
+from bench.stack import Stack, running_stack
+from tests.fault.figures import BODY
 
-BODY = StreamCreateV1.model_validate(
-    {
-        "account_id": "557d54ec-29ad-4f3c-93b4-c9092ef12515",
-        "data": {"type": "tcp", "reference": "rtsp://camera"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"},
-            "authorization": {"token": "t"},
-        },
-    }
-).model_dump(mode="json")
+AGENTS = 8
+CLAIM_LIMIT = 10
+BATCH = 100
+CREATORS = 16
+Doc = dict[str, Any]
 
 
-async def create_pending(settings: Settings, count: int) -> list[str]:
-    assert settings.mongo_uri
-    database = await open_database(settings.mongo_uri, settings.db_name)
-    broker = await open_broker(settings.amqp_url, settings.queue_prefix)
-    service = StreamService(database, Outbox(database, BrokerTokenPublisher(broker)))
-    ids: list[str] = []
-    for start in range(0, count, 50):
-        docs = await asyncio.gather(
-            *(service.create(1, BODY) for _ in range(min(50, count - start)))
-        )
-        ids += [d["_id"] for d in docs]
-    await broker.close()
-    await database.close()
-    return ids
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def gateway_claims(settings: Settings, agents: int, streams: int) -> float:
-    await create_pending(settings, streams)
-    claimed = 0
-    async with gateway_client(settings) as client:
+async def creates(session: aiohttp.ClientSession, url: str, count: int) -> tuple[float, int]:
+    """(creates/s, errors) with CREATORS requests in flight."""
+    todo = iter(range(count))
+    errors = 0
 
-        async def agent() -> None:
-            nonlocal claimed
-            while True:
-                resp = await client.post(
-                    "/1/streams/processing/queue", json={"filters": {}, "limit": 10}
-                )
-                got = len((await resp.json())["streams"])
-                if not got:
-                    return
-                claimed += got
+    async def creator() -> None:
+        nonlocal errors
+        for i in todo:
+            async with session.post(f"{url}/1/streams", json={**BODY, "name": f"b{i}"}) as r:
+                errors += r.status != 201
+                await r.read()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(agent() for _ in range(agents)))
-        elapsed = time.perf_counter() - started
-    assert claimed == streams, (claimed, streams)
-    return claimed / elapsed
+    started = time.perf_counter()
+    await asyncio.gather(*(creator() for _ in range(CREATORS)))
+    return count / (time.perf_counter() - started), errors
 
 
-async def raw_claims(settings: Settings, agents: int, streams: int) -> float:
-    """basic.get + find_one + update_one + insert_one + ack per stream, directly."""
-    await create_pending(settings, streams)
-    assert settings.mongo_uri
-    database = await open_database(settings.mongo_uri, settings.db_name)
-    connection = await aio_pika.connect(settings.amqp_url)
-    channel = await connection.channel()
-    queue = await channel.declare_queue(
-        f"{settings.queue_prefix}.streams",
-        durable=True,
-        arguments={"x-queue-type": settings.queue_type},
-    )
-    claimed = 0
+async def claims(session: aiohttp.ClientSession, url: str) -> tuple[float, list[Doc]]:
+    """(streams/s, the streams claimed) with AGENTS agents claiming until the queue is empty."""
+    got: list[Doc] = []
 
     async def agent() -> None:
-        nonlocal claimed
-        while True:
-            message = await queue.get(no_ack=False, fail=False)
-            if message is None:
-                return
-            token = QueueToken.decode(message.body)
-            doc = await database.streams.find_one(token.cas_filter(), {"outbox": 0})
-            if doc is not None:
-                await database.streams.update_one(
-                    token.cas_filter(), {"$set": {"status": "in_progress"}}
-                )
-                await database.stream_logs.insert_one(
-                    log_row(doc, "in_progress", doc["version"], now_utc())
-                )
-                claimed += 1
-            await message.ack()
+        empty = 0
+        while empty < 3:  # the queue may refill between two claims: three empty answers
+            async with session.post(
+                f"{url}/1/streams/processing/queue",
+                json={"filters": {}, "limit": CLAIM_LIMIT},
+            ) as resp:
+                streams = (await resp.json())["streams"]
+            got.extend(streams)
+            empty = 0 if streams else empty + 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(agent() for _ in range(agents)))
+    await asyncio.gather(*(agent() for _ in range(AGENTS)))
+    return len(got) / (time.perf_counter() - started), got
+
+
+def video_info(frame: int) -> Doc:
+    return {"bitrate": 4096, "width": 1920, "height": 1080, "frame_rate": 25, "frames": frame}
+
+
+async def feedback(
+    session: aiohttp.ClientSession, url: str, streams: list[Doc], seconds: float, changing: bool
+) -> tuple[float, float, float, int]:
+    """(items/s, p50 s, p99 s, errors): AGENTS agents, each a batch of its BATCH streams."""
+    latencies: list[float] = []
+    errors = 0
+    items = 0
+    until = time.monotonic() + seconds
+
+    async def agent(mine: list[Doc]) -> None:
+        nonlocal errors, items
+        frame = 0
+        while time.monotonic() < until:
+            frame += 1
+            body = {
+                "streams": [
+                    {
+                        "stream_id": s["stream_id"],
+                        "version": s["version"],
+                        "status": "in_progress",
+                        "error": None,
+                        "video_info": video_info(frame if changing else 0),
+                    }
+                    for s in mine
+                ]
+            }
+            started = time.perf_counter()
+            async with session.post(f"{url}/1/streams/processing/feedback", json=body) as r:
+                answer = await r.json()
+            latencies.append(time.perf_counter() - started)
+            if r.status != 200 or answer["streams"]["unmodified"]:
+                errors += 1
+                await asyncio.sleep(0.1)
+            else:
+                items += len(answer["streams"]["modified"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(agent(streams[i * BATCH : (i + 1) * BATCH]) for i in range(AGENTS)))
     elapsed = time.perf_counter() - started
-    await connection.close()
-    await database.close()
-    return claimed / elapsed
+    return items / elapsed, pct(latencies, 0.5), pct(latencies, 0.99), errors
 
 
-async def in_progress(settings: Settings, count: int) -> list[str]:
-    ids = await create_pending(settings, count)
-    assert settings.mongo_uri
-    database = await open_database(settings.mongo_uri, settings.db_name)
-    await database.streams.update_many(
-        {}, {"$set": {"status": "in_progress", "claim": {"feedback_ids": []}}}
-    )
-    await database.close()
-    return ids
+# --- the database's ceiling ----------------------------------------------------------------
 
 
-def items(ids: list[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "stream_id": sid,
-            "status": "in_progress",
-            "version": 1,
-            "error": None,
-            "video_info": {
-                "width": 1920,
-                "height": 1080,
-                "frame_rate": 25,
-                "bit_rate": 4000000,
-                "gop_size": 50,
-                "start_time": "2026-11-28T08:00:00.000Z",
-                "progress": 0.5,
-            },
-        }
-        for sid in ids
-    ]
+async def ceiling(
+    stack: Stack, per_op: int, concurrency: int, seconds: float, changing: bool = True
+) -> float:
+    """Documents/s of find + guarded bulk update + log insert, ``per_op`` documents each,
+    on copies of the stack's real stream documents, in a scratch database."""
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(stack.mongo_uri, journal=True, tz_aware=True)
+    try:
+        real = await client[stack.db_name].streams.find({}, {"outbox": 0}).to_list(None)
+        scratch = client[f"{stack.db_name}_ceiling"]
+        await scratch.streams.drop()
+        await scratch.logs.drop()
+        copies = [{**doc, "_id": str(uuid.uuid4()), "status": "in_progress"} for doc in real]
+        await scratch.streams.insert_many(copies)
+        ids = [doc["_id"] for doc in copies]
+        done = 0
+        until = time.monotonic() + seconds
 
-
-async def gateway_feedback(settings: Settings, batch: int, seconds: float) -> float:
-    ids = await in_progress(settings, max(batch * 4, 40))
-    worker = FeedbackWorker(settings)
-    await worker.start()
-    sent = 0
-    async with gateway_client(settings) as client:
-
-        async def agent(mine: list[str]) -> None:
-            nonlocal sent
-            until = time.perf_counter() + seconds
-            while time.perf_counter() < until:
-                resp = await client.post(
-                    "/1/streams/processing/feedback", json={"streams": items(mine)}
-                )
-                body = await resp.json()
-                assert len(body["streams"]["modified"]) == len(mine), body
-                sent += len(mine)
+        async def worker(offset: int) -> None:
+            nonlocal done
+            position = offset * per_op
+            while time.monotonic() < until:
+                chunk = [ids[(position + i) % len(ids)] for i in range(per_op)]
+                position += concurrency * per_op
+                await one_op(scratch.streams, scratch.logs, chunk, done)
+                done += per_op
 
         started = time.perf_counter()
-        await asyncio.gather(*(agent(ids[i * batch : (i + 1) * batch]) for i in range(4)))
-        elapsed = time.perf_counter() - started
-    await worker.stop(5)
-    return sent / elapsed
-
-
-async def raw_feedback(settings: Settings, batch: int, seconds: float) -> float:
-    """The same work directly: publish the batch (confirmed) and take it back, read the
-    streams, one bulk write, one insert of log rows, publish and take back a reply."""
-    ids = await in_progress(settings, max(batch * 4, 40))
-    assert settings.mongo_uri
-    database: Database = await open_database(settings.mongo_uri, settings.db_name)
-    connection = await aio_pika.connect(settings.amqp_url)
-    sent = 0
-
-    async def agent(mine: list[str]) -> None:
-        nonlocal sent
-        channel = await connection.channel(publisher_confirms=True)
-        queue = await channel.declare_queue(exclusive=True)
-        until = time.perf_counter() + seconds
-        while time.perf_counter() < until:
-            body = json.dumps({"streams": items(mine)}).encode()
-            await channel.default_exchange.publish(aio_pika.Message(body), queue.name)
-            message = await queue.get(no_ack=True)
-            batch_items = json.loads(message.body)["streams"]
-            docs = await database.streams.find({"_id": {"$in": mine}}).to_list()
-            now = now_utc()
-            await database.streams.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": i["stream_id"], "status": "in_progress", "version": 1},
-                        {"$set": {"video_info": i["video_info"], "claim.last_feedback_at": now}},
-                    )
-                    for i in batch_items
-                ],
-                ordered=True,
-            )
-            await database.stream_logs.insert_many(
-                [log_row(d, "in_progress", 1, now, row_id=str(uuid.uuid4())) for d in docs]
-            )
-            await channel.default_exchange.publish(aio_pika.Message(b"{}"), queue.name)
-            await queue.get(no_ack=True)
-            sent += len(mine)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(agent(ids[i * batch : (i + 1) * batch]) for i in range(4)))
-    elapsed = time.perf_counter() - started
-    await connection.close()
-    await database.close()
-    return sent / elapsed
-
-
-async def cleanup(uri: str, settings: Settings) -> None:
-    database = await open_database(uri, settings.db_name, ensure_indexes=False)
-    await database.client.drop_database(settings.db_name)
-    await database.close()
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for name in ("streams", "feedback"):
-            await channel.queue_delete(f"{settings.queue_prefix}.{name}")
-
-
-async def run(uri: str, fn: Any, *args: Any) -> float:
-    settings = bench_settings(uri)
-    try:
-        return float(await fn(settings, *args))
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        rate = done / (time.perf_counter() - started)
+        await client.drop_database(f"{stack.db_name}_ceiling")
+        return rate
     finally:
-        await cleanup(uri, settings)
+        await client.close()
 
 
-async def main(streams: int, seconds: float) -> None:
-    with mongo_uri() as uri:
-        print(f"{'claims/s':<28}{'gateway':>10}{'raw':>10}{'raw/gw':>9}")
-        for agents in (1, 4, 16):
-            gw = await run(uri, gateway_claims, agents, streams)
-            raw = await run(uri, raw_claims, agents, streams)
-            print(
-                f"{f'{agents} agents, {streams} streams':<28}{gw:>10.0f}{raw:>10.0f}"
-                f"{raw / gw:>8.2f}x"
+async def one_op(
+    streams: AsyncCollection[Doc], logs: AsyncCollection[Doc], ids: list[str], n: int
+) -> None:
+    docs = await streams.find({"_id": {"$in": ids}}).to_list(None)
+    now = datetime.now(UTC)
+    await streams.bulk_write(
+        [
+            UpdateOne(
+                {"_id": d["_id"], "status": "in_progress", "version": d["version"]},
+                {"$set": {"video_info": video_info(n), "claim.last_feedback_at": now}},
             )
-        print(f"{'feedback items/s':<28}{'gateway':>10}{'raw':>10}{'raw/gw':>9}")
-        for batch in (1, 10, 100):
-            gw = await run(uri, gateway_feedback, batch, seconds)
-            raw = await run(uri, raw_feedback, batch, seconds)
-            print(f"{f'batches of {batch}, 4 agents':<28}{gw:>10.0f}{raw:>10.0f}{raw / gw:>8.2f}x")
+            for d in docs
+        ],
+        ordered=False,
+    )
+    await logs.insert_many(
+        [
+            {
+                "_id": str(uuid.uuid4()),
+                "stream_id": d["_id"],
+                "account_id": d["account_id"],
+                "log_time": now,
+                "status": "in_progress",
+                "version": d["version"],
+                "video_info": video_info(n),
+            }
+            for d in docs
+        ],
+        ordered=False,
+    )
+
+
+async def settle(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def run(streams: int, seconds: float) -> None:
+    with running_stack() as stack:
+        timeout = aiohttp.ClientTimeout(total=60)
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            create_rate, create_errors = await creates(session, stack.url, streams)
+            await settle(2)
+            claim_ceiling = await ceiling(stack, CLAIM_LIMIT, AGENTS, seconds / 2)
+            feedback_ceiling = await ceiling(stack, BATCH, AGENTS, seconds / 2)
+            claim_rate, claimed = await claims(session, stack.url)
+            needed = AGENTS * BATCH
+            if len(claimed) < needed:
+                raise SystemExit(f"only {len(claimed)} streams claimed, {needed} needed")
+            mine = claimed[:needed]
+            await settle(2)
+            steady = await feedback(session, stack.url, mine, seconds, changing=False)
+            changing = await feedback(session, stack.url, mine, seconds, changing=True)
+    report(
+        streams,
+        (create_rate, create_errors),
+        (claim_rate, len(claimed), claim_ceiling),
+        (steady, changing, feedback_ceiling),
+    )
+
+
+def report(
+    streams: int,
+    create: tuple[float, int],
+    claim: tuple[float, int, float],
+    fb: tuple[tuple[float, float, float, int], tuple[float, float, float, int], float],
+) -> None:
+    print(f"luna-streams hot path, deployment shape ({streams} streams, {AGENTS} agents)")
+    print(f"{'work':44} {'service':>9} {'ceiling':>9} {'share':>6}  latency p50/p99")
+    print(f"{'creates/s, 16 in flight':44} {create[0]:9.0f} {'-':>9} {'-':>6}  errors {create[1]}")
+    rate, count, top = claim
+    print(
+        f"{'claims: streams/s, limit 10':44} {rate:9.0f} {top:9.0f} {rate / top:6.2f}  "
+        f"({count} claimed)"
+    )
+    steady, changing, top = fb
+    for name, (items, p50, p99, errors) in (
+        ("feedback items/s, batches of 100, steady", steady),
+        ("feedback items/s, batches of 100, changing", changing),
+    ):
+        print(
+            f"{name:44} {items:9.0f} {top:9.0f} {items / top:6.2f}  "
+            f"{p50 * 1000:.0f}/{p99 * 1000:.0f} ms, errors {errors}"
+        )
+    print("ceiling = find by ids + unordered bulk write of guarded updates + insert of log")
+    print("rows, journaled, same server, same run, service idle, same concurrency")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    asyncio.run(run(args.streams, args.seconds))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--streams", type=int, default=2000)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    args = parser.parse_args()
-    asyncio.run(main(args.streams, args.seconds))
+    main()

@@ -4,9 +4,9 @@ gateway and the queue worker at start and end.
 
     python -m bench.soak [--minutes 10] [--streams 1000] [--agents 10] [--feedback-period 2]
 
-Runs real processes (a gateway, a queue worker, an autorestart worker) against
-``LUNA_STREAMS_MONGO_URI`` (else an embedded SecantusDB in this process) and the local
-RabbitMQ.
+Runs the stack as users run it (``luna-streams all``: every component its own process, the
+embedded server its own process unless ``LUNA_STREAMS_MONGO_URI`` names a MongoDB) and the
+local RabbitMQ, and drives it over HTTP from this process.
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ import asyncio
 import json
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pymongo import AsyncMongoClient
 
-from bench.env import bench_settings, mongo_uri
+from bench.stack import Stack, children_of, rss_mib, running_stack
 from shared.agent_sim import AgentConfig, AgentStats, run_agents
 from tests.fault.figures import BODY
-from tests.processes import Component, gateway, running, worker
 
 
-def rss_mib(component: Component) -> float:
-    assert component.process is not None
-    for line in Path(f"/proc/{component.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+async def handler_lost_rows(stack: Stack) -> int:
+    """Streams the agents held but lost to the handler-lost rule (there should be none)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
+    try:
+        return await client[stack.db_name].stream_logs.count_documents({"status": "handler_lost"})
+    finally:
+        await client.close()
 
 
 async def create(session: aiohttp.ClientSession, url: str, count: int) -> list[str]:
@@ -79,32 +79,31 @@ async def churn(url: str, until: float, stats: AgentStats) -> None:
 
 
 async def main(minutes: float, streams: int, agents: int, period: float) -> dict[str, Any]:
-    with mongo_uri() as uri:
-        settings = bench_settings(uri, stream_status_obsoleting_period=max(20.0, 5 * period))
-        api = gateway(settings)
-        feedback = worker("queue_worker", settings)
-        restarts = worker("autorestart_worker", settings)
-        with running(api, feedback, restarts):
-            async with aiohttp.ClientSession() as session:
-                await create(session, api.url, streams)
-            duration = minutes * 60
-            config = AgentConfig(
-                url=api.url,
-                max_streams=streams // agents + 1,
-                feedback_period=period,
-                request_period=1.0,
-                batch_size=100,
-            )
-            churn_stats = AgentStats()
-            until = time.monotonic() + duration
-            load = asyncio.gather(
-                run_agents(config, agents, duration), churn(api.url, until, churn_stats)
-            )
-            # warm up first (agents claim their streams, caches fill), then read RSS
-            await asyncio.sleep(min(60.0, duration / 5))
-            start_rss = {"gateway": rss_mib(api), "queue-worker": rss_mib(feedback)}
-            agent_stats, _ = await load
-            end_rss = {"gateway": rss_mib(api), "queue-worker": rss_mib(feedback)}
+    obsoleting = str(max(20.0, 5 * period))
+    with running_stack(STREAM_STATUS_OBSOLETING_PERIOD=obsoleting) as stack:
+        pids = children_of(stack.pid)
+        watched = {"gateway": pids["gateway"], "queue-worker": pids["queue_worker"]}
+        async with aiohttp.ClientSession() as session:
+            await create(session, stack.url, streams)
+        duration = minutes * 60
+        config = AgentConfig(
+            url=stack.url,
+            max_streams=streams // agents + 1,
+            feedback_period=period,
+            request_period=1.0,
+            batch_size=100,
+        )
+        churn_stats = AgentStats()
+        until = time.monotonic() + duration
+        load = asyncio.gather(
+            run_agents(config, agents, duration), churn(stack.url, until, churn_stats)
+        )
+        # warm up first (agents claim their streams, caches fill), then read RSS
+        await asyncio.sleep(min(60.0, duration / 5))
+        start_rss = {k: rss_mib(pid) for k, pid in watched.items()}
+        agent_stats, _ = await load
+        end_rss = {k: rss_mib(pid) for k, pid in watched.items()}
+        lost = await handler_lost_rows(stack)
     agent_stats.merge(churn_stats)
     summary = agent_stats.summary()
     summary.pop("claimed_ids", None)
@@ -114,6 +113,7 @@ async def main(minutes: float, streams: int, agents: int, period: float) -> dict
         "agents": agents,
         "feedback_period_s": period,
         "summary": summary,
+        "handler_lost_rows": lost,
         "rss_mib": {
             k: {
                 "start": round(start_rss[k], 1),
@@ -141,6 +141,9 @@ if __name__ == "__main__":
     if args.check:
         errors = report["summary"]["errors"]
         grown = {k: v["growth_pct"] for k, v in report["rss_mib"].items() if v["growth_pct"] > 10}
-        if errors or grown:
-            print(f"soak check failed: errors {errors}, RSS growth over 10% {grown}")
+        if errors or grown or report["handler_lost_rows"]:
+            print(
+                f"soak check failed: errors {errors}, RSS growth over 10% {grown}, "
+                f"handler_lost rows {report['handler_lost_rows']}"
+            )
             raise SystemExit(1)

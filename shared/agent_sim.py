@@ -85,14 +85,16 @@ class AgentConfig:
     group_names: list[str] | None = None
 
 
-def video_info(progress: float) -> dict[str, Any]:
+def video_info(progress: float, start_time: str | None = None) -> dict[str, Any]:
+    """What an agent reports of a source: stable for a camera (it starts once); a video
+    file also reports its progress."""
     return {
         "width": 1920,
         "height": 1080,
         "frame_rate": 25,
         "bit_rate": 4_000_000,
         "gop_size": 50,
-        "start_time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "start_time": start_time or datetime.now(UTC).isoformat(timespec="milliseconds"),
         "duration": 0,
         "progress": round(progress, 3),
     }
@@ -104,6 +106,8 @@ class Agent:
         self.config = config
         self.session = session
         self.held: dict[str, int] = {}  # stream_id -> version
+        self.started: dict[str, str] = {}  # stream_id -> when processing started
+        self.files: dict[str, float] = {}  # stream_id -> progress, for video files
         self.stats = AgentStats()
         self.base = f"{config.url.rstrip('/')}/{config.api_version}/streams/processing"
 
@@ -131,6 +135,11 @@ class Agent:
         data = await self._post("claim", "queue", {"filters": filters, "limit": room})
         for stream in (data or {}).get("streams", []):
             self.held[stream["stream_id"]] = stream["version"]
+            self.started[stream["stream_id"]] = datetime.now(UTC).isoformat(
+                timespec="milliseconds"
+            )
+            if (stream.get("data") or {}).get("type") == "videofile":
+                self.files[stream["stream_id"]] = 0.0
             self.stats.claimed += 1
             self.stats.claimed_ids.append(stream["stream_id"])
 
@@ -142,6 +151,12 @@ class Agent:
             return "done"
         return "in_progress"
 
+    def _progress(self, stream_id: str) -> float:
+        if stream_id not in self.files:
+            return 0.0
+        self.files[stream_id] = min(1.0, self.files[stream_id] + random.uniform(0.0, 0.05))
+        return self.files[stream_id]
+
     async def report(self) -> None:
         items = [
             {
@@ -149,7 +164,9 @@ class Agent:
                 "version": version,
                 "status": self._status(),
                 "error": None,
-                "video_info": video_info(random.random()),
+                "video_info": video_info(
+                    self._progress(stream_id), self.started.get(stream_id)
+                ),
                 "preview": {
                     "live": {"url": f"http://127.0.0.1:1/{self.name}/{stream_id}/live"},
                     "last_frame": {"url": f"http://127.0.0.1:1/{self.name}/{stream_id}/frame"},

@@ -256,9 +256,7 @@ class ClaimService:
                 log.warning("dropping a malformed queue token")
                 await message.reject(requeue=False)
         ids = list(dict.fromkeys(token.stream_id for token, _ in tokens))
-        docs = {
-            doc["_id"]: doc async for doc in self.database.streams.find({"_id": {"$in": ids}})
-        }
+        docs = {doc["_id"]: doc async for doc in self.database.streams.find({"_id": {"$in": ids}})}
         candidates: list[Doc] = []
         claiming: list[AbstractIncomingMessage] = []
         passed: list[AbstractIncomingMessage] = []  # claimable, but not by these filters

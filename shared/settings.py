@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(
         default=15.0, gt=0, validation_alias=_env("LUNA_STREAMS_RECONCILE_INTERVAL")
     )
+    change_sweep_delay: float = Field(
+        default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_CHANGE_SWEEP_DELAY")
+    )
     autorestart_sweep_interval: float = Field(
         default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_AUTORESTART_SWEEP_INTERVAL")
     )

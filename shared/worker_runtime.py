@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -64,7 +65,11 @@ class JobContext:
         return self._broker
 
     async def changes(self) -> StreamChanges:
-        return StreamChanges(await self.database(), BrokerTokenPublisher(await self.broker()))
+        return StreamChanges(
+            await self.database(),
+            BrokerTokenPublisher(await self.broker()),
+            timedelta(seconds=self.settings.change_sweep_delay),
+        )
 
     async def _open(self) -> None:
         if self._lock is None:

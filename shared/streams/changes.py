@@ -41,8 +41,9 @@ log = logging.getLogger("luna_streams.changes")
 
 #: outbox entries younger than this are written again before a change replaces them
 CARRY_HORIZON = timedelta(minutes=5)
-#: the sweep finishes changes older than this (their writer had time to finish them)
-SWEEP_DELAY = timedelta(seconds=30)
+#: the sweep finishes changes older than this (their writer had time to finish them);
+#: ``LUNA_STREAMS_CHANGE_SWEEP_DELAY``
+SWEEP_DELAY = timedelta(seconds=10)
 #: the sweep walks this much time per query, so one query reads a bounded number
 SWEEP_STEP = timedelta(seconds=2)
 SWEEP_CURSOR = "changes.sweep_cursor"
@@ -110,9 +111,15 @@ def tokens_of(entries: Sequence[Doc]) -> list[Doc]:
 
 
 class StreamChanges:
-    def __init__(self, database: Database, publisher: TokenPublisher | None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        publisher: TokenPublisher | None,
+        sweep_delay: timedelta = SWEEP_DELAY,
+    ) -> None:
         self.database = database
         self.publisher = publisher
+        self.sweep_delay = sweep_delay
 
     async def apply(self, changes: Sequence[Change]) -> list[Change]:
         """Apply guarded changes; the ones that landed (a lost race is not an error)."""
@@ -222,10 +229,10 @@ class StreamChanges:
         return [doc for doc in docs if doc["_id"] not in alive]
 
     async def sweep(self, now: datetime | None = None, budget: int = 2000) -> int:
-        """Finish the changes made since the last sweep and older than ``SWEEP_DELAY``:
+        """Finish the changes made since the last sweep and older than the sweep delay:
         rows written, tokens of streams still waiting at that version published again."""
         now = now or now_utc()
-        until = now - SWEEP_DELAY
+        until = now - self.sweep_delay
         state = await self.database.leases.find_one({"_id": SWEEP_CURSOR})
         # a first sweep looks back as far as changes carry their predecessors' rows
         cursor: datetime = state["at"] if state else until - CARRY_HORIZON

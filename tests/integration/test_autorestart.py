@@ -36,6 +36,7 @@ def short(settings: Settings) -> Settings:
         update={
             "autorestart_sweep_interval": 1.0,
             "reconcile_interval": 1.0,
+            "change_sweep_delay": 2.0,
             "stream_status_obsoleting_interval": 1.0,
             "stream_status_obsoleting_period": 120.0,
             "shutdown_timeout": 5.0,

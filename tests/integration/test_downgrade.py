@@ -169,6 +169,11 @@ async def test_downgrade_waits_for_the_period(
 
         await wait_for(downgraded, timeout=20)
         assert time.monotonic() - last_report >= PERIOD - 0.1
+
+        async def logged() -> bool:  # the rows follow the change that carries them
+            return len(await rows(database, stream_id)) >= 10
+
+        await wait_for(logged, timeout=10)
         statuses = [r["status"] for r in await rows(database, stream_id)]
         assert statuses == [
             "pending",

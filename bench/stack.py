@@ -1,0 +1,132 @@
+"""The stack as users run it, for benchmarks: ``luna-streams all`` as a child process.
+
+Every component is its own process and, unless ``LUNA_STREAMS_MONGO_URI`` names a MongoDB,
+the embedded server is its own process too (with its data in a fresh folder). The stack
+gets its own port, database and queue prefix, so it shares the RabbitMQ with nobody's
+queues; it is stopped with SIGINT, as Ctrl-C stops it, and killed if it does not stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+from shared.embedded_mongo import embedded_uri
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    url: str
+    mongo_uri: str
+    db_name: str
+    queue_prefix: str
+    amqp_url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def running_stack(**env_extra: str) -> Iterator[Stack]:
+    tag = uuid.uuid4().hex[:8]
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="luna-streams-bench-")
+    mongo_port = free_port()
+    mongo_uri = os.environ.get("LUNA_STREAMS_MONGO_URI") or embedded_uri(mongo_port)
+    amqp_url = os.environ.get("LUNA_STREAMS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    env = {
+        **os.environ,
+        "LUNA_STREAMS_PORT": str(port),
+        "LUNA_STREAMS_HOST": "127.0.0.1",
+        "LUNA_STREAMS_DB_NAME": f"bench_{tag}",
+        "LUNA_STREAMS_QUEUE_PREFIX": f"bench_{tag}",
+        "LUNA_STREAMS_EMBEDDED_PORT": str(mongo_port),
+        "LUNA_STREAMS_EMBEDDED_DATA_DIR": os.path.join(data_dir, "mongo"),
+        "LUNA_STREAMS_LOG_LEVEL": "WARNING",
+        **env_extra,
+    }
+    log_path = os.path.join(data_dir, "stack.log")
+    with open(log_path, "wb") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "all"],
+            env=env,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", child, log_path)
+        yield Stack(
+            url=f"http://127.0.0.1:{port}",
+            mongo_uri=mongo_uri,
+            db_name=f"bench_{tag}",
+            queue_prefix=f"bench_{tag}",
+            amqp_url=amqp_url,
+            pid=child.pid,
+        )
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _wait_healthy(url: str, child: subprocess.Popen[bytes], log_path: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the stack exited: {Path(log_path).read_text()[-3000:]}")
+        try:
+            with urlopen(f"{url}/healthcheck?include_luna_services=1", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"the stack did not become healthy: {Path(log_path).read_text()[-3000:]}")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """The stack's component processes by module name (``python -m <module>``)."""
+    found: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+            continue
+        if b"-m" in cmdline:
+            found[cmdline[cmdline.index(b"-m") + 1].decode()] = int(proc.name)
+    return found
