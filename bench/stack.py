@@ -63,7 +63,7 @@ def running_stack(**env_extra: str) -> Iterator[Stack]:
         "LUNA_STREAMS_LOG_LEVEL": "WARNING",
         **env_extra,
     }
-    log_path = os.path.join(data_dir, "stack.log")
+    log_path = os.environ.get("LUNA_STREAMS_BENCH_LOG") or os.path.join(data_dir, "stack.log")
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "all"],

@@ -38,6 +38,15 @@ from shared.tokens import BrokerTokenPublisher
 log = logging.getLogger("queue_worker")
 
 
+def _expired(message: AbstractIncomingMessage, held: float) -> bool:
+    """A first delivery held here longer than its time to live (a redelivery is finished
+    whatever its age: its first delivery may have applied part of it)."""
+    ttl = message.expiration
+    if not isinstance(ttl, int | float) or message.redelivered:
+        return False
+    return held >= float(ttl)
+
+
 class FeedbackWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -47,7 +56,7 @@ class FeedbackWorker:
         self.scheduler: RestartScheduler | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
-        self._arrived: list[AbstractIncomingMessage] = []
+        self._arrived: list[tuple[float, AbstractIncomingMessage]] = []
         self._wake = asyncio.Event()
         self._applier: asyncio.Task[None] | None = None
         self._in_hand = 0
@@ -56,6 +65,7 @@ class FeedbackWorker:
         self.applied_batches = 0
         self.failed_batches = 0
         self.rejected_messages = 0
+        self.expired_batches = 0
         self.unhealthy_since: float | None = None
         #: monotonic time since which the oldest batch in hand waits (None: none in hand)
         self.busy_since: float | None = None
@@ -86,7 +96,7 @@ class FeedbackWorker:
         self._idle.clear()
         if self.busy_since is None:
             self.busy_since = time.monotonic()
-        self._arrived.append(message)
+        self._arrived.append((time.monotonic(), message))
         self._wake.set()
 
     async def _apply_forever(self) -> None:
@@ -104,15 +114,23 @@ class FeedbackWorker:
                 if not self._in_hand:
                     self._idle.set()
 
-    async def _apply(self, messages: list[AbstractIncomingMessage]) -> None:
+    async def _apply(self, arrivals: list[tuple[float, AbstractIncomingMessage]]) -> None:
         assert self.database is not None and self.changes is not None
         batches: list[tuple[AbstractIncomingMessage, FeedbackBatch]] = []
-        for message in messages:
+        now = time.monotonic()
+        for arrived_at, message in arrivals:
+            if _expired(message, now - arrived_at):
+                # its gateway has answered already (a 504): applying it now would only
+                # delay the batches someone still waits for; dropped as the queue would
+                self.expired_batches += 1
+                await message.reject(requeue=False)
+                continue
             batch = await self._parse(message)
             if batch is not None:
                 batches.append((message, batch))
         if not batches:
             return
+        started = time.monotonic()
         try:
             results = await apply_feedback(self.database, self.changes, [b for _, b in batches])
         except PyMongoError as exc:
@@ -128,6 +146,12 @@ class FeedbackWorker:
             for message, _ in batches:
                 await self._reject(message, "feedback batch could not be applied")
             return
+        log.debug(
+            "applied %d batches (%d items) in %.3f s",
+            len(batches),
+            sum(len(b.items) for _, b in batches),
+            time.monotonic() - started,
+        )
         for (message, _), result in zip(batches, results, strict=True):
             if result.restarts and self.scheduler is not None:
                 await self.scheduler.schedule(result.restarts)

@@ -135,9 +135,7 @@ class Agent:
         data = await self._post("claim", "queue", {"filters": filters, "limit": room})
         for stream in (data or {}).get("streams", []):
             self.held[stream["stream_id"]] = stream["version"]
-            self.started[stream["stream_id"]] = datetime.now(UTC).isoformat(
-                timespec="milliseconds"
-            )
+            self.started[stream["stream_id"]] = datetime.now(UTC).isoformat(timespec="milliseconds")
             if (stream.get("data") or {}).get("type") == "videofile":
                 self.files[stream["stream_id"]] = 0.0
             self.stats.claimed += 1
@@ -164,9 +162,7 @@ class Agent:
                 "version": version,
                 "status": self._status(),
                 "error": None,
-                "video_info": video_info(
-                    self._progress(stream_id), self.started.get(stream_id)
-                ),
+                "video_info": video_info(self._progress(stream_id), self.started.get(stream_id)),
                 "preview": {
                     "live": {"url": f"http://127.0.0.1:1/{self.name}/{stream_id}/live"},
                     "last_frame": {"url": f"http://127.0.0.1:1/{self.name}/{stream_id}/frame"},

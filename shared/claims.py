@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from shared.broker import Broker
+from shared.coalesce import Coalescer
 from shared.mongo import Database, Doc
 from shared.statuses import IN_PROGRESS, PENDING
 from shared.streams.changes import Change, StreamChanges
@@ -108,12 +109,30 @@ class ClaimService:
         self.changes = changes
         self.max_active_streams = max_active_streams
         self.buffers = TokenBuffers(broker, prefetch=prefetch, hold=hold)
+        #: unfiltered claims that arrive together are served together, per API version
+        self._unfiltered = {
+            version: Coalescer[int, list[Doc]](self._claim_together(version), max_batch=50)
+            for version in (1, 2)
+        }
         self._cap_guard = asyncio.Lock()
         self._owner = uuid.uuid4().hex
 
     async def close(self) -> None:
         """Give every buffered token back to the broker."""
+        for coalescer in self._unfiltered.values():
+            await coalescer.close()
         await self.buffers.close()
+
+    def _claim_together(self, version: int) -> Callable[[list[int]], Awaitable[list[list[Doc]]]]:
+        async def claim_together(limits: list[int]) -> list[list[Doc]]:
+            claimed = await self._claim_from_broker(QueueFilters(api_version=version), sum(limits))
+            answers = []
+            for limit in limits:
+                answers.append(claimed[:limit])
+                del claimed[:limit]
+            return answers
+
+        return claim_together
 
     async def _queue_group_ids(self, filters: QueueFilters) -> list[str]:
         """The group queues a group-filtered claim consumes."""
@@ -193,6 +212,8 @@ class ClaimService:
             return []
         if filters.direct:
             return await self._claim_direct(filters, limit)
+        if filters == QueueFilters(api_version=filters.api_version):
+            return await self._unfiltered[filters.api_version].submit(limit)
         return await self._claim_from_broker(filters, limit)
 
     async def _claim_direct(self, filters: QueueFilters, limit: int) -> list[Doc]:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.liveness import record_reports
-from shared.mongo import Database, Doc
+from shared.mongo import Database, Doc, find_by_ids
 from shared.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import AUTORESTART_FAILED, AUTORESTART_IN_PROGRESS
@@ -107,8 +107,9 @@ async def apply_feedback(
     ids = list(dict.fromkeys(item["stream_id"] for b in batches for item in b.items))
     docs: dict[str, Doc] = {
         doc["_id"]: doc
-        async for doc in database.streams.find(
-            {"_id": {"$in": ids}},
+        for doc in await find_by_ids(
+            database.streams,
+            ids,
             {"data": 0, "event_handler": 0, "policies": 0, "location": 0, "description": 0},
         )
     }

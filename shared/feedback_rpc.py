@@ -5,10 +5,10 @@ queue and a time to live equal to the timeout; a queue worker applies it and ans
 answer in time is :class:`shared.errors.FeedbackTimeout` (a LUNA 5xx), never a hang, and
 the batch expires in the queue instead of being applied after the gateway gave up.
 
-Overload is said at once: the client samples the feedback queue's depth (at most every
-:data:`SAMPLE_EVERY` seconds) and learns from its own answers how long the workers take
-per queued batch; when a new batch would wait longer than most of the timeout it answers
-:class:`shared.errors.FeedbackOverloaded` (503 with ``Retry-After``) without publishing.
+Overload is said at once: while batches are queued (the feedback queue's depth, sampled at
+most every :data:`SAMPLE_EVERY` seconds) or in flight, and the last answers took most of the
+timeout, a new batch is answered :class:`shared.errors.FeedbackOverloaded` (503 with
+``Retry-After``) without being published, instead of a 504 after the timeout.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import asyncio
 import json
 import logging
 import math
+import statistics
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -31,8 +33,8 @@ log = logging.getLogger("luna_streams.feedback_rpc")
 SAMPLE_EVERY = 0.5
 #: refuse when a new batch would wait more than this share of the timeout
 OVERLOAD_SHARE = 0.8
-#: weight of the newest answer in the per-batch service time
-EWMA = 0.2
+#: how many recent answers the estimate looks at
+LATENCY_SAMPLES = 8
 
 
 class FeedbackClient:
@@ -45,11 +47,12 @@ class FeedbackClient:
         #: feedback batches waiting in the queue, as last sampled
         self.backlog = 0
         self._sampled_at = 0.0
-        #: seconds the workers take per queued batch, learnt from answers
-        self.per_batch = 0.0
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     def estimated_wait(self) -> float:
-        return (self.backlog + len(self._waiting) + 1) * self.per_batch
+        """How long answers take now: the median of the last answers (a timeout counts as
+        the timeout), or 0 before any."""
+        return statistics.median(self._latencies) if self._latencies else 0.0
 
     async def _sample(self) -> None:
         now = time.monotonic()
@@ -63,17 +66,12 @@ class FeedbackClient:
 
     def _check_overload(self) -> None:
         wait = self.estimated_wait()
-        # with nothing queued the estimate is stale: let the batch through and learn again
-        if self.backlog and wait > self.timeout * OVERLOAD_SHARE:
+        # with nothing queued or in flight the estimate is stale: let the batch through,
+        # and its answer tells how long answers take now
+        if (self.backlog or self._waiting) and wait > self.timeout * OVERLOAD_SHARE:
             raise FeedbackOverloaded(
-                wait=wait, timeout=self.timeout, retry_after=max(1, math.ceil(wait - self.timeout))
+                wait=wait, timeout=self.timeout, retry_after=max(1, math.ceil(wait / 2))
             )
-
-    def _learn(self, seconds: float, queued_before: int) -> None:
-        sample = seconds / (queued_before + 1)
-        self.per_batch = (
-            sample if not self.per_batch else EWMA * sample + (1 - EWMA) * self.per_batch
-        )
 
     async def start(self) -> None:
         self._queue = await self.broker.channel.declare_queue(
@@ -94,7 +92,6 @@ class FeedbackClient:
     async def call(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         await self._sample()
         self._check_overload()
-        queued_before = self.backlog + len(self._waiting)
         started = time.monotonic()
         correlation_id = str(uuid.uuid4())
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -114,9 +111,9 @@ class FeedbackClient:
             try:
                 reply = await asyncio.wait_for(waiter, self.timeout)
             except TimeoutError:
-                self._learn(self.timeout, queued_before)
+                self._latencies.append(self.timeout)
                 raise FeedbackTimeout(timeout=self.timeout) from None
-            self._learn(time.monotonic() - started, queued_before)
+            self._latencies.append(time.monotonic() - started)
         finally:
             self._waiting.pop(correlation_id, None)
         if "error" in reply:

@@ -106,6 +106,22 @@ class Database:
         await self.client.close()
 
 
+#: the embedded server answers ``{_id: {$in: ids}}`` in time growing faster than ``len(ids)``
+#: (100 ids: 29 ms, 300: 190 ms) and likewise for inserts: ask in chunks of this many
+ID_CHUNK = 100
+
+
+async def find_by_ids(
+    collection: AsyncCollection[Doc], ids: list[str], projection: Doc | None = None
+) -> list[Doc]:
+    """The documents with these ids (no order), read in chunks of :data:`ID_CHUNK`."""
+    found: list[Doc] = []
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        found += await collection.find({"_id": {"$in": chunk}}, projection).to_list()
+    return found
+
+
 async def open_database(
     uri: str,
     db_name: str,

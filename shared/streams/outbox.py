@@ -12,7 +12,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError
 
-from shared.mongo import Database, Doc
+from shared.mongo import ID_CHUNK, Database, Doc
 from shared.statuses import PENDING
 
 DUPLICATE_KEY = 11000
@@ -90,10 +90,9 @@ def entries_for(
 
 async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
     """Insert stream log rows; a row whose ``_id`` exists already was written before."""
-    if not rows:
-        return
-    try:
-        await database.stream_logs.insert_many(rows, ordered=False)
-    except BulkWriteError as exc:
-        if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-            raise
+    for start in range(0, len(rows), ID_CHUNK):
+        try:
+            await database.stream_logs.insert_many(rows[start : start + ID_CHUNK], ordered=False)
+        except BulkWriteError as exc:
+            if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                raise

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from shared import statuses
+from shared.coalesce import Coalescer
 from shared.errors import GroupNameNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.streams.changes import Change, StreamChanges
@@ -36,6 +37,12 @@ class StreamService:
     def __init__(self, database: Database, changes: StreamChanges) -> None:
         self.database = database
         self.changes = changes
+        #: creates that arrive together are inserted together (group commit)
+        self._creates: Coalescer[tuple[Doc, list[str]], None] = Coalescer(self._insert)
+
+    async def _insert(self, batch: list[tuple[Doc, list[str]]]) -> list[None]:
+        await self.changes.create([doc for doc, _ in batch], {d["_id"]: p for d, p in batch})
+        return [None] * len(batch)
 
     async def _group_of(self, account_id: str, group_name: str | None) -> list[tuple[str, str]]:
         if group_name is None:
@@ -52,7 +59,7 @@ class StreamService:
         groups = await self._group_of(body["account_id"], body.get("group_name"))
         now = now_utc()
         doc = new_stream(str(uuid.uuid4()), api_version, body, groups, now)
-        await self.changes.create([doc], {doc["_id"]: path})
+        await self._creates.submit((doc, path))
         return doc
 
     async def get(self, stream_id: str, account_id: str | None) -> Doc:
