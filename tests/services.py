@@ -71,47 +71,70 @@ def mongo_server() -> Iterator[str]:
         yield uri
 
 
-@contextlib.contextmanager
-def embedded_mongo(data_dir: str | None = None, port: int | None = None) -> Iterator[str]:
+class EmbeddedServer:
     """The embedded server (SecantusDB) as its own process, as users run it
     (``luna-streams embedded-mongo``): in the test process it would share the GIL with
-    the code under test. Stopped with SIGTERM (a clean checkpoint), killed if it hangs."""
+    the code under test. Its output goes to a file beside its data."""
+
+    def __init__(self, data_dir: str, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.log_path = f"{data_dir.rstrip('/')}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> EmbeddedServer:
+        env = {
+            **os.environ,
+            "LUNA_STREAMS_EMBEDDED_DATA_DIR": self.data_dir,
+            "LUNA_STREAMS_EMBEDDED_PORT": str(self.port),
+        }
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "embedded-mongo"],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while not port_open(self.uri, self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the embedded server did not start (see {self.log_path})")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        """kill -9: nothing flushed, nothing checkpointed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM (a clean checkpoint), killed if it hangs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.contextmanager
+def embedded_mongo() -> Iterator[str]:
     if importlib.util.find_spec("secantus") is None:
         missing("no LUNA_STREAMS_MONGO_URI, no Docker and no SecantusDB installed")
-    owned = data_dir is None
-    data_dir = data_dir or tempfile.mkdtemp(prefix="luna-streams-test-mongo-")
-    port = port or free_port()
-    log_path = os.path.join(data_dir, "..", f"{os.path.basename(data_dir)}.log")
-    env = {
-        **os.environ,
-        "LUNA_STREAMS_EMBEDDED_DATA_DIR": data_dir,
-        "LUNA_STREAMS_EMBEDDED_PORT": str(port),
-    }
-    with open(log_path, "wb") as log_file:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "embedded-mongo"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    data_dir = tempfile.mkdtemp(prefix="luna-streams-test-mongo-")
+    server = EmbeddedServer(data_dir, free_port())
     try:
-        deadline = time.monotonic() + 60
-        while not port_open(f"mongodb://127.0.0.1:{port}", port):
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the embedded MongoDB server did not start (see {log_path})")
-            time.sleep(0.05)
-        yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        yield server.start().uri
     finally:
-        child.terminate()
-        try:
-            child.wait(30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if owned:
-            shutil.rmtree(data_dir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(log_path)
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.remove(server.log_path)
 
 
 def free_port() -> int:

@@ -4,12 +4,12 @@ nothing acknowledged is lost, and the service carries on once it is back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,6 +20,7 @@ from shared.mongo import open_database
 from shared.settings import Settings
 from tests.fault.figures import BODY, Figures
 from tests.processes import free_port
+from tests.services import EmbeddedServer
 
 STREAMS = 30
 
@@ -29,35 +30,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class RestartableMongo:
+class RestartableMongo(EmbeddedServer):
+    """The embedded server as its own process, restarted on the same data and port."""
+
     def __init__(self) -> None:
-        self.port = free_port()
-        self.path = tempfile.mkdtemp(prefix="luna-streams-fault-mongo-")
-        self.server: Any = None
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-
-    def start(self) -> None:
-        from secantus import SecantusDBServer
-
-        self.server = SecantusDBServer(host="127.0.0.1", port=self.port, storage_path=self.path)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        super().__init__(tempfile.mkdtemp(prefix="luna-streams-fault-mongo-"), free_port())
 
     def remove(self) -> None:
         self.stop()
-        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.remove(self.log_path)
 
 
 @pytest.mark.slow
 async def test_restart_mongodb_under_load(settings: Settings) -> None:
-    pytest.importorskip("secantus")
     figures = Figures("restart the MongoDB server under load")
     mongo = RestartableMongo()
     mongo.start()
