@@ -16,10 +16,10 @@ import uuid
 from datetime import timedelta
 
 from bench.env import bench_settings, gateway_client, mongo_uri, timed
+from shared.clock import now_utc
 from shared.models import StreamCreateV1
 from shared.mongo import open_database
 from shared.streams.documents import VIEW_PROJECTION, new_stream
-from shared.streams.outbox import now_utc
 
 ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
 BODY = StreamCreateV1.model_validate(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from shared.clock import now_utc
 from shared.jobs_broker import JANITOR
 from shared.settings import Settings
 from shared.stream_logs import StreamLogService
-from shared.streams.outbox import now_utc
 from shared.worker_runtime import JobContext, PeriodicJob, WorkerSpec
 
 

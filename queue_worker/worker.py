@@ -37,6 +37,9 @@ from shared.tokens import BrokerTokenPublisher
 
 log = logging.getLogger("queue_worker")
 
+#: seconds between two clock synchronisations with the database server
+CLOCK_SYNC_EVERY = 30
+
 
 def _expired(message: AbstractIncomingMessage, held: float) -> bool:
     """A first delivery held here longer than its time to live (a redelivery is finished
@@ -210,8 +213,15 @@ class FeedbackWorker:
 
     async def watch(self, stall_timeout: float) -> None:
         """Return when the consumer has been down, or stuck on a batch, for ``stall_timeout``."""
+        beats = 0
         while True:
             await asyncio.sleep(1.0)
+            beats += 1
+            if beats % CLOCK_SYNC_EVERY == 0 and self.database is not None:
+                try:
+                    await self.database.ping()  # the clock follows the server's
+                except PyMongoError as exc:
+                    log.info("database not answering: %s", exc)
             if self.stalled_for() >= stall_timeout:
                 log.error("a feedback batch has been in hand for %.0f s", self.stalled_for())
                 return

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from shared.clock import now_utc
 from shared.jobs_broker import AUTORESTART, RESTART_STREAM, JobSender
 from shared.mongo import Database, Doc
 from shared.settings import Settings
 from shared.statuses import FAILURE, PENDING, autorestart_path
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import AUTORESTART_ENABLED, AUTORESTART_IN_PROGRESS
-from shared.streams.outbox import now_utc
 
 log = logging.getLogger("luna_streams.autorestart")
 

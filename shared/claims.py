@@ -36,12 +36,12 @@ from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from shared.broker import Broker
+from shared.clock import now_utc
 from shared.coalesce import Coalescer
 from shared.mongo import Database, Doc
 from shared.statuses import IN_PROGRESS, PENDING
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import V1_VISIBLE
-from shared.streams.outbox import now_utc
 from shared.token_buffer import TokenBuffers
 from shared.tokens import QueueToken
 

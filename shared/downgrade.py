@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from shared.clock import now_utc
 from shared.liveness import reported_since
 from shared.mongo import Database
 from shared.statuses import IN_PROGRESS, PENDING, downgrade_path
 from shared.streams.changes import Change, StreamChanges
-from shared.streams.outbox import now_utc
 
 log = logging.getLogger("luna_streams.downgrade")
 

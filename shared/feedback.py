@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.clock import now_utc
 from shared.liveness import record_reports
 from shared.mongo import Database, Doc, find_by_ids
 from shared.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import AUTORESTART_FAILED, AUTORESTART_IN_PROGRESS
-from shared.streams.outbox import insert_log_rows, log_row, now_utc
+from shared.streams.outbox import insert_log_rows, log_row
 
 RECENT_FEEDBACK_IDS = 64
 SHOWN = ("video_info", "preview")

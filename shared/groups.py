@@ -13,12 +13,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
+from shared.clock import now_utc
 from shared.errors import GroupExists, GroupNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.statuses import PENDING
 from shared.streams.documents import format_time
 from shared.streams.filters import Page, QueryGroupName, QueryUUID
-from shared.streams.outbox import now_utc
 from shared.tokens import QueueToken, TokenPublisher
 
 log = logging.getLogger("luna_streams.groups")

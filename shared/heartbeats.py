@@ -9,8 +9,8 @@ import os
 import socket
 from datetime import timedelta
 
+from shared.clock import now_utc
 from shared.mongo import Database
-from shared.streams.outbox import now_utc
 
 INTERVAL = 5.0
 COMPONENTS = ("autorestart-worker", "log-janitor")
@@ -21,6 +21,7 @@ def instance_id(component: str) -> str:
 
 
 async def beat(database: Database, component: str) -> None:
+    await database.ping()  # and the clock follows the server's
     await database.heartbeats.update_one(
         {"_id": instance_id(component)},
         {"$set": {"component": component, "seen_at": now_utc()}},

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 from pymongo.errors import DuplicateKeyError
 
+from shared.clock import now_utc
 from shared.mongo import Database
-from shared.streams.outbox import now_utc
 
 
 async def start_period(database: Database, job: str, period: float, owner: str) -> bool:

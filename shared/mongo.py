@@ -14,6 +14,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import clock
+
 Doc = dict[str, Any]
 
 STREAMS = "streams"
@@ -100,7 +102,8 @@ class Database:
         return self.db[LIVENESS]
 
     async def ping(self) -> None:
-        await self.client.admin.command("ping")
+        """The server answers; the process's clock follows the server's (one clock)."""
+        await clock.sync(self.client.admin)
 
     async def close(self) -> None:
         await self.client.close()

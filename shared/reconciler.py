@@ -15,9 +15,9 @@ import logging
 from datetime import timedelta
 
 from shared.broker import Broker
+from shared.clock import now_utc
 from shared.mongo import Database, Doc
 from shared.statuses import PENDING
-from shared.streams.outbox import now_utc
 from shared.tokens import QueueToken, TokenPublisher
 
 log = logging.getLogger("luna_streams.reconciler")

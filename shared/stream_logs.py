@@ -15,11 +15,11 @@ from typing import Any, Literal, get_args
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pymongo.asynchronous.collection import AsyncCollection
 
+from shared.clock import now_utc
 from shared.mongo import Database, Doc
 from shared.statuses import LOGGED
 from shared.streams.documents import format_time
 from shared.streams.filters import AccountQuery, Page, QueryUUID
-from shared.streams.outbox import now_utc
 
 LoggedStatus = Literal[
     "pending",

@@ -33,8 +33,9 @@ from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import PyMongoError
 
 from shared import statuses
+from shared.clock import now_utc
 from shared.mongo import Database, Doc, find_by_ids
-from shared.streams.outbox import entries_for, insert_log_rows, log_row, now_utc
+from shared.streams.outbox import entries_for, insert_log_rows, log_row
 from shared.tokens import QueueToken, TokenPublisher
 
 log = logging.getLogger("luna_streams.changes")

@@ -7,7 +7,7 @@ finishes them after; this module only builds them (and writes rows idempotently)
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import BulkWriteError
@@ -16,12 +16,6 @@ from shared.mongo import ID_CHUNK, Database, Doc
 from shared.statuses import PENDING
 
 DUPLICATE_KEY = 11000
-
-
-def now_utc() -> datetime:
-    """MongoDB keeps milliseconds: round here so stored and returned times agree."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def log_row(

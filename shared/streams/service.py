@@ -11,13 +11,13 @@ import uuid
 from typing import Any
 
 from shared import statuses
+from shared.clock import now_utc
 from shared.coalesce import Coalescer
 from shared.errors import GroupNameNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import VIEW_PROJECTION, autorestart_state, new_stream, settings_fields
 from shared.streams.filters import StreamFiltersV2, StreamListQueryV2
-from shared.streams.outbox import now_utc
 
 MAX_CAS_ATTEMPTS = 20
 

@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 
 from shared.broker import QueueNames
+from shared.clock import now_utc
 from shared.mongo import Database
 from shared.settings import Settings
 from shared.streams.changes import StreamChanges
-from shared.streams.outbox import now_utc
 from tests.integration.factories import v1_body
 from tests.integration.test_queue import queue_depth
 from tests.processes import gateway, running

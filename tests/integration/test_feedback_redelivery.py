@@ -24,11 +24,12 @@ import pytest
 import shared.feedback
 import shared.streams.changes
 from shared.broker import QueueNames
+from shared.clock import now_utc
 from shared.feedback import FeedbackBatch, FeedbackResult, apply_feedback
 from shared.mongo import Database
 from shared.settings import Settings
 from shared.streams.changes import SWEEP_DELAY, StreamChanges
-from shared.streams.outbox import insert_log_rows, now_utc
+from shared.streams.outbox import insert_log_rows
 from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids, queue_depth
 from tests.processes import running, wait_for, worker
