@@ -111,6 +111,10 @@ class FeedbackWorker:
                 continue
             try:
                 await self._apply(messages)
+            except Exception as exc:
+                # the broker connection went away under the answers: what was not
+                # acknowledged is redelivered, and this worker goes on with the next
+                log.warning("feedback batches left unacknowledged: %s", exc)
             finally:
                 self._in_hand -= len(messages)
                 self.busy_since = time.monotonic() if self._arrived else None
