@@ -255,6 +255,7 @@ def test_every_setting_is_read_by_some_command() -> None:
 
 def test_agent_sim_help_shows_options_with_defaults() -> None:
     text = run_cli("agent-sim", "--help")
+    text = text[text.index("options:") :]
     for option, default in (
         ("--url", "http://127.0.0.1:5160"),
         ("--agents", "2"),
@@ -262,7 +263,7 @@ def test_agent_sim_help_shows_options_with_defaults() -> None:
         ("--feedback-period", "2.0"),
         ("--progress-period", "5.0"),
     ):
-        block = text[text.index(option) :]
-        assert f"(default: {default})" in block[:400], option
+        block = text[text.index(f"  {option} ") :]
+        assert f"(default: {default})" in block[:160], option
     assert "--quiet" in text
     assert "--json" in text
