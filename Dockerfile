@@ -1,6 +1,6 @@
 # One image for every luna-streams process; the command picks the component:
 #   docker run IMAGE gateway | queue-worker | autorestart-worker | log-janitor
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

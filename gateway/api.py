@@ -124,9 +124,12 @@ def _operation_id(method: str, path: str) -> str:
 
 
 def register(app: web.Application, apis: list[Api]) -> None:
+    """Every operation into the router; every GET also answers HEAD (headers, no body)."""
     for api in apis:
         for op in api.operations:
             app.router.add_route(op.method, op.path, op.handler)
+            if op.method == "GET":
+                app.router.add_route("HEAD", op.path, op.handler)
 
 
 def all_operations(apis: list[Api]) -> list[Operation]:

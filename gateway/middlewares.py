@@ -1,7 +1,8 @@
-"""Middlewares: request id, LUNA error bodies, request metrics.
+"""Middlewares: request id and access log, LUNA error bodies, request metrics.
 
 Order (outermost first): request id -> metrics -> errors, so that the request id is echoed
-and every answer, errors included, is counted under its route.
+and every answer, errors included, is counted under its route and logged once
+(``gateway.access``: method, path, status, duration, request id).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shared.log_setup import request_id_var
 from shared.request_id import HEADER, is_valid_request_id, new_request_id
 
 log = logging.getLogger("gateway.errors")
+access_log = logging.getLogger("gateway.access")
 
 #: failures of MongoDB or RabbitMQ connections: 503, the client may retry
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -54,6 +56,7 @@ def route_label(request: web.Request) -> str:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     given = request.headers.get(HEADER)
     if given is not None and not is_valid_request_id(given):
         request_id = new_request_id()
@@ -63,11 +66,37 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         token = request_id_var.set(request_id)
         try:
             response = await handler(request)
+        except web.HTTPException as exc:  # redirects: aiohttp answers them
+            log_access(request, exc.status, started, request_id)
+            raise
+        except BaseException:  # a cancelled request (the client went away)
+            log_access(request, 499, started, request_id)
+            raise
         finally:
             request_id_var.reset(token)
     if not response.prepared:
         response.headers[HEADER] = request_id
+    log_access(request, response.status, started, request_id)
     return response
+
+
+def log_access(request: web.Request, status: int, started: float, request_id: str) -> None:
+    """One line per request; the path without its query string (it may carry names)."""
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    access_log.info(
+        "%s %s %d %.2f ms",
+        request.method,
+        request.path,
+        status,
+        duration_ms,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "request_id": request_id,
+        },
+    )
 
 
 @web.middleware

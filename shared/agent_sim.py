@@ -1,7 +1,9 @@
 """An agent simulator: FaceStream-like handlers that claim streams and report on them.
 
 ``luna-streams agent-sim`` lets users try the service without a video agent; tests and
-benchmarks use :func:`run_agents`. It registers nothing: it claims pending streams from
+benchmarks use :func:`run_agents`. While it runs it prints a progress line every few
+seconds (claims, feedback items, errors, latency); it exits with code 1 when requests failed
+(the API is not there, or answered errors). It registers nothing: it claims pending streams from
 the queue, sends a feedback batch for the streams it holds every ``feedback_period``
 seconds (video info, preview URLs), finishes or fails some of them when asked, and drops
 the streams the service answers ``unmodified`` for (paused, cancelled, taken back).
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -198,30 +203,138 @@ class Agent:
         return self.stats
 
 
-async def run_agents(config: AgentConfig, agents: int, duration: float) -> AgentStats:
+Progress = Callable[[float, AgentStats], None]
+
+
+async def _report_progress(
+    group: list[Agent], started: float, period: float, progress: Progress
+) -> None:
+    while True:
+        await asyncio.sleep(period)
+        progress(time.monotonic() - started, combined(group))
+
+
+def combined(group: list[Agent]) -> AgentStats:
     total = AgentStats()
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        until = time.monotonic() + duration
-        group = [Agent(f"agent-{i}", config, session) for i in range(agents)]
-        for stats in await asyncio.gather(*(agent.run(until) for agent in group)):
-            total.merge(stats)
+    for agent in group:
+        total.merge(agent.stats)
     return total
 
 
+async def run_agents(
+    config: AgentConfig,
+    agents: int,
+    duration: float,
+    *,
+    progress: Progress | None = None,
+    progress_period: float = 5.0,
+) -> AgentStats:
+    """Run ``agents`` agents for ``duration`` seconds; ``progress`` gets the running totals
+    every ``progress_period`` seconds."""
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        started = time.monotonic()
+        until = started + duration
+        group = [Agent(f"agent-{i}", config, session) for i in range(agents)]
+        reporter = (
+            asyncio.create_task(_report_progress(group, started, progress_period, progress))
+            if progress is not None
+            else None
+        )
+        try:
+            await asyncio.gather(*(agent.run(until) for agent in group))
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+    return combined(group)
+
+
+async def probe(url: str, within: float = 5.0) -> str | None:
+    """None when ``GET /version`` answers at ``url``, else why not, in one line."""
+    try:
+        client_timeout = aiohttp.ClientTimeout(total=within)
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.get(f"{url.rstrip('/')}/version") as resp,
+        ):
+            if resp.status != 200:
+                return f"GET /version answered {resp.status}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
+
+
+def progress_line(elapsed: float, stats: AgentStats) -> str:
+    """``12 s: claimed 10, feedback items 40 (38 modified), errors 0, claim p50 3.1 ms ...``"""
+    summary = stats.summary()
+    errors = sum(stats.errors.values())
+    parts = [
+        f"{elapsed:.0f} s: claimed {stats.claimed}",
+        f"feedback items {stats.feedback_items} ({stats.modified} modified, "
+        f"{stats.unmodified} unmodified)",
+        f"errors {errors}",
+    ]
+    for route, figures in summary["latency_ms"].items():
+        parts.append(f"{route} p50 {figures['p50']} ms p99 {figures['p99']} ms")
+    line = ", ".join(parts)
+    if stats.errors:
+        worst = max(stats.errors.items(), key=lambda item: item[1])
+        line += f" (most: {worst[0]} x{worst[1]})"
+    return line
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, except the empty ones (flags, repeatable options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="luna-streams agent-sim",
+        description="Simulate FaceStream-like stream-handler agents against a running "
+        "luna-streams API: they claim pending streams and report on them. Progress goes to "
+        "stderr every --progress-period seconds, the totals to stdout at the end; the exit "
+        "code is 1 when requests failed.",
+        formatter_class=_HelpFormatter,
+    )
+    add = parser.add_argument
+    add("--url", default="http://127.0.0.1:5160", help="base URL of the API")
+    add("--api-version", type=int, choices=(1, 2), default=1, help="API version to use")
+    add("--agents", type=int, default=2, help="number of agents")
+    add("--max-streams", type=int, default=10, help="streams each agent holds at most")
+    add("--feedback-period", type=float, default=2.0, help="seconds between feedback batches")
+    add("--request-period", type=float, default=1.0, help="seconds between claims")
+    add("--duration", type=float, default=60.0, help="seconds to run")
+    add(
+        "--done-probability",
+        type=float,
+        default=0.0,
+        help="chance that a feedback item reports the stream done",
+    )
+    add(
+        "--failure-probability",
+        type=float,
+        default=0.0,
+        help="chance that a feedback item reports the stream failed",
+    )
+    add(
+        "--group-name",
+        action="append",
+        dest="group_names",
+        help="claim only streams of this group (repeat for several)",
+    )
+    add("--progress-period", type=float, default=5.0, help="seconds between progress lines")
+    add("--quiet", action="store_true", help="no progress lines, only the totals")
+    add("--json", action="store_true", help="progress lines and totals as JSON objects")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="luna-streams agent-sim", description=__doc__)
-    parser.add_argument("--url", default="http://127.0.0.1:5160")
-    parser.add_argument("--api-version", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--agents", type=int, default=2)
-    parser.add_argument("--max-streams", type=int, default=10)
-    parser.add_argument("--feedback-period", type=float, default=2.0)
-    parser.add_argument("--request-period", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--done-probability", type=float, default=0.0)
-    parser.add_argument("--failure-probability", type=float, default=0.0)
-    parser.add_argument("--group-name", action="append", dest="group_names")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     config = AgentConfig(
         url=args.url,
         api_version=args.api_version,
@@ -232,7 +345,38 @@ def main(argv: list[str] | None = None) -> None:
         failure_probability=args.failure_probability,
         group_names=args.group_names,
     )
-    stats = asyncio.run(run_agents(config, args.agents, args.duration))
-    import json
+    problem = asyncio.run(probe(args.url))
+    if problem is not None:
+        _emit(args.json, {"error": f"no LUNA Streams API at {args.url}: {problem}"})
+        raise SystemExit(1)
 
-    print(json.dumps(stats.summary(), indent=2))
+    def progress(elapsed: float, stats: AgentStats) -> None:
+        if args.json:
+            print(json.dumps({"elapsed_s": round(elapsed, 1), **stats.summary()}), file=sys.stderr)
+        else:
+            print(f"agent-sim: {progress_line(elapsed, stats)}", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    stats = asyncio.run(
+        run_agents(
+            config,
+            args.agents,
+            args.duration,
+            progress=None if args.quiet else progress,
+            progress_period=args.progress_period,
+        )
+    )
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"elapsed_s": round(elapsed, 1), **stats.summary()}), flush=True)
+    else:
+        print(f"agent-sim: done after {progress_line(elapsed, stats)}", flush=True)
+    if stats.errors:
+        raise SystemExit(1)
+
+
+def _emit(as_json: bool, message: dict[str, str]) -> None:
+    if as_json:
+        print(json.dumps(message), flush=True)
+    else:
+        print(f"agent-sim: {message['error']}", file=sys.stderr, flush=True)

@@ -1,15 +1,21 @@
-"""``luna-streams``: run one component, or the whole stack as child processes."""
+"""The luna-streams command: run one component, or the whole stack as child processes."""
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
+
+from pydantic import AliasChoices
 
 from shared.embedded_mongo import EmbeddedUnavailable, embedded_uri, serve_embedded
 from shared.log_setup import setup_logging
@@ -21,6 +27,126 @@ MODULES = {
     "autorestart-worker": "autorestart_worker",
     "log-janitor": "log_janitor",
 }
+
+_BROKER = ("mongo_uri", "db_name", "amqp_url", "queue_prefix", "queue_type")
+_LOGS = ("log_level", "log_format", "shutdown_timeout")
+_JOBS = ("worker_threads", "worker_metrics_port")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    summary: str
+    description: str
+    #: the ``Settings`` fields the command reads (``None``: every one)
+    settings: tuple[str, ...] | None
+
+
+COMMANDS: dict[str, Command] = {
+    "all": Command(
+        "the whole stack on this machine (what `make run` starts)",
+        "Start the embedded MongoDB-wire server (unless LUNA_STREAMS_MONGO_URI is set), the "
+        "gateway, the queue worker, the autorestart worker and the log janitor as child "
+        "processes. Ctrl-C (or SIGTERM) stops them all, the workers first, and prints one "
+        "line per component; a second Ctrl-C kills what is still running. RabbitMQ must "
+        "answer at LUNA_STREAMS_AMQP_URL.",
+        None,
+    ),
+    "gateway": Command(
+        "the HTTP API on LUNA_STREAMS_HOST:LUNA_STREAMS_PORT",
+        "Serve the LUNA Streams HTTP API (v1 and v2) until SIGTERM or SIGINT, then stop "
+        "answering readiness, drain the requests in flight and stop.",
+        (
+            "host",
+            "port",
+            *_BROKER,
+            "feedback_timeout",
+            "max_active_streams",
+            "max_body_size",
+            "preview_timeout",
+            "preview_max_bytes",
+            *_LOGS,
+        ),
+    ),
+    "queue-worker": Command(
+        "apply the feedback agents send (consumer of the feedback queue)",
+        "Consume feedback batches from RabbitMQ, apply them to MongoDB and answer the "
+        "gateway that sent them. Run as many as needed: they compete for the queue.",
+        (*_BROKER, "feedback_prefetch", "consumer_stall_timeout", *_LOGS),
+    ),
+    "autorestart-worker": Command(
+        "restart failed streams, take streams back from silent agents",
+        "Run the periodic jobs of the stream life cycle (dramatiq): autorestart of failed "
+        "streams, the handler-lost watchdog, the dispatch reconciler. Replicas share the "
+        "work through leases in MongoDB.",
+        (
+            *_BROKER,
+            *_JOBS,
+            "reconcile_interval",
+            "autorestart_sweep_interval",
+            "stream_status_obsoleting_period",
+            "stream_status_obsoleting_interval",
+            *_LOGS,
+        ),
+    ),
+    "log-janitor": Command(
+        "delete old stream logs (LUNA_STREAMS_LOGS_CLEAR_INTERVAL)",
+        "Delete the stream log rows older than LUNA_STREAMS_LOGS_CLEAR_INTERVAL, keeping "
+        "each stream's newest row, every check_interval seconds.",
+        (*_BROKER, *_JOBS, "logs_clear_interval", *_LOGS),
+    ),
+    "embedded-mongo": Command(
+        "the embedded MongoDB-wire server (SecantusDB; development only)",
+        "Serve the embedded MongoDB-wire server on 127.0.0.1:LUNA_STREAMS_EMBEDDED_PORT "
+        "with its data in LUNA_STREAMS_EMBEDDED_DATA_DIR (kept across runs), until SIGTERM "
+        "or SIGINT.",
+        ("embedded_data_dir", "embedded_port", "log_level", "log_format"),
+    ),
+    "agent-sim": Command(
+        "simulate stream-handler agents against a running API",
+        "See `luna-streams agent-sim --help`.",
+        (),
+    ),
+}
+
+SETTINGS_HELP = (
+    "Meanings and allowed values: docs/configuration.md (served at\n"
+    "/docs/dev/configuration); GET /config shows the effective values."
+)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a ``Settings`` field (its first validation alias)."""
+    alias = Settings.model_fields[field_name].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field_name.upper()
+
+
+def _default(field_name: str) -> str:
+    field = Settings.model_fields[field_name]
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "not set"
+    if hasattr(value, "model_dump_json"):
+        return str(value.model_dump_json())
+    return str(value)
+
+
+def environment_help(fields: tuple[str, ...] | None) -> str:
+    """``NAME  (default: value)`` for each setting a command reads, from ``Settings``."""
+    names = list(Settings.model_fields) if fields is None else list(fields)
+    if not names:
+        return ""
+    width = max(len(env_name(name)) for name in names)
+    lines = [f"  {env_name(name):<{width}}  default: {_default(name)}" for name in names]
+    return "environment variables:\n" + "\n".join(lines) + "\n\n" + SETTINGS_HELP
+
+
+def _die_with_parent() -> None:
+    """In a child: get SIGTERM when the supervisor dies (Linux), so no component is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_module(module: str) -> None:
@@ -51,19 +177,42 @@ def check_rabbitmq(settings: Settings) -> str | None:
     )
 
 
+def _say(message: str, err: bool = False) -> None:
+    print(f"luna-streams: {message}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
 class Stack:
-    """Child processes started in order, stopped in reverse order."""
+    """Child processes started in order, stopped one by one in reverse order.
+
+    Each child runs in its own process group: a Ctrl-C in the terminal reaches only this
+    supervisor, which then stops the workers before the gateway and the database they use,
+    instead of every process getting SIGINT at once.
+    """
 
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.stopping = False
+        self.hurry = False
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.children.append((name, subprocess.Popen(args, env=env)))
+        child = subprocess.Popen(args, env=env, process_group=0, preexec_fn=_die_with_parent)
+        self.children.append((name, child))
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping and not self.hurry:
+            self.hurry = True
+            self.kill()
         self.stopping = True
-        for _, child in reversed(self.children):
+
+    def kill(self) -> None:
+        for _, child in self.children:
+            if child.poll() is None:
+                child.kill()
+
+    def stop(self, timeout: float = 15.0, report: Callable[[str], None] = _say) -> None:
+        self.stopping = True
+        for name, child in reversed(self.children):
+            started = time.monotonic()
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
                 try:
@@ -71,6 +220,13 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+                    report(f"{name} killed after {timeout:.0f} s")
+                    continue
+                how = "killed" if child.returncode == -signal.SIGKILL else "stopped"
+                code = "" if child.returncode == 0 else f", exit code {child.returncode}"
+                report(f"{name} {how} ({time.monotonic() - started:.1f} s{code})")
+            else:
+                report(f"{name} had exited (exit code {child.returncode})")
 
     def dead(self) -> tuple[str, int] | None:
         for name, child in self.children:
@@ -80,6 +236,25 @@ class Stack:
         return None
 
 
+def _start_embedded(stack: Stack, settings: Settings, env: dict[str, str]) -> int | None:
+    """Start the embedded server and wait for it; an exit code when that failed."""
+    port = settings.embedded_port
+    if _port_open("127.0.0.1", port):
+        _say(f"port {port} is taken; set LUNA_STREAMS_EMBEDDED_PORT", err=True)
+        return 1
+    stack.start("embedded-mongo", [sys.executable, "-m", "shared.cli", "embedded-mongo"], env)
+    deadline = time.monotonic() + 60
+    while not _port_open("127.0.0.1", port):
+        if stack.stopping:
+            return 0
+        if stack.dead() or time.monotonic() > deadline:
+            _say("the embedded MongoDB server did not start", err=True)
+            return 1
+        time.sleep(0.1)
+    env["LUNA_STREAMS_MONGO_URI"] = embedded_uri(port)
+    return None
+
+
 def run_all(settings: Settings) -> int:
     problem = check_rabbitmq(settings)
     if problem:
@@ -87,49 +262,25 @@ def run_all(settings: Settings) -> int:
         return 1
     env = dict(os.environ)
     stack = Stack()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stack.stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, stack.on_signal)
+    signal.signal(signal.SIGINT, stack.on_signal)
     try:
         if not settings.mongo_uri:
-            port = settings.embedded_port
-            if _port_open("127.0.0.1", port):
-                print(
-                    f"luna-streams: port {port} is taken; set LUNA_STREAMS_EMBEDDED_PORT",
-                    file=sys.stderr,
-                )
-                return 1
-            stack.start(
-                "embedded-mongo", [sys.executable, "-m", "shared.cli", "embedded-mongo"], env
-            )
-            deadline = time.monotonic() + 60
-            while not _port_open("127.0.0.1", port):
-                if stack.dead() or time.monotonic() > deadline or stack.stopping:
-                    print(
-                        "luna-streams: the embedded MongoDB server did not start", file=sys.stderr
-                    )
-                    return 1
-                time.sleep(0.1)
-            env["LUNA_STREAMS_MONGO_URI"] = embedded_uri(port)
+            failed = _start_embedded(stack, settings, env)
+            if failed is not None:
+                return failed
         for name, module in MODULES.items():
             stack.start(name, [sys.executable, "-m", module], env)
-        print(
-            f"luna-streams: API on http://{_shown_host(settings.host)}:{settings.port} "
-            f"(Ctrl-C stops everything)",
-            flush=True,
+        _say(
+            f"API on http://{_shown_host(settings.host)}:{settings.port} (Ctrl-C stops everything)"
         )
         while not stack.stopping:
             dead = stack.dead()
             if dead:
-                print(
-                    f"luna-streams: {dead[0]} exited with code {dead[1]}; stopping the rest",
-                    file=sys.stderr,
-                )
+                _say(f"{dead[0]} exited with code {dead[1]}; stopping the rest", err=True)
                 return dead[1] or 1
             time.sleep(0.2)
+        _say("stopping (Ctrl-C again to kill)")
         return 0
     finally:
         stack.stop(settings.shutdown_timeout + 5)
@@ -139,14 +290,29 @@ def _shown_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="luna-streams", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in (*MODULES, "embedded-mongo", "all"):
-        sub.add_parser(name, help=f"run {name}")
-    sub.add_parser(
-        "agent-sim", help="simulate stream-handler agents (see agent-sim --help)", add_help=False
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="luna-streams",
+        description="Run a component of luna-streams (an open implementation of the "
+        "VisionLabs LUNA Streams API), or the whole stack.",
+        epilog="`luna-streams COMMAND --help` shows what a command does and the environment "
+        "variables it reads.",
     )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub.add_parser(
+            name,
+            help=command.summary,
+            description=textwrap.fill(command.description, 79),
+            epilog=environment_help(command.settings),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            add_help=name != "agent-sim",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "agent-sim":
         from shared.agent_sim import main as agent_sim

@@ -18,7 +18,7 @@ from shared.errors import GroupExists, GroupNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.statuses import PENDING
 from shared.streams.documents import format_time
-from shared.streams.filters import Page, QueryGroupName, QueryUUID
+from shared.streams.filters import LIST_FILTER_NOTE, Page, QueryGroupName, QueryUUID
 from shared.tokens import QueueToken, TokenPublisher
 
 log = logging.getLogger("luna_streams.groups")
@@ -29,10 +29,10 @@ class GroupFilters(BaseModel):
 
     account_id: QueryUUID | None = Field(default=None, description="Account ID.")
     group_ids: list[QueryUUID] | None = Field(
-        default=None, max_length=1000, description="Only groups with these ids."
+        default=None, description="Only groups with these ids." + LIST_FILTER_NOTE
     )
     group_names: list[QueryGroupName] | None = Field(
-        default=None, max_length=1000, description="Only groups with these names."
+        default=None, description="Only groups with these names." + LIST_FILTER_NOTE
     )
 
     def mongo_filter(self) -> Doc:
@@ -40,9 +40,9 @@ class GroupFilters(BaseModel):
         if self.account_id is not None:
             query["account_id"] = self.account_id
         if self.group_ids is not None:
-            query["_id"] = {"$in": self.group_ids}
+            query["_id"] = {"$in": list(dict.fromkeys(self.group_ids))}
         if self.group_names is not None:
-            query["group_name"] = {"$in": self.group_names}
+            query["group_name"] = {"$in": list(dict.fromkeys(self.group_names))}
         return query
 
 

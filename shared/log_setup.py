@@ -10,13 +10,34 @@ from datetime import UTC, datetime
 
 request_id_var: ContextVar[str | None] = ContextVar("luna_request_id", default=None)
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "request_tag",
+}
 
 
 class _RequestIdFilter(logging.Filter):
+    """Bind the request id of the current request (a record may carry its own)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL component [request id] logger: message``; no brackets outside a request."""
+
+    def __init__(self, component: str) -> None:
+        super().__init__(
+            f"%(asctime)s %(levelname)s {component}%(request_tag)s %(name)s: %(message)s"
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None)
+        record.request_tag = f" [{request_id}]" if request_id else ""
+        return super().format(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,11 +62,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", component: str = "luna
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter(
-                f"%(asctime)s %(levelname)s {component} [%(request_id)s] %(name)s: %(message)s"
-            )
-        )
+        handler.setFormatter(TextFormatter(component))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -53,3 +70,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text", component: str = "luna
     logging.getLogger("aio_pika").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("pymongo").setLevel(max(logging.WARNING, root.level))
+    # dramatiq's start and stop chatter ("Starting event loop...", "Shutting down...")
+    logging.getLogger("dramatiq").setLevel(max(logging.WARNING, root.level))

@@ -19,19 +19,10 @@ from shared.clock import now_utc
 from shared.mongo import Database, Doc
 from shared.statuses import LOGGED
 from shared.streams.documents import format_time
-from shared.streams.filters import AccountQuery, Page, QueryUUID
+from shared.streams.filters import LIST_FILTER_NOTE, AccountQuery, Page, QueryUUID, StreamStatus
 
-LoggedStatus = Literal[
-    "pending",
-    "in_progress",
-    "done",
-    "pause",
-    "cancel",
-    "failure",
-    "restart",
-    "handler_lost",
-    "deleted",
-]
+#: the statuses a log row carries: the reference's ``stream_status``, as on stream lists
+LoggedStatus = StreamStatus
 assert set(get_args(LoggedStatus)) == set(LOGGED)
 
 Target = Literal["stream_id", "log_time", "error", "status", "video_info", "version", "preview"]
@@ -46,10 +37,14 @@ NEWEST_FIRST: list[tuple[str, int]] = [("log_time", -1), ("_id", -1)]
 
 class LogFilters(AccountQuery):
     stream_ids: list[QueryUUID] | None = Field(
-        default=None, max_length=1000, description="Only logs of the streams with these ids."
+        default=None,
+        description="Only logs of the streams with these ids." + LIST_FILTER_NOTE,
     )
     statuses: list[LoggedStatus] | None = Field(
-        default=None, description="Only logs with these statuses (transient ones included)."
+        default=None,
+        description="Only logs with these statuses: the reference's `stream_status`, as on "
+        "stream lists (the transient `restart` and `handler_lost` and the virtual "
+        "`deleted` appear only here).",
     )
     log_time__gte: AwareDatetime | None = Field(
         default=None, description="Logged at or after this time (RFC 3339)."
@@ -63,9 +58,9 @@ class LogFilters(AccountQuery):
         if self.account_id is not None:
             query["account_id"] = self.account_id
         if self.stream_ids is not None:
-            query["stream_id"] = {"$in": self.stream_ids}
+            query["stream_id"] = {"$in": list(dict.fromkeys(self.stream_ids))}
         if self.statuses is not None:
-            query["status"] = {"$in": self.statuses}
+            query["status"] = {"$in": list(dict.fromkeys(self.statuses))}
         logged: Doc = {}
         if self.log_time__gte is not None:
             logged["$gte"] = self.log_time__gte
@@ -78,7 +73,7 @@ class LogFilters(AccountQuery):
 
 class LogsQuery(LogFilters, Page):
     targets: list[Target] = Field(
-        default_factory=lambda: list(TARGETS),
+        default=list(TARGETS),
         min_length=1,
         description="Fields of each log to return (default: all).",
     )
@@ -91,10 +86,14 @@ class LogsQuery(LogFilters, Page):
 class DeleteLogsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    log_time__lt: AwareDatetime = Field(
-        description="Delete logs written before this time (RFC 3339); each stream keeps "
-        "its newest log."
+    log_time__lt: AwareDatetime | None = Field(
+        default=None,
+        description="Delete logs written before this time (RFC 3339); absent: before now. "
+        "Each stream keeps its newest log either way.",
     )
+
+    def bound(self) -> datetime:
+        return self.log_time__lt if self.log_time__lt is not None else now_utc()
 
 
 def log_view(row: Doc, fields: list[Target]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ async def list_logs(request: web.Request) -> web.StreamResponse:
 
 async def delete_logs(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, DeleteLogsQuery)
-    deleted = await _service(request).delete_older_than(query.log_time__lt)
+    deleted = await _service(request).delete_older_than(query.bound())
     return json_response({"deleted_count": deleted})
 
 

@@ -16,9 +16,9 @@ from shared.errors import (
     FeedbackTimeout,
     StreamNotConvertible,
 )
-from shared.models import FeedbackRequest, QueueClaimFilters, QueueClaimRequest
+from shared.models import INT32_MAX, FeedbackRequest, QueueClaimFilters, QueueClaimRequest
 from shared.streams.documents import stream_view
-from shared.streams.filters import QueryGroupName, QueryUUID, StreamName
+from shared.streams.filters import LIST_FILTER_NOTE, QueryGroupName, QueryUUID, StreamName
 
 api = Api(tag="processing")
 
@@ -28,11 +28,16 @@ LIST_VIEW: dict[int, type[BaseModel]] = {1: StreamListV1, 2: StreamListV2}
 class QueuePeekQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    limit: int = Field(ge=1, le=1000, description="Maximum number of streams to show.")
-    stream_ids: list[QueryUUID] | None = Field(default=None, max_length=1000)
-    names: list[StreamName] | None = Field(default=None, max_length=1000)
-    group_ids: list[QueryUUID] | None = Field(default=None, max_length=1000)
-    group_names: list[QueryGroupName] | None = Field(default=None, max_length=1000)
+    limit: int = Field(
+        ge=1,
+        le=INT32_MAX,
+        description="Maximum number of streams to show (the reference sets no upper bound; "
+        "up to 2147483647, as the claim's `limit`).",
+    )
+    stream_ids: list[QueryUUID] | None = Field(default=None, description=LIST_FILTER_NOTE)
+    names: list[StreamName] | None = Field(default=None, description=LIST_FILTER_NOTE)
+    group_ids: list[QueryUUID] | None = Field(default=None, description=LIST_FILTER_NOTE)
+    group_names: list[QueryGroupName] | None = Field(default=None, description=LIST_FILTER_NOTE)
 
 
 class FeedbackEntry(BaseModel):
@@ -50,12 +55,17 @@ class FeedbackResponse(BaseModel):
     streams: FeedbackOutcome
 
 
+def _once(items: list[str] | None) -> list[str] | None:
+    return None if items is None else list(dict.fromkeys(items))
+
+
 def queue_filters(given: QueuePeekQuery | QueueClaimFilters, version: int) -> QueueFilters:
+    """The filters of a peek or a claim, each list without duplicates."""
     return QueueFilters(
-        stream_ids=given.stream_ids,
-        names=given.names,
-        group_ids=given.group_ids,
-        group_names=given.group_names,
+        stream_ids=_once(given.stream_ids),
+        names=_once(given.names),
+        group_ids=_once(given.group_ids),
+        group_names=_once(given.group_names),
         api_version=version,
     )
 

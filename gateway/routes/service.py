@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api import Api, Response
 from gateway.keys import BROKER, DATABASE, DOCS, METRICS, SETTINGS
+from gateway.negotiation import negotiate
 from gateway.parsing import json_response, parse_query
 from shared import __version__
 from shared.errors import UnsupportedMediaType
@@ -155,6 +156,9 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
+CONFIG_TYPES = ("application/json", "text/plain")
+
+
 @api.route(
     "GET",
     "/config",
@@ -163,22 +167,23 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
         200: Response("Settings", schema={"type": "object"}),
     },
     errors=(UnsupportedMediaType,),
+    headers={
+        "Accept": {
+            "required": False,
+            "description": "Acceptable type of receiving data (absent: application/json).",
+            "schema": {"type": "string", "enum": list(CONFIG_TYPES)},
+        }
+    },
 )
 async def get_config(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS].masked()
-    accept = request.headers.get("Accept", "application/json")
-    if _accepts(accept, "application/json"):
+    chosen = negotiate(request.headers.get("Accept"), CONFIG_TYPES)
+    if chosen == "application/json":
         return json_response(settings)
-    if _accepts(accept, "text/plain"):
+    if chosen == "text/plain":
         text = "\n".join(f"{k} = {v}" for k, v in settings.items()) + "\n"
         return web.Response(text=text, content_type="text/plain")
     raise UnsupportedMediaType()
-
-
-def _accepts(accept: str, media_type: str) -> bool:
-    kinds = {part.split(";")[0].strip() for part in accept.split(",")}
-    major = media_type.split("/")[0]
-    return bool(kinds & {media_type, f"{major}/*", "*/*"})
 
 
 @api.route(
@@ -191,10 +196,18 @@ async def get_plugins(request: web.Request) -> web.StreamResponse:
     return json_response({"plugins": []})
 
 
+#: what ``/docs/spec`` can give, in the order a wildcard (``*/*``, ``text/*``) picks from
+SPEC_TYPES = ("application/x-yaml", "application/yaml", "application/json", "text/html")
+
+
 @api.route(
     "GET",
     "/docs/spec",
-    summary="OpenAPI specification (YAML or HTML)",
+    summary="OpenAPI specification (YAML, JSON or HTML)",
+    description="`Accept: application/x-yaml` (as in the reference) or `application/yaml`: "
+    "the YAML, also for any type (`*/*`, what curl sends) and an absent header; "
+    "`application/json`: the same document as JSON; `text/html`: a readable page. "
+    "Any other type: 12024.",
     responses={
         200: Response(
             "The specification", content_type="application/x-yaml", schema={"type": "string"}
@@ -203,18 +216,21 @@ async def get_plugins(request: web.Request) -> web.StreamResponse:
     errors=(UnsupportedMediaType,),
     headers={
         "Accept": {
-            "required": True,
-            "schema": {"type": "string", "enum": ["application/x-yaml", "text/html"]},
+            "required": False,
+            "description": "Acceptable type of receiving data (absent: any).",
+            "schema": {"type": "string", "enum": [*SPEC_TYPES, "*/*"]},
         }
     },
 )
 async def get_spec(request: web.Request) -> web.StreamResponse:
-    accept = request.headers.get("Accept", "")
-    kinds = {part.split(";")[0].strip() for part in accept.split(",")}
-    if "application/x-yaml" in kinds:
-        return web.Response(text=request.app[DOCS].spec_yaml, content_type="application/x-yaml")
-    if "text/html" in kinds:
-        return web.Response(text=request.app[DOCS].spec_html, content_type="text/html")
+    docs = request.app[DOCS]
+    chosen = negotiate(request.headers.get("Accept"), SPEC_TYPES)
+    if chosen in ("application/x-yaml", "application/yaml"):
+        return web.Response(text=docs.spec_yaml, content_type=chosen)
+    if chosen == "application/json":
+        return json_response(docs.spec)
+    if chosen == "text/html":
+        return web.Response(text=docs.spec_html, content_type="text/html")
     raise UnsupportedMediaType()
 
 
@@ -223,6 +239,14 @@ async def get_spec(request: web.Request) -> web.StreamResponse:
     "/docs/dev",
     summary="Developer manual (redirects to /docs/dev/index.html)",
     responses={302: Response("Redirect to /docs/dev/index.html")},
+    headers={
+        "Accept": {
+            "required": False,
+            "description": "Preferred response content type, as in the reference; the "
+            "redirect is the same whatever it says.",
+            "schema": {"type": "string", "enum": ["application/json", "application/msgpack"]},
+        }
+    },
 )
 async def get_dev_docs(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/docs/dev/index.html")
@@ -231,11 +255,12 @@ async def get_dev_docs(request: web.Request) -> web.StreamResponse:
 @api.route(
     "GET",
     "/docs/dev/{page}",
-    summary="A page of the developer manual",
+    summary="A page of the developer manual (`configuration.html`, or `configuration`)",
     responses={200: Response("HTML page", content_type="text/html", schema={"type": "string"})},
 )
 async def get_dev_page(request: web.Request) -> web.StreamResponse:
-    html = request.app[DOCS].manual.get(request.match_info["page"])
+    manual, page = request.app[DOCS].manual, request.match_info["page"]
+    html = manual.get(page) or manual.get(f"{page}.html")
     if html is None:
         raise web.HTTPNotFound()
     return web.Response(text=html, content_type="text/html")

@@ -24,6 +24,7 @@ from shared.errors import (
     CannotCancelFinished,
     CannotStopInProgress,
     GroupNameNotFound,
+    GroupNotFound,
     StreamNotConvertible,
     StreamNotFound,
 )
@@ -110,7 +111,7 @@ def add_stream_routes(version: int) -> None:
         summary="Create stream",
         body=CREATE_BODY[version],
         responses={201: Response("Stream created", StreamCreated)},
-        errors=(BadStreamStatus, GroupNameNotFound),
+        errors=(BadStreamStatus, GroupNameNotFound, GroupNotFound),
     )
     api.add(
         "GET",

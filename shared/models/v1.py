@@ -35,6 +35,13 @@ from shared.models.common import (
 )
 
 ROI_ABS_MAX: Final = 65536
+GROUP_NAME_DESCRIPTION: Final = (
+    "Link the new stream to the account's group with this name (39007 when there is none)."
+)
+GROUP_ID_DESCRIPTION: Final = (
+    "Link the new stream to the account's group with this id (39008 when there is none); "
+    "as FaceStream's manual describes. With `group_name` too, the stream joins both."
+)
 DEFAULT_LUNA_API_ORIGIN: Final = "http://127.0.0.1:5000"
 DEFAULT_LUNA_API_VERSION: Final = 6
 
@@ -172,13 +179,24 @@ STREAM_DATA_V1: Final = TypeAdapter[StreamDataV1](StreamDataV1)
 # --- event handler ---------------------------------------------------------------------
 
 
+AUTHORIZATION_DEFAULT: Final = (
+    "How the agent authorizes in LUNA PLATFORM. Absent (or null): the stream's own "
+    'account, stored and shown as `{"account_id": <the stream\'s account_id>}`.'
+)
+
+
 class EventHandlerV1(StrictModel):
     origin: str = DEFAULT_LUNA_API_ORIGIN
     api_version: Annotated[int, Field(ge=1, le=INT32_MAX)] = DEFAULT_LUNA_API_VERSION
     bestshot_handler: HandlerRef
     detection_handler: HandlerRef | None = None
     frame_store: str | None = None
-    authorization: Authorization
+    authorization: Authorization | None = Field(default=None, description=AUTHORIZATION_DEFAULT)
+
+    def authorize_as(self, account_id: str) -> None:
+        """Fill an absent ``authorization`` with the stream's account."""
+        if self.authorization is None:
+            self.authorization = AccountAuthorization(account_id=account_id)
 
 
 # --- policies --------------------------------------------------------------------------
@@ -255,7 +273,13 @@ class StreamCreateV1(StrictModel):
     location: Location = Field(default_factory=Location)
     autorestart: AutorestartSettings = Field(default_factory=AutorestartSettings)
     status: str = Field(default="pending", json_schema_extra={"enum": list(STREAM_STATUSES_CREATE)})
-    group_name: GroupName | None = None
+    group_name: GroupName | None = Field(default=None, description=GROUP_NAME_DESCRIPTION)
+    group_id: UUIDStr | None = Field(default=None, description=GROUP_ID_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _authorize(self) -> StreamCreateV1:
+        self.event_handler.authorize_as(self.account_id)
+        return self
 
 
 class StreamPatch(StrictModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Final, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from shared.models.common import (
     INT32_MAX,
@@ -33,6 +33,10 @@ from shared.models.common import (
     UUIDStr,
 )
 from shared.models.v1 import (
+    AUTHORIZATION_DEFAULT,
+    GROUP_ID_DESCRIPTION,
+    GROUP_NAME_DESCRIPTION,
+    AccountAuthorization,
     Angle,
     Authorization,
     FrameProcessingMode,
@@ -107,7 +111,12 @@ class LivenessPolicyV2(StrictModel):
 class EventHandlerV2(StrictModel):
     type: Literal["luna_handler"] = LUNA_HANDLER
     handler_id: UUIDStr
-    authorization: Authorization
+    authorization: Authorization | None = Field(default=None, description=AUTHORIZATION_DEFAULT)
+
+    def authorize_as(self, account_id: str) -> None:
+        """Fill an absent ``authorization`` with the stream's account."""
+        if self.authorization is None:
+            self.authorization = AccountAuthorization(account_id=account_id)
 
 
 class AnalyticsV2(StrictModel):
@@ -178,4 +187,11 @@ class StreamCreateV2(StrictModel):
     location: Location = Field(default_factory=Location)
     autorestart: AutorestartSettings = Field(default_factory=AutorestartSettings)
     status: str = Field(default="pending", json_schema_extra={"enum": list(STREAM_STATUSES_CREATE)})
-    group_name: GroupName | None = None
+    group_name: GroupName | None = Field(default=None, description=GROUP_NAME_DESCRIPTION)
+    group_id: UUIDStr | None = Field(default=None, description=GROUP_ID_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _authorize(self) -> StreamCreateV2:
+        for item in self.data.analytics:
+            item.event_handler.authorize_as(self.account_id)
+        return self

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from shared.statuses import STORED
+from shared.statuses import LOGGED
 from shared.streams.documents import V1_VISIBLE
 
 UUID_PATTERN = r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
@@ -30,8 +30,23 @@ def _rfc3339(value: Any) -> Any:
 
 
 QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
-StoredStatus = Literal["pending", "in_progress", "done", "pause", "cancel", "failure"]
-assert set(StoredStatus.__args__) == set(STORED)  # type: ignore[attr-defined]
+#: the reference's ``stream_status``, the type of both the streams' and the logs' ``statuses``
+StreamStatus = Literal[
+    "pending",
+    "in_progress",
+    "done",
+    "pause",
+    "cancel",
+    "failure",
+    "restart",
+    "handler_lost",
+    "deleted",
+]
+assert set(StreamStatus.__args__) == set(LOGGED)  # type: ignore[attr-defined]
+
+#: why a list filter takes any number of items: the reference gives no limit; the request
+#: line (``gateway.app.MAX_REQUEST_LINE``) bounds it, and duplicates are dropped
+LIST_FILTER_NOTE = " Any number of items, within the request line's size; duplicates count once."
 
 
 class AccountQuery(BaseModel):
@@ -42,16 +57,30 @@ class AccountQuery(BaseModel):
 
 class StreamFiltersV2(AccountQuery):
     stream_ids: list[QueryUUID] | None = Field(
-        default=None, max_length=1000, description="Only streams with these ids."
+        default=None, description="Only streams with these ids." + LIST_FILTER_NOTE
+    )
+    stream_id__gte: QueryUUID | None = Field(
+        default=None,
+        description="Stream id lower included bound (the reference lists it for v1; "
+        "v2 honours it as well).",
+    )
+    stream_id__lt: QueryUUID | None = Field(
+        default=None,
+        description="Stream id upper excluded bound (the reference lists it for v1; "
+        "v2 honours it as well).",
     )
     names: list[StreamName] | None = Field(
-        default=None, max_length=1000, description="Only streams with these names."
+        default=None, description="Only streams with these names." + LIST_FILTER_NOTE
     )
     reference: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Only streams with this source reference."
     )
-    statuses: list[StoredStatus] | None = Field(
-        default=None, description="Only streams in these statuses."
+    statuses: list[StreamStatus] | None = Field(
+        default=None,
+        description="Only streams in these statuses. The type is the reference's "
+        "`stream_status`, the same as the logs' `statuses`, so both take the same values; "
+        "`restart`, `handler_lost` (transient) and `deleted` (virtual) are never a stream's "
+        "current status, so they match no stream here (they appear in stream logs).",
     )
     create_time__gte: QueryTime | None = Field(
         default=None, description="Created at or after this time (RFC 3339)."
@@ -67,7 +96,7 @@ class StreamFiltersV2(AccountQuery):
         query: dict[str, Any] = {}
         if self.account_id is not None:
             query["account_id"] = self.account_id
-        ids = _bounds(getattr(self, "stream_id__gte", None), getattr(self, "stream_id__lt", None))
+        ids = _bounds(self.stream_id__gte, self.stream_id__lt)
         if self.stream_ids is not None:
             ids["$in"] = list(dict.fromkeys(self.stream_ids))
         if ids:
@@ -77,7 +106,7 @@ class StreamFiltersV2(AccountQuery):
         if self.reference is not None:
             query["data.reference"] = self.reference
         if self.statuses is not None:
-            query["status"] = {"$in": self.statuses}
+            query["status"] = {"$in": list(dict.fromkeys(self.statuses))}
         created = _bounds(self.create_time__gte, self.create_time__lt)
         if created:
             query["create_time"] = created
@@ -92,13 +121,6 @@ def _bounds(gte: Any, lt: Any) -> dict[str, Any]:
 
 
 class StreamFiltersV1(StreamFiltersV2):
-    stream_id__gte: QueryUUID | None = Field(
-        default=None, description="Stream id lower included bound."
-    )
-    stream_id__lt: QueryUUID | None = Field(
-        default=None, description="Stream id upper excluded bound."
-    )
-
     def mongo_filter(self) -> dict[str, Any]:
         return {**super().mongo_filter(), **V1_VISIBLE}
 
@@ -113,15 +135,11 @@ class Page(BaseModel):
 
 
 class StreamListQueryV2(StreamFiltersV2, Page):
-    def mongo_sort(self) -> list[tuple[str, int]]:
-        return [("create_time", 1), ("_id", 1)]
-
-
-class StreamListQueryV1(StreamFiltersV1, StreamListQueryV2):
     order: Literal["asc", "desc"] = Field(
         default="asc",
         description=(
-            "Sort order: by creation time, or by stream id when a stream id range is given."
+            "Sort order: by creation time, or by stream id when a stream id range is given "
+            "(the reference lists it for v1; v2 honours it as well)."
         ),
     )
 
@@ -130,3 +148,7 @@ class StreamListQueryV1(StreamFiltersV1, StreamListQueryV2):
         if self.stream_id__gte is not None or self.stream_id__lt is not None:
             return [("_id", direction)]
         return [("create_time", direction), ("_id", direction)]
+
+
+class StreamListQueryV1(StreamFiltersV1, StreamListQueryV2):
+    pass

@@ -13,7 +13,7 @@ from typing import Any
 from shared import statuses
 from shared.clock import now_utc
 from shared.coalesce import Coalescer
-from shared.errors import GroupNameNotFound, StreamNotFound
+from shared.errors import GroupNameNotFound, GroupNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import VIEW_PROJECTION, autorestart_state, new_stream, settings_fields
@@ -44,19 +44,32 @@ class StreamService:
         await self.changes.create([doc for doc, _ in batch], {d["_id"]: p for d, p in batch})
         return [None] * len(batch)
 
-    async def _group_of(self, account_id: str, group_name: str | None) -> list[tuple[str, str]]:
-        if group_name is None:
-            return []
-        group = await self.database.groups.find_one(
-            {"account_id": account_id, "group_name": group_name}, {"_id": 1}
-        )
-        if group is None:
-            raise GroupNameNotFound(group_name=group_name)
-        return [(group["_id"], group_name)]
+    async def _group_of(
+        self, account_id: str, group_name: str | None, group_id: str | None = None
+    ) -> list[tuple[str, str]]:
+        """``(group_id, group_name)`` of the account's groups named by name and/or id."""
+        found: list[tuple[str, str]] = []
+        if group_name is not None:
+            group = await self.database.groups.find_one(
+                {"account_id": account_id, "group_name": group_name}, {"_id": 1}
+            )
+            if group is None:
+                raise GroupNameNotFound(group_name=group_name)
+            found.append((group["_id"], group_name))
+        if group_id is not None and group_id not in (gid for gid, _ in found):
+            group = await self.database.groups.find_one(
+                {"_id": group_id, "account_id": account_id}, {"group_name": 1}
+            )
+            if group is None:
+                raise GroupNotFound(group_id=group_id)
+            found.append((group_id, group["group_name"]))
+        return found
 
     async def create(self, api_version: int, body: dict[str, Any]) -> Doc:
         path = statuses.create_path(body["status"])
-        groups = await self._group_of(body["account_id"], body.get("group_name"))
+        groups = await self._group_of(
+            body["account_id"], body.get("group_name"), body.get("group_id")
+        )
         now = now_utc()
         doc = new_stream(str(uuid.uuid4()), api_version, body, groups, now)
         await self._creates.submit((doc, path))
@@ -129,7 +142,9 @@ class StreamService:
     async def replace(self, stream_id: str, api_version: int, body: dict[str, Any]) -> int:
         """PUT: new settings, version + 1, through ``restart`` to the body's status."""
         path = statuses.replace_path(body["status"])
-        new_groups = await self._group_of(body["account_id"], body.get("group_name"))
+        new_groups = await self._group_of(
+            body["account_id"], body.get("group_name"), body.get("group_id")
+        )
         for _ in range(MAX_CAS_ATTEMPTS):
             doc = await self._read_for_change(stream_id, body["account_id"])
             groups = list(doc.get("groups", []))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -162,3 +163,107 @@ def test_invalid_setting_names_the_variable(tmp_path: Path, amqp_url: str) -> No
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1
     assert lines[0].startswith("luna-streams: invalid setting LUNA_STREAMS_PORT=not-a-port")
+
+
+COMPONENTS = ("embedded-mongo", "gateway", "queue-worker", "autorestart-worker", "log-janitor")
+
+
+@pytest.mark.slow
+def test_one_ctrl_c_stops_every_component_cleanly(tmp_path: Path, amqp_url: str) -> None:
+    """A terminal's Ctrl-C: SIGINT to the whole foreground process group at once."""
+    env = cli_env(tmp_path, amqp_url)
+    proc = subprocess.Popen(
+        [*CLI, "all"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        port = int(env["LUNA_STREAMS_PORT"])
+        wait_version(port, 60)
+        kids = children(proc.pid)
+        time.sleep(1.5)  # the workers' periodic jobs are running
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0
+        out, _ = proc.communicate()
+        lines = out.splitlines()
+        for name in COMPONENTS:
+            mine = [line for line in lines if line.startswith(f"luna-streams: {name} stopped")]
+            assert len(mine) == 1, (name, out)
+        stopped = [line for line in lines if re.match(r"luna-streams: \S+ stopped", line)]
+        assert [line.split()[1] for line in stopped] == list(reversed(COMPONENTS))
+        assert "Traceback" not in out, out
+        assert " ERROR " not in out, out
+        assert "[None]" not in out
+        for pid in kids:
+            assert not Path(f"/proc/{pid}").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_cli(*args: str) -> str:
+    result = subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=30, env={**os.environ}
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_help_says_what_each_command_does() -> None:
+    from shared.cli import COMMANDS
+
+    text = run_cli("--help")
+    assert "``" not in text
+    for name, command in COMMANDS.items():
+        assert name in text
+        assert not command.summary.startswith(("run ", name))
+    assert "simulate stream-handler agents" in text
+
+
+def test_command_help_lists_its_environment_with_defaults() -> None:
+    from pydantic import AliasChoices
+
+    from shared.settings import Settings
+
+    text = run_cli("all", "--help")
+    assert "Ctrl-C" in text
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        assert isinstance(alias, AliasChoices)
+        assert str(alias.choices[0]) in text
+    assert re.search(r"LUNA_STREAMS_PORT\s+default: 5160\n", text)
+    assert re.search(r"LUNA_STREAMS_MONGO_URI\s+default: not set\n", text)
+    gateway = run_cli("gateway", "--help")
+    assert re.search(r"LUNA_STREAMS_HOST\s+default: 0\.0\.0\.0\n", gateway)
+    assert "LUNA_STREAMS_LOGS_CLEAR_INTERVAL" not in gateway
+    janitor = run_cli("log-janitor", "--help")
+    assert "LUNA_STREAMS_LOGS_CLEAR_INTERVAL" in janitor
+
+
+def test_every_setting_is_read_by_some_command() -> None:
+    from shared.cli import COMMANDS
+    from shared.settings import Settings
+
+    listed = {name for c in COMMANDS.values() if c.settings for name in c.settings}
+    assert listed <= set(Settings.model_fields)
+    assert listed == set(Settings.model_fields)
+
+
+def test_agent_sim_help_shows_options_with_defaults() -> None:
+    text = run_cli("agent-sim", "--help")
+    text = text[text.index("options:") :]
+    for option, default in (
+        ("--url", "http://127.0.0.1:5160"),
+        ("--agents", "2"),
+        ("--duration", "60.0"),
+        ("--feedback-period", "2.0"),
+        ("--progress-period", "5.0"),
+    ):
+        block = text[text.index(f"  {option} ") :]
+        assert f"(default: {default})" in block[:160], option
+    assert "--quiet" in text
+    assert "--json" in text

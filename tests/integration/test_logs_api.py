@@ -260,9 +260,25 @@ async def test_delete_before_everything_deletes_nothing(client: Client) -> None:
     assert len(await get_logs(client, page_size=100)) == 8
 
 
-@pytest.mark.parametrize("params", [{}, {"log_time__lt": "2024-01-01T00:00:00"}])
-async def test_delete_needs_an_aware_bound(client: Client, params: dict[str, str]) -> None:
-    resp = await client.delete("/1/streams/logs", params=params)
+@pytest.mark.parametrize("version", [1, 2])
+async def test_delete_without_bound_keeps_each_streams_newest(client: Client, version: int) -> None:
+    """The reference does not mark ``log_time__lt`` required: absent, the bound is now."""
+    made = await make_scenario(client)
+    newest = {}
+    for row in await get_logs(client, page_size=100):
+        newest.setdefault(row["stream_id"], row)
+    resp = await client.delete(f"/{version}/streams/logs")
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"deleted_count": 8 - 3}
+    left = await get_logs(client, page_size=100)
+    assert sorted(map(key, left)) == sorted(map(key, newest.values()))
+    assert {row["stream_id"] for row in left} == {made.a, made.b, made.c}
+    resp = await client.delete(f"/{version}/streams/logs")
+    assert await resp.json() == {"deleted_count": 0}
+
+
+async def test_delete_needs_an_aware_bound(client: Client) -> None:
+    resp = await client.delete("/1/streams/logs", params={"log_time__lt": "2024-01-01T00:00:00"})
     assert resp.status == 400
     body = await resp.json()
     assert body["error_code"] == 12012

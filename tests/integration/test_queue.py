@@ -175,7 +175,7 @@ BAD_PEEKS: list[Json] = [
     {"limit": "0"},
     {"limit": "-1"},
     {"limit": "x"},
-    {"limit": "1001"},
+    {"limit": "2147483648"},
     {"limit": ""},
 ]
 

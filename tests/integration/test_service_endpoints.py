@@ -132,7 +132,7 @@ async def test_docs_spec(client: Client) -> None:
     resp = await client.get("/docs/spec", headers={"Accept": "text/html"})
     assert resp.status == 200
     assert "<code>/1/streams/{stream_id}</code>" in await resp.text()
-    resp = await client.get("/docs/spec", headers={"Accept": "application/json"})
+    resp = await client.get("/docs/spec", headers={"Accept": "image/png"})
     assert resp.status == 406
     assert (await resp.json())["error_code"] == 12024
 
@@ -161,3 +161,64 @@ async def test_every_route_is_in_the_spec_and_back(client: Client) -> None:
     spec = app[DOCS].spec
     documented = {(m, path) for path, ops in spec["paths"].items() for m in ops}
     assert served == documented
+
+
+async def test_head_answers_on_every_get_route(client: Client) -> None:
+    for path in ("/version", "/healthcheck", "/plugins", "/metrics", "/config", "/1/streams"):
+        resp = await client.head(path)
+        assert resp.status == 200, path
+        assert await resp.read() == b""
+        assert REQUEST_ID.fullmatch(resp.headers["Luna-Request-Id"])
+    resp = await client.head("/docs/dev", allow_redirects=False)
+    assert resp.status == 302
+    assert resp.headers["Location"] == "/docs/dev/index.html"
+    resp = await client.head("/docs/spec", headers={"Accept": "text/html"})
+    assert resp.status == 200
+    assert resp.content_type == "text/html"
+
+
+async def test_docs_spec_follows_accept(client: Client) -> None:
+    for accept, content_type in (
+        ("*/*", "application/x-yaml"),
+        ("application/yaml", "application/yaml"),
+        ("application/x-yaml", "application/x-yaml"),
+        ("text/html;q=0.5, application/json", "application/json"),
+        ("text/*", "text/html"),
+    ):
+        resp = await client.get("/docs/spec", headers={"Accept": accept})
+        assert resp.status == 200, accept
+        assert resp.content_type == content_type, accept
+    resp = await client.get("/docs/spec", headers={"Accept": "application/json"})
+    spec = await resp.json()
+    validate(spec)
+    resp = await client.get("/docs/spec", headers={"Accept": "*/*"})
+    assert yaml.safe_load(await resp.text()) == spec
+    for refused in ("image/png", "application/json;q=0"):
+        resp = await client.get("/docs/spec", headers={"Accept": refused})
+        assert resp.status == 406, refused
+        assert (await resp.json())["error_code"] == 12024
+
+
+async def test_docs_dev_pages_without_html_suffix(client: Client) -> None:
+    full = await client.get("/docs/dev/configuration.html")
+    short = await client.get("/docs/dev/configuration")
+    assert full.status == short.status == 200
+    assert await full.text() == await short.text()
+    assert (await client.get("/docs/dev/nothing")).status == 404
+
+
+async def test_config_and_docs_dev_document_accept(client: Client) -> None:
+    from gateway.keys import DOCS
+
+    app = client.server.app
+    assert app is not None
+    paths = app[DOCS].spec["paths"]
+
+    def accept_enum(path: str) -> list[str]:
+        params = paths[path]["get"]["parameters"]
+        (accept,) = [p for p in params if p["name"] == "Accept" and p["in"] == "header"]
+        return list(accept["schema"]["enum"])
+
+    assert accept_enum("/config") == ["application/json", "text/plain"]
+    assert accept_enum("/docs/dev") == ["application/json", "application/msgpack"]
+    assert "application/json" in accept_enum("/docs/spec")

@@ -83,7 +83,7 @@ def test_every_expected_service_exists(services: dict[str, dict[str, Any]]) -> N
 def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         assert service.get("image") or service.get("build"), name
-    assert services["mongo"]["image"] == "mongo:7"
+    assert services["mongo"]["image"].startswith("mongo:7.")
     assert services["rabbitmq"]["image"].startswith("rabbitmq:3.13")
 
 
@@ -195,7 +195,7 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
 
 def test_dockerfile_runs_luna_streams_on_port_5160(dockerfile: list[tuple[str, str]]) -> None:
     values = {instruction: args for instruction, args in dockerfile}
-    assert values["FROM"] == "python:3.11-slim"
+    assert values["FROM"].startswith("python:3.11.")
     assert yaml.safe_load(values["ENTRYPOINT"]) == ["luna-streams"]
     assert yaml.safe_load(values["CMD"]) == ["gateway"]
     assert "5160" in values["EXPOSE"].split()
@@ -234,3 +234,32 @@ def test_every_setting_is_documented() -> None:
     manual = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", manual, flags=re.MULTILINE))
     assert documented == setting_env_names()
+
+
+PINNED_TAG = re.compile(r"^[^:@]+:\d+\.\d+\.\d+(-[A-Za-z0-9.-]+)?$")
+
+
+def test_third_party_images_are_pinned_to_a_patch_release(
+    services: dict[str, dict[str, Any]], dockerfile: list[tuple[str, str]]
+) -> None:
+    """``mongo:7`` or ``rabbitmq:3.13-management`` start whatever was published last."""
+    for name in INFRA:
+        image = services[name]["image"]
+        assert PINNED_TAG.match(image), (name, image)
+    bases = [args.split()[0] for instruction, args in dockerfile if instruction == "FROM"]
+    assert bases
+    for base in bases:
+        assert PINNED_TAG.match(base), base
+
+
+def test_pyproject_license_and_package_data() -> None:
+    """An SPDX string (setuptools >= 77 warns on the table form); package data that exists."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "MIT"
+    requires = project["build-system"]["requires"]
+    setuptools = next(r for r in requires if r.startswith("setuptools"))
+    assert setuptools == "setuptools>=77"
+    package_data = project.get("tool", {}).get("setuptools", {}).get("package-data", {})
+    for package, patterns in package_data.items():
+        for pattern in patterns:
+            assert list((ROOT / package).glob(pattern)), (package, pattern)

@@ -1,0 +1,68 @@
+"""Access log: one structured line per HTTP request; no ``[None]`` outside a request."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from shared.log_setup import JsonFormatter, TextFormatter, _RequestIdFilter
+
+Client = TestClient[Any, Any]
+GIVEN_ID = "1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a"
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gateway.access"]
+
+
+async def test_one_access_line_per_request(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    await client.get("/version", headers={"Luna-Request-Id": GIVEN_ID})
+    await client.get("/1/streams/not-a-uuid?account_id=secret-name")
+    await client.get("/docs/dev", allow_redirects=False)
+    await client.get("/version", headers={"Luna-Request-Id": "bad"})
+    records = access_records(caplog)
+    assert [(r.method, r.path, r.status) for r in records] == [  # type: ignore[attr-defined]
+        ("GET", "/version", 200),
+        ("GET", "/1/streams/not-a-uuid", 404),
+        ("GET", "/docs/dev", 302),
+        ("GET", "/version", 400),
+    ]
+    assert records[0].request_id == GIVEN_ID  # type: ignore[attr-defined]
+    for record in records:
+        assert record.duration_ms >= 0  # type: ignore[attr-defined]
+        assert len(record.request_id) == 47  # type: ignore[attr-defined]
+        assert "secret-name" not in record.getMessage()  # the query string is not logged
+
+
+async def test_access_line_as_json(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    await client.post("/1/streams", json={}, headers={"Luna-Request-Id": GIVEN_ID})
+    (record,) = access_records(caplog)
+    _RequestIdFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["logger"] == "gateway.access"
+    assert line["method"] == "POST"
+    assert line["path"] == "/1/streams"
+    assert line["status"] == 400
+    assert line["request_id"] == GIVEN_ID
+    assert isinstance(line["duration_ms"], float)
+    assert line["message"].startswith("POST /1/streams 400 ")
+
+
+def test_text_line_without_request_has_no_brackets() -> None:
+    record = logging.LogRecord("luna_streams.worker", logging.INFO, "", 0, "job done", None, None)
+    _RequestIdFilter().filter(record)
+    text = TextFormatter("log-janitor").format(record)
+    assert "[None]" not in text
+    assert text.endswith(" INFO log-janitor luna_streams.worker: job done")
+    record.request_id = GIVEN_ID
+    assert f" INFO gateway [{GIVEN_ID}] luna_streams.worker: " in TextFormatter("gateway").format(
+        record
+    )
