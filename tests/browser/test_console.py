@@ -118,6 +118,8 @@ async def test_operator_workflow(client: Client, browser: Any) -> None:
     await row.get_by_role("link", name="View entrance-1").click()
     await page.get_by_role("heading", name="Stream entrance-1").wait_for()
     await page.locator("pre.settings", has_text="Springfield").wait_for()
+    assert await page.get_by_role("button", name="Pause entrance-1").is_enabled()
+    assert await page.get_by_role("button", name="Start entrance-1").is_disabled()
     statuses = page.locator("table tbody tr td:nth-child(2) .badge")
     await statuses.first.filter(has_text="in progress").wait_for()
     logged = [text.strip() for text in await statuses.all_inner_texts()]

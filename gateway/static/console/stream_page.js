@@ -1,7 +1,7 @@
 // A stream's page: every setting, the live preview, its logs (filters, newest first).
 
 import { api, liveUrl } from "./api.js";
-import { badge, clear, formatTime, h, nextId } from "./dom.js";
+import { append, badge, clear, formatTime, h, nextId } from "./dom.js";
 import { editStream } from "./stream_form.js";
 import { controls, deleteStream, thumbnail } from "./streams.js";
 
@@ -64,10 +64,16 @@ export function streamPage(root, context, streamId) {
 
   function show() {
     heading.textContent = `Stream ${stream.name || stream.stream_id}`;
-    clear(head).append(badge(stream.status), " ",
-      h("button", { type: "button", onclick: () => editStream(stream, load) }, "Edit"),
+    const label = stream.name || stream.stream_id;
+    append(clear(head), [badge(stream.status), " ",
+      h("button", { type: "button", "aria-label": `Edit ${label}`, onclick: () => editStream(stream, load) }, "Edit"),
       controls(stream, load),
-      h("button", { type: "button", class: "danger", onclick: () => deleteStream(stream, () => { window.location.hash = "#streams"; }) }, "Delete"));
+      h("button", {
+        type: "button",
+        class: "danger",
+        "aria-label": `Delete ${label}`,
+        onclick: () => deleteStream(stream, () => { window.location.hash = "#streams"; }),
+      }, "Delete")]);
     clear(facts);
     const items = [
       ["Stream ID", stream.stream_id], ["Account", stream.account_id], ["Version", stream.version],
