@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import ClientResponse
+from aiohttp import ClientError, ClientResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,10 @@ class EventReader:
     async def _next(self) -> Event:
         fields: dict[str, list[str]] = {}
         while True:
-            raw = await self.response.content.readline()
+            try:
+                raw = await self.response.content.readline()
+            except ClientError as exc:  # the server closed the connection
+                raise EOFError(f"the event stream was cut: {exc!r}") from exc
             if not raw:
                 raise EOFError("the event stream ended")
             line = raw.decode("utf-8").rstrip("\r\n")

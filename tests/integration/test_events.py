@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.keys import EVENTS
+from queue_worker.worker import FeedbackWorker
 from shared.mongo import Database
 from shared.settings import Settings
 from tests.integration.factories import (
@@ -318,3 +319,56 @@ async def test_a_subscriber_that_reads_nothing_stays_bounded(
                 ]
             finally:
                 silent.close()
+
+
+VIDEO_INFO = {
+    "width": 1920,
+    "height": 1080,
+    "frame_rate": 25,
+    "bit_rate": 4_000_000,
+    "gop_size": 50,
+    "start_time": "2026-12-01T10:00:00Z",
+}
+
+
+async def test_claims_and_feedback_are_events(client: Client, queue_worker: FeedbackWorker) -> None:
+    """An agent's claim and its reports arrive as `changed` events; a report that changes
+    nothing the API shows (the same status again) makes none."""
+    stream_id = await create_stream(client, v1_body())
+    async with subscribe(client) as events:
+        resp = await client.post("/1/streams/processing/queue", json={"filters": {}, "limit": 1})
+        assert resp.status == 200
+        claimed = await events.until("changed", stream_id)
+        assert claimed.json["status"] == "in_progress"
+        item = {"stream_id": stream_id, "version": 1, "status": "in_progress"}
+        for report in ({**item, "video_info": VIDEO_INFO}, item):
+            resp = await client.post("/1/streams/processing/feedback", json={"streams": [report]})
+            assert resp.status == 200, await resp.text()
+        reported = await events.until("changed", stream_id)
+        assert "video_info" in reported.json["changed"]
+        assert reported.json["stream"]["video_info"]["gop_size"] == 50
+        resp = await client.post(
+            "/1/streams/processing/feedback",
+            json={"streams": [{**item, "status": "failure", "error": "no signal"}]},
+        )
+        assert resp.status == 200
+        failed = await events.until("changed", stream_id)
+        assert (failed.json["status"], failed.json["stream"]["last_error"]) == (
+            "failure",
+            "no signal",
+        )
+
+
+async def test_shutdown_ends_the_event_streams(settings: Settings) -> None:
+    """A stopping gateway ends its endless responses instead of waiting for them."""
+    other = TestClient(TestServer(create_app(settings)))
+    await other.start_server()
+    closing: asyncio.Future[None] | None = None
+    try:
+        async with subscribe(other) as events:
+            closing = asyncio.ensure_future(other.close())
+            with pytest.raises(EOFError):
+                while True:
+                    await events.next(within=10)
+    finally:
+        await (closing if closing is not None else other.close())
