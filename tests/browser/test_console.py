@@ -8,6 +8,7 @@ and logs no error.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -175,3 +176,59 @@ async def test_root_without_html_is_still_a_json_404(client: Client) -> None:
     assert resp.headers["Content-Type"].startswith("text/javascript")
     resp = await client.get("/console/..%2Fconsole.py")
     assert resp.status == 404
+
+
+async def test_json_editor_and_edit(client: Client, browser: Any) -> None:
+    """Add a v2 stream as JSON (an error shown with its path first), then edit it (PUT)."""
+    base = str(client.make_url("")).rstrip("/")
+    page = await browser.new_page()
+    page.set_default_timeout(TIMEOUT)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    await page.goto(f"{base}/?account_id={ACCOUNT}")
+    await page.get_by_role("button", name="Add stream").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_role("button", name="Edit as JSON").click()
+    await dialog.get_by_label("API version of the body").select_option("2")
+    given = {
+        "account_id": ACCOUNT,
+        "name": "json-cam",
+        "data": {
+            "type": "tcp",
+            "reference": "rtsp://192.0.2.20/1",
+            "analytics": [
+                {"event_handler": {"handler_id": HANDLER_ID, "authorization": {"token": TOKEN}}}
+            ],
+        },
+    }
+    body = json.dumps({**given, "unknown": 1})
+    editor = dialog.get_by_label("Request body (JSON)")
+    await editor.fill(body)
+    await dialog.get_by_role("button", name="Add").click()
+    error = dialog.locator(".form-error[role=alert]", has_text="unknown")
+    await error.wait_for()
+    assert "Additional properties are not allowed" in await error.inner_text()
+    await editor.fill(json.dumps(given))
+    await dialog.get_by_role("button", name="Add").click()
+    await dialog.wait_for(state="detached")
+    row = page.locator("tbody tr", has=page.locator("td.name", has_text="json-cam"))
+    await row.wait_for()
+    stream_id = await row.get_attribute("data-stream-id")
+
+    await page.get_by_role("button", name="Edit json-cam").click()
+    dialog = page.get_by_role("dialog")
+    name = dialog.get_by_label("Name", exact=True)
+    assert await name.input_value() == "json-cam"
+    await name.fill("json-cam-2")
+    await dialog.get_by_label("Initial status").select_option("pause")
+    await dialog.get_by_role("button", name="Save").click()
+    await dialog.wait_for(state="detached")
+    renamed = page.locator(f'tr[data-stream-id="{stream_id}"]')
+    await renamed.locator("td.name", has_text="json-cam-2").wait_for()
+    await renamed.locator(".badge", has_text="pause").wait_for()
+    resp = await client.get(f"/2/streams/{stream_id}")
+    stream = await resp.json()
+    assert (stream["name"], stream["version"], stream["status"]) == ("json-cam-2", 2, "pause")
+    assert stream["data"]["reference"] == "rtsp://192.0.2.20/1"
+    assert problems == []
+    await page.close()
