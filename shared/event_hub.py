@@ -307,11 +307,25 @@ class StreamEventHub:
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
 
     def _note_position(self, token: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """Everything up to ``token`` has been published (an empty batch's resume token)."""
+        """Everything up to ``token`` has been published (an empty batch's resume token).
+
+        An idle change stream gives a new token every batch: only the newest one of a
+        quiet spell is kept, so they do not push out the ids of the events in the history.
+        """
         if token is not None:
-            self._position = event_id(token)
-            self._mark(self._position, self._seen)
+            point = event_id(token)
+            previous = self._position
+            if previous is not None and previous != point and self._is_quiet_point(previous):
+                del self._points[previous]
+            self._position = point
+            self._mark(point, self._seen)
         return token
+
+    def _is_quiet_point(self, point: str) -> bool:
+        """A point noted after an empty batch since the last event (not an event's id)."""
+        if self._points.get(point) != self._seen:
+            return False
+        return not self._history or self._history[-1][1].event_id != point
 
     def _publish(self, event: StreamEvent | None) -> None:
         """Record and fan out one event, in one step: nothing subscribes in between."""
