@@ -43,6 +43,8 @@ VISIBLE_FIELDS: Final = frozenset(
         "group_names",
     }
 )
+#: fields whose value in the change itself is shown (the rest comes from the lookup after it)
+_EXACT: Final = frozenset({"api_version", "name", "description", "status", "version", "last_error"})
 #: sub-fields of visible fields that the view leaves out
 _HIDDEN: Final = {"autorestart": frozenset({"due_at"})}
 #: group ids are shown by name: a change of ``groups`` shows as ``group_names``
@@ -94,7 +96,9 @@ class EventFilter:
 
 @dataclass(slots=True)
 class StreamEvent:
-    """One change of one stream; ``doc`` is the stream as read after the change."""
+    """One change of one stream; ``doc`` is the stream as read after the change, with the
+    status, version, name, description and error this change wrote (a later change may be
+    read already: it has an event of its own)."""
 
     event_id: str
     kind: EventKind
@@ -186,6 +190,8 @@ async def shape_change(database: Database, change: Mapping[str, Any]) -> StreamE
         doc = await database.streams.find_one({"_id": stream_id}, VIEW_PROJECTION)
         if doc is None:
             return None  # deleted since: its ``deleted`` event follows
+        updated = (change.get("updateDescription") or {}).get("updatedFields") or {}
+        doc.update({key: updated[key] for key in _EXACT.intersection(updated)})
     elif operation == "delete":
         kind = "deleted"
     else:

@@ -44,14 +44,15 @@ Server-Sent Events (`text/event-stream`) of stream changes, in this API version'
   watchdog); `changed` lists the fields.
 - `deleted`: a stream was removed (`stream` is null, `status` is `deleted`).
 
-Every event's `data` is JSON: `event`, `stream_id`, `account_id`, `time`, `changed`,
-`status`, `version`, `stream`. Its `id` is a change-stream resume token: reconnect with the
+Every event's `data` is JSON: `event`, `stream_id`, `account_id`, `time`, `changed`, `status`,
+`version`, `stream` (read just after the change, with the status, version, name, description
+and last error this change wrote). Its `id` is a change-stream resume token: reconnect with the
 `Last-Event-ID` header (browsers do so by themselves) or `last_event_id` to get every event
-after it, none lost and none repeated, from this gateway or another one of the same
-database. A subscriber that falls `LUNA_STREAMS_EVENTS_BUFFER` events behind is disconnected
-and resumes the same way. `: keep-alive` comments come every `LUNA_STREAMS_EVENTS_KEEPALIVE`
-seconds. A gateway serves at most `LUNA_STREAMS_EVENTS_MAX_CONNECTIONS` subscribers.
-Needs a database with change streams (a MongoDB replica set, or the embedded server).
+after it, none lost and none repeated, from this gateway or another one of the same database. A
+subscriber that falls `LUNA_STREAMS_EVENTS_BUFFER` events behind is disconnected and resumes
+the same way. `: keep-alive` comments come every `LUNA_STREAMS_EVENTS_KEEPALIVE` seconds. A
+gateway serves at most `LUNA_STREAMS_EVENTS_MAX_CONNECTIONS` subscribers. Needs a database with
+change streams (a MongoDB replica set, or the embedded server).
 Event ids are at most {MAX_EVENT_ID} hexadecimal characters.
 """
 
