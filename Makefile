@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format reliability bench soak clean rabbitmq
+.PHONY: install run test lint format reliability bench soak clean rabbitmq screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: install rabbitmq
 
 soak: install rabbitmq
 	$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-10}
+
+# The console's PNGs in docs/ (README), from a gateway with sample streams, in Chromium.
+screenshots: install rabbitmq
+	$(PY) -m tests.browser.screenshots
 
 lint: install
 	$(VENV)/bin/ruff check .

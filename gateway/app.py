@@ -14,6 +14,7 @@ from gateway.keys import (
     CLAIMS,
     DATABASE,
     DOCS,
+    EVENTS,
     FEEDBACK,
     GROUPS,
     HTTP_CLIENT,
@@ -26,9 +27,10 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware, metrics_middleware, request_id_middleware
 from gateway.openapi import build_spec
-from gateway.routes import groups, logs, preview, queue, service, streams
+from gateway.routes import console, events, groups, logs, preview, queue, service, streams
 from shared.broker import open_broker
 from shared.claims import ClaimService
+from shared.event_hub import StreamEventHub
 from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
 from shared.mongo import open_database
@@ -38,7 +40,16 @@ from shared.streams.service import StreamService
 from shared.tokens import BrokerTokenPublisher
 
 # order matters: fixed paths (/1/streams/count, /logs, /processing/...) before /{stream_id}
-APIS: list[Api] = [service.api, groups.api, queue.api, logs.api, preview.api, streams.api]
+APIS: list[Api] = [
+    console.api,
+    service.api,
+    groups.api,
+    queue.api,
+    logs.api,
+    preview.api,
+    events.api,
+    streams.api,
+]
 
 
 #: 1000 names of 128 characters, URL-encoded, plus the rest of the request line
@@ -107,6 +118,25 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     await app[CLAIMS].close()
 
 
+async def events_context(app: web.Application) -> AsyncIterator[None]:
+    """Live stream events; its change stream opens with the first subscriber."""
+    settings = app[SETTINGS]
+    app[EVENTS] = StreamEventHub(
+        app[DATABASE],
+        max_subscribers=settings.events_max_connections,
+        buffer_size=settings.events_buffer,
+        history_size=settings.events_history,
+    )
+    yield
+    await app[EVENTS].close()
+
+
+async def end_event_streams(app: web.Application) -> None:
+    """At shutdown, before the server waits for handlers: end the endless responses."""
+    if EVENTS in app:
+        await app[EVENTS].close()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_size,
@@ -123,4 +153,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(broker_context)
     app.cleanup_ctx.append(services_context)
     app.cleanup_ctx.append(http_client_context)
+    app.cleanup_ctx.append(events_context)
+    app.on_shutdown.append(end_event_streams)
     return app

@@ -12,6 +12,7 @@ from gateway.docs import DocsBundle
 from gateway.metrics import GatewayMetrics
 from shared.broker import Broker
 from shared.claims import ClaimService
+from shared.event_hub import StreamEventHub
 from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
 from shared.mongo import Database
@@ -38,3 +39,4 @@ GROUPS = web.AppKey("groups", GroupService)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 CLAIMS = web.AppKey("claims", ClaimService)
 FEEDBACK = web.AppKey("feedback", FeedbackClient)
+EVENTS = web.AppKey("events", StreamEventHub)

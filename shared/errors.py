@@ -50,6 +50,13 @@ class DependencyUnavailable(LunaError):
     template = "{reason}"
 
 
+class EventSubscribersLimit(DependencyUnavailable):
+    template = (
+        "The gateway serves at most {limit} event subscribers "
+        "(LUNA_STREAMS_EVENTS_MAX_CONNECTIONS); retry later or on another gateway"
+    )
+
+
 class FeedbackTimeout(LunaError):
     error_code = 3
     http_status = 504
@@ -77,6 +84,12 @@ class BadQueryParams(LunaError):
     http_status = 400
     desc = "Bad/incomplete input data"
     template = "Bad query parameters '{name}'"
+
+
+class BadLastEventId(BadQueryParams):
+    """A ``Last-Event-ID`` (or ``last_event_id``) the events endpoint cannot resume from."""
+
+    template = "Bad header 'Last-Event-ID': {reason}"
 
 
 class PageNotFound(LunaError):

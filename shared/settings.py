@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     preview_max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_BYTES")
     )
+    events_max_connections: int = Field(
+        default=1000, ge=1, validation_alias=_env("LUNA_STREAMS_EVENTS_MAX_CONNECTIONS")
+    )
+    events_buffer: int = Field(
+        default=256, ge=1, le=100_000, validation_alias=_env("LUNA_STREAMS_EVENTS_BUFFER")
+    )
+    events_history: int = Field(
+        default=1024, ge=1, le=1_000_000, validation_alias=_env("LUNA_STREAMS_EVENTS_HISTORY")
+    )
+    events_keepalive: float = Field(
+        default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_EVENTS_KEEPALIVE")
+    )
     stream_status_obsoleting_period: float = Field(
         default=20.0, gt=0, le=3600, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
     )

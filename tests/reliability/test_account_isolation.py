@@ -20,6 +20,7 @@ from gateway.api import Operation, all_operations
 from gateway.app import APIS
 from shared.mongo import Database
 from tests.integration.factories import Json, create_group, create_stream, v1_body, v2_body
+from tests.integration.sse import EventReader
 from tests.reliability.conftest import Client
 
 A = "aaaaaaaa-0000-4000-a000-00000000000a"
@@ -258,6 +259,44 @@ async def list_logs(client: Client, world: World, v: int) -> None:
         client, "GET", f"/{v}/streams/logs", params={"account_id": A, "stream_ids": ids}
     )
     assert {log["stream_id"] for log in control["logs"]} == set(world.a_stream_ids)
+
+
+# --- live events ------------------------------------------------------------------------------
+
+
+@attack("GET /{v}/streams/events")
+async def stream_events(client: Client, world: World, v: int) -> None:
+    """B's subscriptions, even naming A's streams, get none of A's events: A's stream changes
+    (and changes back) first, then B's own, and B's first event is B's own."""
+    url = f"/{v}/streams/events"
+    b_stream = world.b_streams[v]
+    subscriptions = [
+        (await client.get(url, params=as_b()), b_stream),
+        (
+            await client.get(
+                url, params=as_b(stream_ids=",".join([*world.a_stream_ids, b_stream]))
+            ),
+            b_stream,
+        ),
+        (await client.get(url, params={"account_id": A}), world.a_streams[v]),  # the control
+    ]
+    readers = [(EventReader(resp), first) for resp, first in subscriptions]
+    try:
+        for reader, _ in readers:
+            assert (await reader.next()).event == "ready"
+        a_stream = world.a_streams[v]
+        original = (await ok(client, "GET", f"/1/streams/{a_stream}"))["description"]
+        for description in ("changed by A", original):
+            await ok(
+                client, "PATCH", f"/1/streams/{a_stream}", 204, json={"description": description}
+            )
+        await ok(client, "PATCH", f"/1/streams/{b_stream}", 204, json={"description": "by B"})
+        for reader, first in readers:
+            event = await reader.next()
+            assert (event.event, event.json["stream_id"]) == ("changed", first)
+    finally:
+        for resp, _ in subscriptions:
+            resp.close()
 
 
 # --- groups and the linker --------------------------------------------------------------------

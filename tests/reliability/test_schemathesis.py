@@ -10,7 +10,8 @@ type, body schema). A second, smaller run has the gateway alone: feedback then t
 Left out: request lines over the gateway's request-line limit (see
 :func:`fits_the_request_line`);
 and schemathesis' invalid ``Luna-Request-Id`` in cases that are not about it (see
-:func:`drop_seeded_request_id`). Nothing else.
+:func:`drop_seeded_request_id`). Nothing else. The endless event streams are read up to
+their first event.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def load_schema(live: LiveGateway) -> OpenApiSchema:
     assert resp.headers["Content-Type"].startswith("application/x-yaml")
     schema = schemathesis.openapi.from_dict(yaml.safe_load(resp.text))
     schema.config.update(base_url=live.url)
+    # an event stream never ends: its answer is read up to its first event (``ready``)
+    schema.config.max_stream_events = 1
     return schema
 
 
