@@ -88,3 +88,15 @@ async def queue_worker(settings: Settings) -> AsyncIterator[FeedbackWorker]:
     await worker.start()
     yield worker
     await worker.stop(timeout=5)
+
+
+#: the longest a ``slow``-marked test (a fault scenario, a fuzzing run) may take
+SLOW_TEST_TIMEOUT = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow`` tests get :data:`SLOW_TEST_TIMEOUT` instead of the default (pyproject's
+    ``timeout``) unless they name their own with ``@pytest.mark.timeout``."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
