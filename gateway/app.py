@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 
 from gateway.api import Api, all_operations, register
@@ -16,9 +15,9 @@ from gateway.keys import (
     DOCS,
     FEEDBACK,
     GROUPS,
-    HTTP_CLIENT,
     LIFECYCLE,
     METRICS,
+    PREVIEWS,
     SETTINGS,
     STREAMS,
     Lifecycle,
@@ -26,6 +25,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware, metrics_middleware, request_id_middleware
 from gateway.openapi import build_spec
+from gateway.preview_client import PreviewClient
 from gateway.routes import groups, logs, preview, queue, service, streams
 from shared.broker import open_broker
 from shared.claims import ClaimService
@@ -70,15 +70,11 @@ async def broker_context(app: web.Application) -> AsyncIterator[None]:
     await app[BROKER].close()
 
 
-async def http_client_context(app: web.Application) -> AsyncIterator[None]:
-    """Outgoing HTTP (previews fetched from the agents)."""
-    settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=settings.preview_timeout, sock_read=settings.preview_timeout
-    )
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        app[HTTP_CLIENT] = session
-        yield
+async def preview_client_context(app: web.Application) -> AsyncIterator[None]:
+    """Outgoing HTTP: previews fetched from the agents, in pools of their own."""
+    app[PREVIEWS] = PreviewClient(app[SETTINGS])
+    yield
+    await app[PREVIEWS].close()
 
 
 async def services_context(app: web.Application) -> AsyncIterator[None]:
@@ -108,5 +104,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(broker_context)
     app.cleanup_ctx.append(services_context)
-    app.cleanup_ctx.append(http_client_context)
+    app.cleanup_ctx.append(preview_client_context)
     return app
