@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -34,9 +35,12 @@ def component_env(settings: Settings, **extra: str) -> dict[str, str]:
         if value is None:
             env.pop(str(env_name), None)
             continue
-        env[str(env_name)] = (
-            value.model_dump_json() if hasattr(value, "model_dump_json") else str(value)
-        )
+        if hasattr(value, "model_dump_json"):
+            env[str(env_name)] = value.model_dump_json()
+        elif isinstance(value, tuple | list):  # networks: a JSON list of CIDRs
+            env[str(env_name)] = json.dumps([str(item) for item in value])
+        else:
+            env[str(env_name)] = str(value)
     env.update(extra)
     env["PYTHONPATH"] = str(ROOT)
     return env
