@@ -93,7 +93,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_size,
         # the API allows 1000 ids (or names) in a query string: long request lines
-        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": 65536},
+        handler_args={
+            "max_line_size": MAX_REQUEST_LINE,
+            "max_field_size": 65536,
+            # from the connection's start: a request head not complete by then closes it
+            "keepalive_timeout": settings.header_timeout,
+        },
         middlewares=[request_id_middleware, metrics_middleware, error_middleware],
     )
     app[SETTINGS] = settings

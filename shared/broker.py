@@ -14,6 +14,7 @@ topology at start.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +47,18 @@ class QueueNames:
         return f"{self.prefix}.streams.group.{group_id}"
 
 
+#: queues remembered as declared, most recently used kept (one per group in use, plus two)
+DECLARED_QUEUES_CACHE = 1024
+
+
 @dataclass(slots=True)
 class Broker:
     connection: AbstractRobustConnection
     channel: AbstractRobustChannel
     names: QueueNames
     queue_type: str
-    _queues: dict[str, AbstractQueue] = field(default_factory=dict)
+    _queues: OrderedDict[str, AbstractQueue] = field(default_factory=OrderedDict)
+    cache_size: int = DECLARED_QUEUES_CACHE
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -60,14 +66,27 @@ class Broker:
         return {"x-queue-type": self.queue_type}
 
     async def declare_queue(self, name: str) -> AbstractQueue:
-        """Declare once per process; the robust channel re-declares after a reconnect."""
+        """Declare once while remembered (the :attr:`cache_size` most recently used); the
+        robust channel re-declares after a reconnect."""
         queue = self._queues.get(name)
-        if queue is None:
-            queue = await self.channel.declare_queue(
-                name, durable=True, arguments=self.queue_arguments
-            )
-            self._queues[name] = queue
+        if queue is not None:
+            self._queues.move_to_end(name)
+            return queue
+        # the topology is re-declared by the robust channel after a reconnect; group queues
+        # are not registered there (that registry never shrinks): durable, they survive a
+        # reconnect, and a publish that finds one gone forgets it, so the next declares it
+        topology = name in (self.names.streams, self.names.feedback)
+        queue = await self.channel.declare_queue(
+            name, durable=True, arguments=self.queue_arguments, robust=topology
+        )
+        self._queues[name] = queue
+        while len(self._queues) > self.cache_size:
+            self._queues.popitem(last=False)
         return queue
+
+    @property
+    def declared_queues(self) -> int:
+        return len(self._queues)
 
     async def queue_depth(self, name: str) -> tuple[int, int]:
         """(messages ready, consumers) of a queue, as the broker sees them now."""
@@ -109,7 +128,11 @@ class Broker:
             reply_to=reply_to,
             expiration=expiration,
         )
-        await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
+        try:
+            await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
+        except BaseException:
+            self._queues.pop(routing_key, None)  # declared again before the next publish
+            raise
 
     async def is_open(self) -> bool:
         return not self.connection.is_closed and not self.channel.is_closed

@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     max_body_size: int = Field(
         default=4 * 1024 * 1024, ge=1024, validation_alias=_env("LUNA_STREAMS_MAX_BODY_SIZE")
     )
+    header_timeout: float = Field(
+        default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_HEADER_TIMEOUT")
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_BODY_TIMEOUT")
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, validation_alias=_env("LUNA_STREAMS_MAX_CONNECTIONS")
+    )
     preview_timeout: float = Field(
         default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_PREVIEW_TIMEOUT")
     )
