@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.keys import LIFECYCLE, Lifecycle
+from gateway.limits import cap_connections
 from shared.log_setup import setup_logging
 from shared.settings import Settings, load_settings
 
@@ -20,6 +21,8 @@ async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout, access_log=None)
     await runner.setup()
+    assert runner.server is not None
+    cap_connections(runner.server, settings.max_connections)
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
     await site.start()
     log.info("LUNA Streams API listening on http://%s:%d", settings.host, settings.port)

@@ -14,7 +14,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.errors import LunaError
+from shared.errors import BadQueryParams, LunaError
+
+ACCOUNT_PARAMETER = "account_id"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,6 +47,18 @@ class Operation:
     @property
     def route_label(self) -> str:
         return f"{self.method}:{self.path}"
+
+    @property
+    def query_takes_account(self) -> bool:
+        return self.query is not None and ACCOUNT_PARAMETER in self.query.model_fields
+
+    @property
+    def takes_account(self) -> bool:
+        """Whether ``account_id`` is one of this operation's parameters (query or body)."""
+        return any(
+            model is not None and "account_id" in model.model_fields
+            for model in (self.query, self.body)
+        )
 
 
 @dataclass(slots=True)
@@ -123,13 +137,28 @@ def _operation_id(method: str, path: str) -> str:
     return method.lower() + "".join(w[:1].upper() + w[1:] for w in words).replace("_", "")
 
 
+def refusing_account(handler: Handler) -> Handler:
+    """``handler`` behind a guard: an ``account_id`` in the query is 12012, not ignored.
+
+    For the operations that have no account scope (the queue, feedback, the v2 previews,
+    the service routes): an account given there must not look as if it were honoured."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if ACCOUNT_PARAMETER in request.query:
+            raise BadQueryParams(name=ACCOUNT_PARAMETER)
+        return await handler(request)
+
+    return guarded
+
+
 def register(app: web.Application, apis: list[Api]) -> None:
     """Every operation into the router; every GET also answers HEAD (headers, no body)."""
     for api in apis:
         for op in api.operations:
-            app.router.add_route(op.method, op.path, op.handler)
+            handler = op.handler if op.query_takes_account else refusing_account(op.handler)
+            app.router.add_route(op.method, op.path, handler)
             if op.method == "GET":
-                app.router.add_route("HEAD", op.path, op.handler)
+                app.router.add_route("HEAD", op.path, handler)
 
 
 def all_operations(apis: list[Api]) -> list[Operation]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 
 from gateway.api import Api, all_operations, register
@@ -17,9 +16,9 @@ from gateway.keys import (
     EVENTS,
     FEEDBACK,
     GROUPS,
-    HTTP_CLIENT,
     LIFECYCLE,
     METRICS,
+    PREVIEWS,
     SETTINGS,
     STREAMS,
     Lifecycle,
@@ -27,6 +26,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware, metrics_middleware, request_id_middleware
 from gateway.openapi import build_spec
+from gateway.preview_client import PreviewClient
 from gateway.routes import console, events, groups, logs, preview, queue, service, streams
 from shared.broker import open_broker
 from shared.claims import ClaimService
@@ -86,15 +86,11 @@ async def broker_context(app: web.Application) -> AsyncIterator[None]:
     await app[BROKER].close()
 
 
-async def http_client_context(app: web.Application) -> AsyncIterator[None]:
-    """Outgoing HTTP (previews fetched from the agents)."""
-    settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=settings.preview_timeout, sock_read=settings.preview_timeout
-    )
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        app[HTTP_CLIENT] = session
-        yield
+async def preview_client_context(app: web.Application) -> AsyncIterator[None]:
+    """Outgoing HTTP: previews fetched from the agents, in pools of their own."""
+    app[PREVIEWS] = PreviewClient(app[SETTINGS])
+    yield
+    await app[PREVIEWS].close()
 
 
 async def services_context(app: web.Application) -> AsyncIterator[None]:
@@ -141,7 +137,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_size,
         # the API allows 1000 ids (or names) in a query string: long request lines
-        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": 65536},
+        handler_args={
+            "max_line_size": MAX_REQUEST_LINE,
+            "max_field_size": 65536,
+            # from the connection's start: a request head not complete by then closes it
+            "keepalive_timeout": settings.header_timeout,
+        },
         middlewares=[request_id_middleware, metrics_middleware, error_middleware],
     )
     app[SETTINGS] = settings
@@ -152,7 +153,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(broker_context)
     app.cleanup_ctx.append(services_context)
-    app.cleanup_ctx.append(http_client_context)
+    app.cleanup_ctx.append(preview_client_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(end_event_streams)
     return app

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
 from gateway.docs import DocsBundle
 from gateway.metrics import GatewayMetrics
+from gateway.preview_client import PreviewClient
 from shared.broker import Broker
 from shared.claims import ClaimService
 from shared.event_hub import StreamEventHub
@@ -36,7 +36,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 DOCS = web.AppKey("docs", DocsBundle)
 STREAMS = web.AppKey("streams", StreamService)
 GROUPS = web.AppKey("groups", GroupService)
-HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+PREVIEWS = web.AppKey("previews", PreviewClient)
 CLAIMS = web.AppKey("claims", ClaimService)
 FEEDBACK = web.AppKey("feedback", FeedbackClient)
 EVENTS = web.AppKey("events", StreamEventHub)

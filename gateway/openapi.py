@@ -50,6 +50,12 @@ Open, horizontally scalable implementation of the VisionLabs LUNA Streams API (v
 
 Errors use the LUNA format `{"error_code", "desc", "detail", "link"}`. Every response
 carries the `Luna-Request-Id` header (generated when the request has none).
+
+Accounts: an operation with `x-account-scope: account_id` sees, counts, changes and deletes
+only the objects of the `account_id` it is given (all accounts without one); an operation
+with `x-account-scope: refused` has no account scope (agents, the queue, the v2 previews,
+the service routes) and answers an `account_id` query parameter with 12012. `DELETE
+/{1,2}/streams/logs` takes an `account_id` as an extension of the reference API.
 """
 
 
@@ -101,9 +107,13 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 def _implied_errors(op: Operation) -> list[type[LunaError]]:
     # the error middleware answers these on any route: a bad request id, a lost backend
-    implied: list[type[LunaError]] = [BadRequestId, InternalError, DependencyUnavailable]
-    if op.query is not None:
-        implied.append(BadQueryParams)
+    # and 12012 on every route: a bad query parameter, or an account_id where none is taken
+    implied: list[type[LunaError]] = [
+        BadRequestId,
+        InternalError,
+        DependencyUnavailable,
+        BadQueryParams,
+    ]
     if op.body is not None:
         implied += [BadInputJson, BadJson, BadContentType, RequestTooLarge]
     names = _PATH_PARAM.findall(op.path)
@@ -170,6 +180,8 @@ def _operation(op: Operation, names: dict[type[BaseModel], str]) -> dict[str, An
     }
     if op.description:
         out["description"] = op.description
+    # which operations are scoped by account: the others refuse an account_id (12012)
+    out["x-account-scope"] = "account_id" if op.takes_account else "refused"
     if op.body is not None:
         out["requestBody"] = {
             "required": True,

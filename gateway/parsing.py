@@ -5,6 +5,7 @@ Nothing here touches storage: a request that fails to parse has written nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import typing
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.keys import SETTINGS
 from shared.errors import BadContentType, BadInputJson, BadJson, BadPathId, BadQueryParams
 from shared.models.common import UUID_PATTERN, format_validation_error
 from shared.settings import MASK
@@ -72,7 +74,12 @@ async def read_json(request: web.Request) -> Any:
     """The request body as JSON: 12023 for another content type, 12027 for broken JSON."""
     if request.content_type != "application/json":
         raise BadContentType(allowed="application/json")
-    raw = await request.read()
+    limit = request.app[SETTINGS].body_timeout
+    try:
+        async with asyncio.timeout(limit):
+            raw = await request.read()
+    except TimeoutError:
+        raise BadJson(message=f"body not received within {limit:g} s") from None
     try:
         return _decode_json(raw)
     except UnicodeDecodeError:

@@ -15,6 +15,7 @@ topology at start.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,10 @@ class QueueNames:
         return f"{self.prefix}.streams.group.{group_id}"
 
 
+#: queues remembered as declared, most recently used kept (one per group in use, plus two)
+DECLARED_QUEUES_CACHE = 1024
+
+
 @dataclass(slots=True)
 class Broker:
     connection: AbstractRobustConnection
@@ -58,7 +63,8 @@ class Broker:
     names: QueueNames
     queue_type: str
     feedback_delivery_limit: int = 5
-    _queues: dict[str, AbstractQueue] = field(default_factory=dict)
+    _queues: OrderedDict[str, AbstractQueue] = field(default_factory=OrderedDict)
+    cache_size: int = DECLARED_QUEUES_CACHE
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -68,14 +74,30 @@ class Broker:
     async def declare_queue(
         self, name: str, arguments: dict[str, Any] | None = None
     ) -> AbstractQueue:
-        """Declare once per process; the robust channel re-declares after a reconnect."""
+        """Declare once while remembered (the :attr:`cache_size` most recently used); the
+        robust channel re-declares after a reconnect."""
         queue = self._queues.get(name)
-        if queue is None:
-            queue = await self.channel.declare_queue(
-                name, durable=True, arguments={**self.queue_arguments, **(arguments or {})}
-            )
-            self._queues[name] = queue
+        if queue is not None:
+            self._queues.move_to_end(name)
+            return queue
+        # the topology is re-declared by the robust channel after a reconnect; group queues
+        # are not registered there (that registry never shrinks): durable, they survive a
+        # reconnect, and a publish that finds one gone forgets it, so the next declares it
+        topology = name in (self.names.streams, self.names.feedback, self.names.feedback_dead)
+        queue = await self.channel.declare_queue(
+            name,
+            durable=True,
+            arguments={**self.queue_arguments, **(arguments or {})},
+            robust=topology,
+        )
+        self._queues[name] = queue
+        while len(self._queues) > self.cache_size:
+            self._queues.popitem(last=False)
         return queue
+
+    @property
+    def declared_queues(self) -> int:
+        return len(self._queues)
 
     @property
     def feedback_arguments(self) -> dict[str, Any]:
@@ -136,7 +158,11 @@ class Broker:
             reply_to=reply_to,
             expiration=expiration,
         )
-        await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
+        try:
+            await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
+        except BaseException:
+            self._queues.pop(routing_key, None)  # declared again before the next publish
+            raise
 
     async def is_open(self) -> bool:
         return not self.connection.is_closed and not self.channel.is_closed

@@ -112,13 +112,15 @@ class GroupService:
             raise GroupNotFound(group_id=group_id)
 
     async def delete(self, group_id: str, account_id: str | None) -> Doc:
-        """Unlink the group's streams (they stay), then remove the group."""
+        """Unlink the group's streams (they stay), remove the group, then its queue."""
         group = await self.get(group_id, account_id)
         await self.database.streams.update_many(
             {"groups": group_id},
             {"$pull": {"groups": group_id, "group_names": group["group_name"]}},
         )
         await self.database.groups.delete_one({"_id": group_id})
+        if self.publisher is not None:
+            await self.publisher.drop_group_queue(group_id)
         return group
 
     async def link(

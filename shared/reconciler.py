@@ -22,6 +22,9 @@ from shared.tokens import QueueToken, TokenPublisher
 
 log = logging.getLogger("luna_streams.reconciler")
 
+#: streams read (and marked checked) per round: never one cursor over every pending stream
+RECONCILE_BATCH = 500
+
 
 async def _depth(broker: Broker, name: str) -> int:
     ready, _ = await broker.queue_depth(name)
@@ -64,12 +67,25 @@ async def _republish(
         **extra,
     }
     count = 0
-    async for doc in database.streams.find(query, {"version": 1, "queued_at": 1, "groups": 1}):
-        token = QueueToken(stream_id=doc["_id"], version=doc["version"], queued_at=doc["queued_at"])
-        if group_id is None:
-            await publisher.publish_token(token, [])
-        else:
-            await publisher.publish_token(token, [group_id], only_groups=True)
-        await database.streams.update_one({"_id": doc["_id"]}, {"$set": {field: now_utc()}})
-        count += 1
-    return count
+    while True:  # bounded batches: a republished stream leaves the query (checked now)
+        docs = (
+            await database.streams.find(query, {"version": 1, "queued_at": 1, "groups": 1})
+            .sort("queued_at", 1)
+            .limit(RECONCILE_BATCH)
+            .to_list()
+        )
+        for doc in docs:
+            token = QueueToken(
+                stream_id=doc["_id"], version=doc["version"], queued_at=doc["queued_at"]
+            )
+            if group_id is None:
+                await publisher.publish_token(token, [])
+            else:
+                await publisher.publish_token(token, [group_id], only_groups=True)
+        if docs:
+            await database.streams.update_many(
+                {"_id": {"$in": [doc["_id"] for doc in docs]}}, {"$set": {field: now_utc()}}
+            )
+        count += len(docs)
+        if len(docs) < RECONCILE_BATCH:
+            return count

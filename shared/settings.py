@@ -10,13 +10,24 @@ import json
 import re
 import sys
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MASK = "********"
 _SECRET_WORDS = ("password", "token", "secret")
+
+#: CIDRs, given comma-separated or as a JSON list (``10.0.0.0/8,192.168.1.7``)
+Networks = Annotated[tuple[IPvAnyNetwork, ...], NoDecode]
 
 IntervalType = Literal["weeks", "days", "hours", "minutes", "seconds"]
 _INTERVAL_SECONDS: dict[str, int] = {
@@ -116,6 +127,15 @@ class Settings(BaseSettings):
     max_body_size: int = Field(
         default=4 * 1024 * 1024, ge=1024, validation_alias=_env("LUNA_STREAMS_MAX_BODY_SIZE")
     )
+    header_timeout: float = Field(
+        default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_HEADER_TIMEOUT")
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_BODY_TIMEOUT")
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, validation_alias=_env("LUNA_STREAMS_MAX_CONNECTIONS")
+    )
     preview_timeout: float = Field(
         default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_PREVIEW_TIMEOUT")
     )
@@ -133,6 +153,21 @@ class Settings(BaseSettings):
     )
     events_keepalive: float = Field(
         default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_EVENTS_KEEPALIVE")
+    )
+    preview_max_connections: int = Field(
+        default=50, ge=1, le=10000, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_CONNECTIONS")
+    )
+    preview_max_live: int = Field(
+        default=20, ge=1, le=10000, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_LIVE")
+    )
+    preview_live_max_duration: float = Field(
+        default=300.0, gt=0, validation_alias=_env("LUNA_STREAMS_PREVIEW_LIVE_MAX_DURATION")
+    )
+    preview_agent_networks: Networks = Field(
+        default=(), validation_alias=_env("LUNA_STREAMS_PREVIEW_AGENT_NETWORKS")
+    )
+    trusted_proxies: Networks = Field(
+        default=(), validation_alias=_env("LUNA_STREAMS_TRUSTED_PROXIES")
     )
     stream_status_obsoleting_period: float = Field(
         default=20.0, gt=0, le=3600, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
@@ -154,15 +189,24 @@ class Settings(BaseSettings):
         default=10.0, gt=0, validation_alias=_env("LUNA_STREAMS_SHUTDOWN_TIMEOUT")
     )
 
+    @field_validator("preview_agent_networks", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
     def masked(self) -> dict[str, Any]:
         """Effective settings keyed by environment name, secrets replaced by ``MASK``."""
         out: dict[str, Any] = {}
+        dumped = self.model_dump(mode="json")
         for name, field in type(self).model_fields.items():
             alias = field.validation_alias
             env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name
-            value = getattr(self, name)
-            if isinstance(value, BaseModel):
-                value = value.model_dump(mode="json")
+            value = dumped[name]
             out[str(env_name)] = mask_secrets(str(env_name), value)
         return out
 

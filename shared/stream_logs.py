@@ -12,7 +12,7 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.clock import now_utc
@@ -83,8 +83,8 @@ class LogsQuery(LogFilters, Page):
         return [name for name in TARGETS if name in self.targets]
 
 
-class DeleteLogsQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class DeleteLogsQuery(AccountQuery):
+    """An extension of the reference API: with ``account_id``, only that account's rows."""
 
     log_time__lt: AwareDatetime | None = Field(
         default=None,
@@ -119,21 +119,24 @@ class StreamLogService:
         )
         return [log_view(row, fields) async for row in cursor]
 
-    async def delete_older_than(self, bound: datetime) -> int:
+    async def delete_older_than(self, bound: datetime, account_id: str | None = None) -> int:
         """Delete the rows logged before ``bound``, except each stream's newest row.
 
         Works through the streams that have such rows, :data:`DELETE_BATCH` at a time. The
         bound is clamped to the start of the call, so a row written meanwhile is never
-        touched. Idempotent: a second call with the same bound deletes nothing.
+        touched. Idempotent: a second call with the same bound deletes nothing. With
+        ``account_id``, only the rows of that account's streams.
         """
         bound = min(bound, now_utc())
         deleted = 0
         logs = self.database.stream_logs
-        async with aclosing(_streams_logged_before(logs, bound)) as batches:
+        scope: Doc = {} if account_id is None else {"account_id": account_id}
+        async with aclosing(_streams_logged_before(logs, bound, scope)) as batches:
             async for stream_ids in batches:
                 keep = await _newest_rows_before(logs, stream_ids, bound)
                 result = await logs.delete_many(
                     {
+                        **scope,
                         "stream_id": {"$in": stream_ids},
                         "log_time": {"$lt": bound},
                         "_id": {"$nin": keep},
@@ -144,11 +147,11 @@ class StreamLogService:
 
 
 async def _streams_logged_before(
-    logs: AsyncCollection[Doc], bound: datetime
+    logs: AsyncCollection[Doc], bound: datetime, scope: Doc
 ) -> AsyncGenerator[list[str], None]:
-    """Ids of the streams with rows older than ``bound``, in batches."""
+    """Ids of the streams with rows older than ``bound`` (within ``scope``), in batches."""
     pipeline: list[Doc] = [
-        {"$match": {"log_time": {"$lt": bound}}},
+        {"$match": {**scope, "log_time": {"$lt": bound}}},
         {"$group": {"_id": "$stream_id"}},
     ]
     batch: list[str] = []

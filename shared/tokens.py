@@ -43,6 +43,8 @@ class TokenPublisher(Protocol):
         self, token: QueueToken, group_ids: list[str], *, only_groups: bool = False
     ) -> None: ...
 
+    async def drop_group_queue(self, group_id: str) -> None: ...
+
 
 class BrokerTokenPublisher:
     """Publishes a token to the all-streams queue and to each group's queue."""
@@ -60,3 +62,7 @@ class BrokerTokenPublisher:
             name = self.broker.names.group(group_id)
             await self.broker.ensure_queue(name)
             await self.broker.publish(name, body)
+
+    async def drop_group_queue(self, group_id: str) -> None:
+        """Delete a deleted group's queue (and the tokens in it: its streams left it)."""
+        await self.broker.delete_queue(self.broker.names.group(group_id))

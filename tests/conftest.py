@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -88,3 +93,48 @@ async def queue_worker(settings: Settings) -> AsyncIterator[FeedbackWorker]:
     await worker.start()
     yield worker
     await worker.stop(timeout=5)
+
+
+#: the longest a ``slow``-marked test (a fault scenario, a fuzzing run) may take
+SLOW_TEST_TIMEOUT = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow`` tests get :data:`SLOW_TEST_TIMEOUT` instead of the default (pyproject's
+    ``timeout``) unless they name their own with ``@pytest.mark.timeout``."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+
+
+def _live_children(pid: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the processes whose parent is ``pid`` and that still run
+    (zombies are dead: only not yet reaped)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            children.append((int(entry.name), cmdline))
+    return children
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves no process behind: a child of this session still alive at its end
+    fails the run (and is stopped, being ours)."""
+    if not Path("/proc").is_dir():
+        return
+    left = _live_children(os.getpid())
+    if not left:
+        return
+    for pid, cmdline in left:
+        print(f"\nchild process left running by the tests: {pid} {cmdline}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

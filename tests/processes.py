@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from shared.settings import Settings
 
@@ -34,9 +37,12 @@ def component_env(settings: Settings, **extra: str) -> dict[str, str]:
         if value is None:
             env.pop(str(env_name), None)
             continue
-        env[str(env_name)] = (
-            value.model_dump_json() if hasattr(value, "model_dump_json") else str(value)
-        )
+        if hasattr(value, "model_dump_json"):
+            env[str(env_name)] = value.model_dump_json()
+        elif isinstance(value, tuple | list):  # networks: a JSON list of CIDRs
+            env[str(env_name)] = json.dumps([str(item) for item in value])
+        else:
+            env[str(env_name)] = str(value)
     env.update(extra)
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -48,16 +54,29 @@ class Component:
         self.env = env
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
+        # stderr goes to a file: a pipe nobody reads blocks the child after 64 KiB
+        self.stderr: IO[bytes] | None = None
 
     def start(self) -> Component:
+        if self.stderr is not None:
+            self.stderr.close()
+        # open for the life of the process, closed on the next start
+        self.stderr = tempfile.TemporaryFile(prefix=f"{self.module}-stderr-")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module],
             env=self.env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
         )
         return self
+
+    def stderr_text(self) -> str:
+        """What the process wrote to stderr so far."""
+        if self.stderr is None:
+            return ""
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
 
     @property
     def url(self) -> str:
@@ -69,7 +88,7 @@ class Component:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                err = self.stderr_text()
                 raise RuntimeError(f"{self.module} exited: {err[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):

@@ -55,7 +55,7 @@ async def list_logs(request: web.Request) -> web.StreamResponse:
 
 async def delete_logs(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, DeleteLogsQuery)
-    deleted = await _service(request).delete_older_than(query.bound())
+    deleted = await _service(request).delete_older_than(query.bound(), query.account_id)
     return json_response({"deleted_count": deleted})
 
 
@@ -74,7 +74,8 @@ for _version in (1, 2):
         _path,
         delete_logs,
         summary="Delete stream logs older than the bound, except each stream's newest log",
-        description="The same rule as the periodic cleanup (LUNA_STREAMS_LOGS_CLEAR_INTERVAL).",
+        description="The same rule as the periodic cleanup (LUNA_STREAMS_LOGS_CLEAR_INTERVAL). "
+        "`account_id` (an extension of the reference API) limits it to that account's logs.",
         query=DeleteLogsQuery,
         responses={200: Response("How many logs were deleted", LogsDeleted)},
     )

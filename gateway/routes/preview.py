@@ -4,25 +4,27 @@ URLs its agent reported in feedback.
 ``last_frame`` is read whole (at most ``LUNA_STREAMS_PREVIEW_MAX_BYTES``, within
 ``LUNA_STREAMS_PREVIEW_TIMEOUT``) and answered with the source's content type. ``live`` is
 relayed chunk by chunk as it arrives (``multipart/x-mixed-replace`` MJPEG, typically) until
-the client or the source closes. A failure before anything was sent is 39010 with the
-reason; once the relay has started it just ends.
+the client or the source closes, the source is silent for ``LUNA_STREAMS_PREVIEW_TIMEOUT``,
+or ``LUNA_STREAMS_PREVIEW_LIVE_MAX_DURATION`` has passed. A failure before anything was
+sent is 39010 "the preview is unavailable" (the reason is logged, never shown); once the
+relay has started it just ends. The requests themselves: :mod:`gateway.preview_client`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
 from aiohttp import hdrs, web
-from yarl import URL
 
 from gateway.api import Api, Handler, Response
-from gateway.keys import DATABASE, HTTP_CLIENT, SETTINGS
+from gateway.keys import DATABASE, PREVIEWS, SETTINGS
 from gateway.parsing import parse_query, path_uuid
+from gateway.preview_client import own_ports, relayed_by_a_gateway, unavailable
 from shared.errors import PreviewError, PreviewUrlNotFound, StreamNotFound
 from shared.log_setup import request_id_var
 from shared.request_id import HEADER
@@ -60,76 +62,85 @@ async def preview_url(request: web.Request, kind: Kind, target: Target) -> str:
     return str(url)
 
 
-def _fetchable(url: str) -> URL:
-    try:
-        parsed = URL(url)
-    except ValueError:
-        raise PreviewError(reason="invalid url") from None
-    if parsed.scheme not in ("http", "https"):
-        raise PreviewError(reason="unsupported url scheme")
-    if not parsed.host:
-        raise PreviewError(reason="invalid url: no host")
-    return parsed
-
-
-@asynccontextmanager
-async def open_source(
-    session: aiohttp.ClientSession, url: str, limits: aiohttp.ClientTimeout | None = None
-) -> AsyncIterator[aiohttp.ClientResponse]:
-    """The source's 2xx response; anything else, or a client failure, is 39010."""
-    target = _fetchable(url)
-    try:
-        async with session.get(target, timeout=limits or session.timeout) as upstream:
-            if not 200 <= upstream.status < 300:
-                raise PreviewError(reason=f"source answered {upstream.status}")
-            yield upstream
-    except TimeoutError:
-        raise PreviewError(reason="timeout") from None
-    except aiohttp.ClientError as exc:
-        raise PreviewError(reason=f"source unreachable: {type(exc).__name__}") from None
-
-
-async def read_limited(upstream: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    too_large = PreviewError(reason=f"larger than {max_bytes} bytes")
+async def read_limited(upstream: aiohttp.ClientResponse, max_bytes: int, stream_id: str) -> bytes:
     if upstream.content_length is not None and upstream.content_length > max_bytes:
-        raise too_large
+        log.info("last frame of %s: %d bytes, over the cap", stream_id, upstream.content_length)
+        raise unavailable()
     body = bytearray()
     async for chunk in upstream.content.iter_chunked(CHUNK):
         body += chunk
         if len(body) > max_bytes:
-            raise too_large
+            log.info("last frame of %s: over the cap of %d bytes", stream_id, max_bytes)
+            raise unavailable()
     return bytes(body)
 
 
+def passed_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    headers: dict[str, str] = {
+        hdrs.CONTENT_TYPE: upstream.headers.get(hdrs.CONTENT_TYPE, DEFAULT_TYPE)
+    }
+    if hdrs.CONTENT_ENCODING in upstream.headers:
+        headers[hdrs.CONTENT_ENCODING] = upstream.headers[hdrs.CONTENT_ENCODING]
+    return headers
+
+
 async def last_frame(request: web.Request, target: Target) -> web.StreamResponse:
+    """The whole last frame within ``LUNA_STREAMS_PREVIEW_TIMEOUT`` (waiting for a pooled
+    connection included) and ``LUNA_STREAMS_PREVIEW_MAX_BYTES``."""
     url = await preview_url(request, "last_frame", target)
-    settings = request.app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(total=settings.preview_timeout)
-    async with open_source(request.app[HTTP_CLIENT], url, timeout) as upstream:
-        body = await read_limited(upstream, settings.preview_max_bytes)
-        content_type = upstream.headers.get(hdrs.CONTENT_TYPE, DEFAULT_TYPE)
-    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    settings, previews = request.app[SETTINGS], request.app[PREVIEWS]
+    ports = own_ports(request, settings)
+    try:
+        async with asyncio.timeout(settings.preview_timeout):
+            async with previews.open("last_frame", url, ports, target.stream_id) as upstream:
+                body = await read_limited(upstream, settings.preview_max_bytes, target.stream_id)
+                headers = passed_headers(upstream)
+    except TimeoutError:
+        log.info("last frame of %s: no answer within the deadline", target.stream_id)
+        raise unavailable() from None
+    except aiohttp.ClientError as exc:
+        log.info("last frame of %s: %s", target.stream_id, type(exc).__name__)
+        raise unavailable() from None
+    return web.Response(body=body, headers=headers)
 
 
 async def live(request: web.Request, target: Target) -> web.StreamResponse:
+    """Relayed as it comes, for at most ``LUNA_STREAMS_PREVIEW_LIVE_MAX_DURATION``."""
     url = await preview_url(request, "live", target)
-    async with open_source(request.app[HTTP_CLIENT], url) as upstream:
-        first = await upstream.content.readany()
-        response = web.StreamResponse()
-        response.headers[hdrs.CONTENT_TYPE] = upstream.headers.get(hdrs.CONTENT_TYPE, DEFAULT_TYPE)
+    settings, previews = request.app[SETTINGS], request.app[PREVIEWS]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.preview_live_max_duration
+    async with (
+        previews.live_slot(),
+        previews.open("live", url, own_ports(request, settings), target.stream_id) as upstream,
+    ):
+        try:
+            first = await upstream.content.readany()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.info("live preview of %s: %s", target.stream_id, type(exc).__name__)
+            raise unavailable() from None
+        response = web.StreamResponse(headers=passed_headers(upstream))
         response.headers[hdrs.CACHE_CONTROL] = "no-cache"
         request_id = request_id_var.get()
         if request_id is not None:  # the middleware cannot add it once headers are sent
             response.headers[HEADER] = request_id
         await response.prepare(request)
         try:
-            chunk = first
-            while chunk:
-                await response.write(chunk)
-                chunk = await upstream.content.readany()
-            await response.write_eof()
-        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            async with asyncio.timeout_at(deadline):
+                chunk = first
+                while chunk:
+                    await response.write(chunk)
+                    chunk = await upstream.content.readany()
+        except TimeoutError:
+            if loop.time() >= deadline:
+                log.info("live preview of %s: maximum duration reached", target.stream_id)
+            else:
+                log.info("live preview of %s: source went silent", target.stream_id)
+        except (OSError, aiohttp.ClientError) as exc:
             log.info("live preview of %s ended: %s", target.stream_id, type(exc).__name__)
+            return response
+        with contextlib.suppress(OSError, aiohttp.ClientError):
+            await response.write_eof()
     return response
 
 
@@ -140,6 +151,9 @@ def add_preview_routes(version: int) -> None:
         async def get_preview(request: web.Request) -> web.StreamResponse:
             stream_id = path_uuid(request, "stream_id")
             account_id = parse_query(request, AccountQuery).account_id if version == 1 else None
+            if relayed_by_a_gateway(request):
+                log.info("preview of %s asked by a gateway's preview fetch: refused", stream_id)
+                raise unavailable()
             return await fetch(request, Target(stream_id, account_id))
 
         return get_preview

@@ -6,8 +6,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api import Api, Response
-from gateway.keys import CLAIMS, FEEDBACK
+from gateway.keys import CLAIMS, FEEDBACK, SETTINGS
 from gateway.parsing import json_response, parse_body, parse_query
+from gateway.preview_client import check_feedback_previews
 from gateway.responses import StreamListV1, StreamListV2
 from shared.claims import QueueFilters
 from shared.errors import (
@@ -85,6 +86,7 @@ def add_queue_routes(version: int) -> None:
 
     async def post_feedback(request: web.Request) -> web.StreamResponse:
         body = await parse_body(request, FeedbackRequest)
+        check_feedback_previews(request, request.app[SETTINGS], body.streams)
         items = [item.model_dump(mode="json") for item in body.streams]
         reply = await request.app[FEEDBACK].call(items)
         return json_response(reply)

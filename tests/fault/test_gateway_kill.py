@@ -31,7 +31,9 @@ async def test_kill_gateway_during_claims(settings: Settings, database: Database
         async def agent(n: int, session: aiohttp.ClientSession) -> None:
             nonlocal recovered_at
             idle = 0
+            give_up = time.monotonic() + 120  # a deadline, not a hang
             while idle < 3:
+                assert time.monotonic() < give_up, "agents still claiming after 120 s"
                 target = (
                     second
                     if (first.process and first.process.poll() is not None) or (n % 2)
@@ -57,7 +59,9 @@ async def test_kill_gateway_during_claims(settings: Settings, database: Database
 
         async def killer() -> None:
             nonlocal killed_at
+            started = time.monotonic()
             while len(claimed) < STREAMS // 3:
+                assert time.monotonic() < started + 60, "agents claimed too little in 60 s"
                 await asyncio.sleep(0.05)
             first.kill()
             killed_at = time.monotonic()

@@ -13,11 +13,13 @@ import pytest
 from shared.mongo import Database
 from shared.settings import Settings
 from tests.fault.figures import Figures, create_streams
-from tests.processes import Component, gateway, running, worker
+from tests.processes import gateway, running, worker
 
 STREAMS = 20
 AGENTS = 4
 KILLS = 3
+#: the longest a recovery may take before the test fails (instead of hanging)
+RECOVERY_DEADLINE = 60.0
 
 
 @pytest.mark.slow
@@ -78,10 +80,12 @@ async def test_kill_queue_worker_mid_batch(settings: Settings, database: Databas
                     victim.kill()
                     killed = time.monotonic()
                     figures.faults_injected += 1
+                    recovery_deadline = killed + RECOVERY_DEADLINE
                     while last_ok < killed:
+                        assert time.monotonic() < recovery_deadline, "no feedback since the kill"
                         await asyncio.sleep(0.05)
                     recover.append(last_ok - killed)
-                    workers[0] = Component(victim.module, victim.env).start()
+                    victim.start()  # the same component: running() stops it at the end
                 await asyncio.sleep(1.0)
                 stop = True
 

@@ -43,8 +43,8 @@ VIDEO_INFO: Json = {
     "progress": 0.25,
 }
 PREVIEW: Json = {
-    "live": {"url": "http://10.0.0.7:34569/api/1/streams/live"},
-    "last_frame": {"url": "http://10.0.0.7:34569/api/1/streams/last_frame"},
+    "live": {"url": "http://127.0.0.1:34569/api/1/streams/live"},
+    "last_frame": {"url": "http://127.0.0.1:34569/api/1/streams/last_frame"},
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class Agent:
     base: str = ""
     release_last_part: asyncio.Event = field(default_factory=asyncio.Event)
     endless_done: asyncio.Event = field(default_factory=asyncio.Event)
+    hits: Counter[str] = field(default_factory=Counter)
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -50,7 +52,22 @@ class Agent:
 
 def agent_app(agent: Agent) -> web.Application:
     async def frame(request: web.Request) -> web.StreamResponse:
+        agent.hits[request.path] += 1
         return web.Response(body=FRAME, content_type="image/jpeg")
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/frame")
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "image/jpeg"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b"z")
+            await asyncio.sleep(SHORT_TIMEOUT / 5)
+        await response.write_eof()
+        return response
 
     async def live(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -112,6 +129,8 @@ def agent_app(agent: Agent) -> web.Application:
     app.router.add_get("/silent-live", silent_live)
     app.router.add_get("/big", big)
     app.router.add_get("/big-chunked", big_chunked)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/trickle", trickle)
     return app
 
 
@@ -235,22 +254,28 @@ async def test_no_preview_url(client: Client, database: Database, kind: str, ver
     assert (await error_of(resp))[:2] == (404, 39009)
 
 
+UNAVAILABLE = "Preview processing error, the preview is unavailable"
+
+
 @pytest.mark.parametrize("kind", ["last_frame", "live"])
-async def test_source_errors_are_39010_with_a_reason(
+async def test_source_errors_are_one_39010_naming_no_internals(
     client: Client, database: Database, agent: Agent, kind: str
 ) -> None:
+    """A closed port, a refusing source, a redirect, a bad URL: one and the same answer."""
     stream_id = await create_stream(client)
-    cases = {
-        agent.url("/unavailable"): "Preview processing error, source answered 503",
-        f"http://127.0.0.1:{closed_port()}/frame": "Preview processing error, source unreachable",
-        "ftp://127.0.0.1/frame.jpg": "Preview processing error, unsupported url scheme",
-        "../dictionary": "Preview processing error, unsupported url scheme",
-    }
-    for url, detail in cases.items():
+    for url in (
+        agent.url("/unavailable"),
+        agent.url("/redirect"),
+        f"http://127.0.0.1:{closed_port()}/frame",
+        "ftp://127.0.0.1/frame.jpg",
+        "../dictionary",
+        f"http://user:pass@127.0.0.1:{closed_port()}/frame",
+        "http://localhost:1/frame",
+    ):
         await set_preview(database, stream_id, **{kind: url})
-        status, code, text = await error_of(await client.get(path(1, stream_id, kind)))
-        assert (status, code) == (500, 39010)
-        assert text.startswith(detail), text
+        resp = await client.get(path(1, stream_id, kind))
+        assert await error_of(resp) == (500, 39010, UNAVAILABLE), url
+    assert agent.hits["/frame"] == 0  # the redirect was not followed
 
 
 @pytest.mark.parametrize(("kind", "route"), [("last_frame", "/slow"), ("live", "/silent-live")])
@@ -262,7 +287,7 @@ async def test_source_timeout(
     loop = asyncio.get_running_loop()
     started = loop.time()
     resp = await strict_client.get(path(2, stream_id, kind))
-    assert await error_of(resp) == (500, 39010, "Preview processing error, timeout")
+    assert await error_of(resp) == (500, 39010, UNAVAILABLE)
     assert loop.time() - started < SHORT_TIMEOUT * 4
 
 
@@ -273,14 +298,92 @@ async def test_last_frame_larger_than_the_cap(
     stream_id = await create_stream(strict_client)
     await set_preview(database, stream_id, last_frame=agent.url(route))
     resp = await strict_client.get(path(1, stream_id, "last_frame"))
-    assert await error_of(resp) == (
-        500,
-        39010,
-        f"Preview processing error, larger than {SMALL_CAP} bytes",
-    )
+    assert await error_of(resp) == (500, 39010, UNAVAILABLE)
     await set_preview(database, stream_id, last_frame=agent.url("/frame"))  # 10 KiB > cap too
     resp = await strict_client.get(path(1, stream_id, "last_frame"))
     assert (await error_of(resp))[1] == 39010
+
+
+async def test_last_frame_deadline_covers_a_trickling_source(
+    strict_client: Client, database: Database, agent: Agent
+) -> None:
+    """A source sending a byte now and then never trips the read timeout; the overall
+    deadline still holds."""
+    stream_id = await create_stream(strict_client)
+    await set_preview(database, stream_id, last_frame=agent.url("/trickle"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await strict_client.get(path(1, stream_id, "last_frame"))
+    assert await error_of(resp) == (500, 39010, UNAVAILABLE)
+    assert loop.time() - started < SHORT_TIMEOUT * 4
+
+
+async def test_never_a_request_to_the_gateway_itself(
+    settings: Settings, database: Database
+) -> None:
+    app = create_app(settings)
+    seen: list[str] = []
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(request.path)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app.middlewares.insert(0, count)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        stream_id = await create_stream(client)
+        own = path(1, stream_id, "last_frame")
+        for host in ("127.0.0.1", "127.0.0.2", "[::ffff:127.0.0.1]"):
+            await set_preview(database, stream_id, last_frame=f"http://{host}:{client.port}{own}")
+            seen.clear()
+            resp = await client.get(own)
+            assert await error_of(resp) == (500, 39010, UNAVAILABLE), host
+            assert seen == [own], host  # the client's request, and nothing else
+        # a request relayed by a gateway (this one or another) is not relayed again
+        resp = await client.get(own, headers={"Via": "1.1 luna-streams"})
+        assert await error_of(resp) == (500, 39010, UNAVAILABLE)
+
+
+async def test_live_relay_ends_at_its_maximum_duration(
+    settings: Settings, database: Database, agent: Agent
+) -> None:
+    limited = settings.model_copy(update={"preview_live_max_duration": 1.0})
+    async with TestClient(TestServer(create_app(limited))) as client:
+        stream_id = await create_stream(client)
+        await set_preview(database, stream_id, live=agent.url("/endless"))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        resp = await client.get(path(1, stream_id, "live"))
+        assert resp.status == 200
+        body = await asyncio.wait_for(resp.read(), timeout=10)
+        assert body.startswith(mjpeg_part(PARTS[0]))
+        assert 1.0 <= loop.time() - started < 5
+        await asyncio.wait_for(agent.endless_done.wait(), timeout=5)
+
+
+async def test_live_relays_cannot_take_the_last_frame_pool(
+    settings: Settings, database: Database, agent: Agent
+) -> None:
+    few = settings.model_copy(update={"preview_max_live": 2, "preview_max_connections": 2})
+    async with TestClient(TestServer(create_app(few))) as client:
+        stream_id = await create_stream(client)
+        await set_preview(
+            database, stream_id, live=agent.url("/endless"), last_frame=agent.url("/frame")
+        )
+        relays = [await client.get(path(1, stream_id, "live")) for _ in range(2)]
+        assert [r.status for r in relays] == [200, 200]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        resp = await client.get(path(1, stream_id, "live"))  # a third: refused at once
+        assert await error_of(resp) == (500, 39010, UNAVAILABLE)
+        for _ in range(3):  # last frames still come, while both relays run
+            resp = await client.get(path(1, stream_id, "last_frame"))
+            assert resp.status == 200
+            assert await resp.read() == FRAME
+        assert loop.time() - started < 2
+        for relay in relays:
+            relay.close()
 
 
 async def test_v1_account_scope(client: Client, database: Database, agent: Agent) -> None:

@@ -17,6 +17,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient
 
+from shared import reconciler
 from shared.broker import QueueNames, open_broker
 from shared.mongo import Database
 from shared.reconciler import reconcile_tokens
@@ -211,3 +212,41 @@ async def test_reconciling_does_not_pile_up_queue_objects(
         assert len(broker.channel._queues[name]) == kept  # type: ignore[attr-defined]
     finally:
         await broker.close()
+
+
+async def test_reconciler_works_in_bounded_batches(
+    settings: Settings,
+    client: Client,
+    database: Database,
+    channel: AbstractChannel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = [await create(client, name=f"b{n}") for n in range(5)]
+    assert await drop_tokens(channel, settings) == 5
+    monkeypatch.setattr(reconciler, "RECONCILE_BATCH", 2)
+    limits: list[int] = []
+    find = type(database.streams).find
+
+    def recording_find(collection: Any, *args: Any, **kwargs: Any) -> Any:
+        cursor = find(collection, *args, **kwargs)
+        original_limit = cursor.limit
+
+        def limit(n: int) -> Any:
+            limits.append(n)
+            return original_limit(n)
+
+        cursor.limit = limit
+        return cursor
+
+    monkeypatch.setattr(type(database.streams), "find", recording_find)
+    broker = await open_broker(
+        settings.amqp_url, settings.queue_prefix, queue_type=settings.queue_type
+    )
+    try:
+        republished = await reconcile_tokens(database, broker, BrokerTokenPublisher(broker), 0.0)
+    finally:
+        await broker.close()
+    assert republished == 5
+    assert limits == [2, 2, 2]  # 2 + 2 + 1: never one cursor over every pending stream
+    assert await depth(channel, settings) == 5
+    assert sorted(await claim(client)) == sorted(ids)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 
 from gateway.api import Operation, all_operations
 from gateway.app import APIS
@@ -30,13 +32,7 @@ SHARED_GROUP = "same-name"
 UNREACHABLE = "http://127.0.0.1:1/frame"
 
 
-def _takes_account(op: Operation) -> bool:
-    return any(
-        model is not None and "account_id" in model.model_fields for model in (op.query, op.body)
-    )
-
-
-ACCOUNT_OPERATIONS = [op for op in all_operations(APIS) if _takes_account(op)]
+ACCOUNT_OPERATIONS = [op for op in all_operations(APIS) if op.takes_account]
 
 
 def route_key(op: Operation) -> str:
@@ -82,6 +78,11 @@ async def world(module_client: Client, module_database: Database) -> World:
                 }
             },
         )
+    for stream_id in (*a_streams.values(), *b_streams.values()):  # rows a delete could take
+        for status in ("pause", "pending"):
+            version = 1 if stream_id in (a_streams[1], b_streams[1]) else 2
+            resp = await client.patch(f"/{version}/streams/{stream_id}", json={"status": status})
+            assert resp.status == 204, await resp.text()
     resp = await client.patch(
         "/1/linker",
         params={"account_id": A},
@@ -299,6 +300,21 @@ async def stream_events(client: Client, world: World, v: int) -> None:
             resp.close()
 
 
+@attack("DELETE /{v}/streams/logs")
+async def delete_logs(client: Client, world: World, v: int) -> None:
+    """Honoured as an extension: B's old rows go, A's stay (each stream keeps its newest)."""
+    bound = {"log_time__lt": datetime.now(UTC).isoformat()}
+    deleted = await ok(client, "DELETE", f"/{v}/streams/logs", params=as_b(**bound))
+    assert deleted["deleted_count"] >= 0
+    b_logs = await ok(
+        client,
+        "GET",
+        f"/{v}/streams/logs",
+        params=as_b(stream_ids=",".join(world.b_streams.values()), page_size=1000),
+    )
+    assert len(b_logs["logs"]) == len(world.b_streams)  # only B's newest rows are left
+
+
 # --- groups and the linker --------------------------------------------------------------------
 
 
@@ -418,4 +434,52 @@ async def test_account_b_cannot_reach_account_a(
     before = await view_of_a(module_client, module_database, world)
     version = int(op.path.split("/")[1])
     await ATTACKS[route_key(op)](module_client, world, version)
+    assert await view_of_a(module_client, module_database, world) == before
+
+
+async def served_operations(client: Client) -> list[tuple[str, str, Json]]:
+    resp = await client.get("/docs/spec", headers={"Accept": "application/x-yaml"})
+    assert resp.status == 200
+    spec = yaml.safe_load(await resp.text())
+    return [
+        (method.upper(), path, operation)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+
+def fill_path(path: str, world: World) -> str:
+    version = 1 if path.startswith("/1/") else 2
+    return path.format(
+        stream_id=world.a_streams[version], group_id=world.a_group, page="index.html"
+    )
+
+
+async def test_every_served_operation_with_a_second_account(
+    module_client: Client, module_database: Database, world: World
+) -> None:
+    """Every operation of the served spec, as account B: one that takes an account is
+    attacked above; every other one refuses B's ``account_id`` with 12012. A's streams,
+    groups and logs stay exactly as they were."""
+    before = await view_of_a(module_client, module_database, world)
+    served = await served_operations(module_client)
+    scoped = {
+        f"{m} " + re.sub(r"^/[12]/", "/{v}/", p)
+        for m, p, op in served
+        if op["x-account-scope"] == "account_id"
+    }
+    assert scoped == set(ATTACKS)
+    refused = [(m, p) for m, p, op in served if op["x-account-scope"] == "refused"]
+    assert {"DELETE", "GET", "PATCH", "POST"} >= {m for m, _ in refused}
+    assert ("GET", "/2/streams/{stream_id}/preview/handler/last_frame") in refused
+    assert ("GET", "/1/streams/processing/queue") in refused
+    for method, path in refused:
+        url = fill_path(path, world)
+        resp = await module_client.request(method, url, params=as_b(), json={})
+        body = await resp.json()
+        assert (resp.status, body.get("error_code"), body.get("detail")) == (
+            400,
+            12012,
+            "Bad query parameters 'account_id'",
+        ), (method, url, body)
     assert await view_of_a(module_client, module_database, world) == before

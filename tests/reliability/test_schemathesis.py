@@ -51,6 +51,9 @@ SPEC_HEADERS = {"Accept": "application/x-yaml"}
 #: the embedded database can take seconds on a large generated request (e.g. deleting every
 #: stream the run created); slow is not a conformance failure, a hang still is
 CALL_TIMEOUT = 60
+
+#: a fuzzed operation makes many calls, each of which may take CALL_TIMEOUT
+pytestmark = pytest.mark.timeout(600)
 AIOHTTP_MAX_LINE = MAX_REQUEST_LINE
 #: without workers, the answers that are a 5xx by design (documented in the spec)
 BY_DESIGN = {
