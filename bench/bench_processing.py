@@ -100,6 +100,22 @@ def video_info(frame: int) -> Doc:
     return {**VIDEO_INFO, "bit_rate": VIDEO_INFO["bit_rate"] + frame}
 
 
+def report_body(mine: list[Doc], frame: int) -> Doc:
+    """One agent's report on its streams: in_progress, with this video_info."""
+    return {
+        "streams": [
+            {
+                "stream_id": s["stream_id"],
+                "version": s["version"],
+                "status": "in_progress",
+                "error": None,
+                "video_info": video_info(frame),
+            }
+            for s in mine
+        ]
+    }
+
+
 async def feedback(
     session: aiohttp.ClientSession, url: str, streams: list[Doc], seconds: float, changing: bool
 ) -> tuple[float, float, float, int]:
@@ -114,18 +130,7 @@ async def feedback(
         frame = 0
         while time.monotonic() < until:
             frame += 1
-            body = {
-                "streams": [
-                    {
-                        "stream_id": s["stream_id"],
-                        "version": s["version"],
-                        "status": "in_progress",
-                        "error": None,
-                        "video_info": video_info(frame if changing else 0),
-                    }
-                    for s in mine
-                ]
-            }
+            body = report_body(mine, frame if changing else 0)
             started = time.perf_counter()
             async with session.post(f"{url}/1/streams/processing/feedback", json=body) as r:
                 answer = await r.json()
@@ -145,19 +150,7 @@ async def feedback(
 
 
 async def first_report(session: aiohttp.ClientSession, url: str, mine: list[Doc]) -> None:
-    body = {
-        "streams": [
-            {
-                "stream_id": s["stream_id"],
-                "version": s["version"],
-                "status": "in_progress",
-                "error": None,
-                "video_info": video_info(0),
-            }
-            for s in mine
-        ]
-    }
-    async with session.post(f"{url}/1/streams/processing/feedback", json=body) as r:
+    async with session.post(f"{url}/1/streams/processing/feedback", json=report_body(mine, 0)) as r:
         if r.status != 200:
             raise SystemExit(f"first report answered {r.status}: {await r.text()}")
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
+from shared.broker import QueueNames
 from shared.embedded_mongo import embedded_uri
+from shared.jobs_broker import AUTORESTART, JANITOR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +92,27 @@ def running_stack(**env_extra: str) -> Iterator[Stack]:
             child.kill()
             child.wait()
         shutil.rmtree(data_dir, ignore_errors=True)
+        delete_queues(amqp_url, f"bench_{tag}")
+
+
+def delete_queues(amqp_url: str, prefix: str) -> None:
+    """Remove the stack's queues from the broker (quorum queues cost it even when idle).
+    Group queues are left to the groups' deletion; benchmarks make none."""
+    import pika
+
+    names = QueueNames(prefix)
+    jobs = [
+        f"{prefix}.jobs.{kind}{suffix}"
+        for kind in (AUTORESTART, JANITOR)
+        for suffix in ("", ".DQ", ".XQ")
+    ]
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        for name in [*names.every([]), *jobs]:
+            channel.queue_delete(name)
+    finally:
+        connection.close()
 
 
 def _wait_healthy(url: str, child: subprocess.Popen[bytes], log_path: str) -> None:

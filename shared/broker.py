@@ -51,6 +51,10 @@ class QueueNames:
     def group(self, group_id: str) -> str:
         return f"{self.prefix}.streams.group.{group_id}"
 
+    def every(self, group_ids: list[str]) -> list[str]:
+        """Every queue of this prefix (those of the given groups included)."""
+        return [self.streams, self.feedback, self.feedback_dead, *map(self.group, group_ids)]
+
 
 #: queues remembered as declared, most recently used kept (one per group in use, plus two)
 DECLARED_QUEUES_CACHE = 1024

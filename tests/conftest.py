@@ -58,9 +58,7 @@ async def settings(mongo_uri: str, amqp_url: str) -> AsyncIterator[Settings]:
         for kind in (AUTORESTART, JANITOR)
         for suffix in ("", ".DQ", ".XQ")
     ]
-    await delete_queues(
-        amqp_url, [names.streams, names.feedback, *map(names.group, group_ids), *jobs]
-    )
+    await delete_queues(amqp_url, [*names.every(group_ids), *jobs])
 
 
 async def delete_queues(amqp_url: str, queue_names: list[str]) -> None:

@@ -171,7 +171,7 @@ async def main(mongo_uri: str, amqp_url: str) -> None:
         await database.client.drop_database(settings.db_name)
         await database.close()
         names = QueueNames(settings.queue_prefix)
-        await delete_queues(amqp_url, [names.streams, names.feedback, *map(names.group, group_ids)])
+        await delete_queues(amqp_url, names.every(group_ids))
 
 
 if __name__ == "__main__":

@@ -128,9 +128,7 @@ async def _drop_everything(settings: Settings) -> None:
         for kind in (AUTORESTART, JANITOR)
         for suffix in ("", ".DQ", ".XQ")
     ]
-    await delete_queues(
-        settings.amqp_url, [names.streams, names.feedback, *map(names.group, group_ids), *jobs]
-    )
+    await delete_queues(settings.amqp_url, [*names.every(group_ids), *jobs])
 
 
 @pytest.fixture(scope="module")
