@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 
 from gateway.api import Api, Response
 from shared.errors import PageNotFound
+from shared.streams.filters import AccountQuery
 
 api = Api(tag="console")
 
@@ -58,7 +59,9 @@ def _file(name: str) -> web.Response:
     "GET",
     "/",
     summary="The operator console (for a browser: Accept text/html)",
-    description="Without `text/html` in Accept, 404 as any unknown page.",
+    description="Without `text/html` in Accept, 404 as any unknown page. `account_id` "
+    "opens the console on that account (read by the page, so a view can be bookmarked).",
+    query=AccountQuery,
     responses={200: Response("The console page", content_type="text/html", schema=_TEXT)},
     errors=(PageNotFound,),
     operation_id="getConsole",

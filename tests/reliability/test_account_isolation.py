@@ -147,6 +147,16 @@ def as_b(**params: Any) -> dict[str, Any]:
 # --- streams ----------------------------------------------------------------------------------
 
 
+@attack("GET /")
+async def console_page(client: Client, world: World, v: int) -> None:
+    """The console page opens on B's account; it is the same static page for every account
+    and carries none of A's objects (the page reads them through the API, as B)."""
+    resp = await client.get("/", params=as_b(), headers={"Accept": "text/html"})
+    assert resp.status == 200
+    page = await resp.text()
+    assert not any(sid in page for sid in [*world.a_stream_ids, world.a_group])
+
+
 @attack("GET /{v}/streams/{stream_id}")
 async def read_stream(client: Client, world: World, v: int) -> None:
     for sid in world.a_stream_ids:
@@ -432,7 +442,7 @@ async def test_account_b_cannot_reach_account_a(
     module_client: Client, module_database: Database, world: World, op: Operation
 ) -> None:
     before = await view_of_a(module_client, module_database, world)
-    version = int(op.path.split("/")[1])
+    version = int(op.path.split("/")[1] or 1)  # "/" (the console) has no API version
     await ATTACKS[route_key(op)](module_client, world, version)
     assert await view_of_a(module_client, module_database, world) == before
 
@@ -451,7 +461,10 @@ async def served_operations(client: Client) -> list[tuple[str, str, Json]]:
 def fill_path(path: str, world: World) -> str:
     version = 1 if path.startswith("/1/") else 2
     return path.format(
-        stream_id=world.a_streams[version], group_id=world.a_group, page="index.html"
+        stream_id=world.a_streams[version],
+        group_id=world.a_group,
+        page="index.html",
+        name="index.html",
     )
 
 
