@@ -28,7 +28,15 @@ MODULES = {
     "log-janitor": "log_janitor",
 }
 
-_BROKER = ("mongo_uri", "db_name", "amqp_url", "queue_prefix", "queue_type")
+_BROKER = (
+    "mongo_uri",
+    "db_name",
+    "mongo_journal",
+    "amqp_url",
+    "queue_prefix",
+    "queue_type",
+    "feedback_delivery_limit",
+)
 _LOGS = ("log_level", "log_format", "shutdown_timeout")
 _JOBS = ("worker_threads", "worker_metrics_port")
 
@@ -62,8 +70,22 @@ COMMANDS: dict[str, Command] = {
             "feedback_timeout",
             "max_active_streams",
             "max_body_size",
+            "claim_prefetch",
+            "claim_hold",
             "preview_timeout",
             "preview_max_bytes",
+            "preview_max_connections",
+            "preview_max_live",
+            "preview_live_max_duration",
+            "preview_agent_networks",
+            "trusted_proxies",
+            "header_timeout",
+            "body_timeout",
+            "max_connections",
+            "events_max_connections",
+            "events_buffer",
+            "events_history",
+            "events_keepalive",
             *_LOGS,
         ),
     ),
@@ -82,6 +104,7 @@ COMMANDS: dict[str, Command] = {
             *_BROKER,
             *_JOBS,
             "reconcile_interval",
+            "change_sweep_delay",
             "autorestart_sweep_interval",
             "stream_status_obsoleting_period",
             "stream_status_obsoleting_interval",

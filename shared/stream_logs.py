@@ -12,14 +12,21 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.clock import now_utc
 from shared.mongo import Database, Doc
 from shared.statuses import LOGGED
 from shared.streams.documents import format_time
-from shared.streams.filters import LIST_FILTER_NOTE, AccountQuery, Page, QueryUUID, StreamStatus
+from shared.streams.filters import (
+    LIST_FILTER_NOTE,
+    AccountQuery,
+    Page,
+    QueryTime,
+    QueryUUID,
+    StreamStatus,
+)
 
 #: the statuses a log row carries: the reference's ``stream_status``, as on stream lists
 LoggedStatus = StreamStatus
@@ -46,10 +53,10 @@ class LogFilters(AccountQuery):
         "stream lists (the transient `restart` and `handler_lost` and the virtual "
         "`deleted` appear only here).",
     )
-    log_time__gte: AwareDatetime | None = Field(
+    log_time__gte: QueryTime | None = Field(
         default=None, description="Logged at or after this time (RFC 3339)."
     )
-    log_time__lt: AwareDatetime | None = Field(
+    log_time__lt: QueryTime | None = Field(
         default=None, description="Logged before this time (RFC 3339)."
     )
 
@@ -86,7 +93,7 @@ class LogsQuery(LogFilters, Page):
 class DeleteLogsQuery(AccountQuery):
     """An extension of the reference API: with ``account_id``, only that account's rows."""
 
-    log_time__lt: AwareDatetime | None = Field(
+    log_time__lt: QueryTime | None = Field(
         default=None,
         description="Delete logs written before this time (RFC 3339); absent: before now. "
         "Each stream keeps its newest log either way.",

@@ -210,7 +210,7 @@ SPEC_TYPES = ("application/x-yaml", "application/yaml", "application/json", "tex
     "Any other type: 12024.",
     responses={
         200: Response(
-            "The specification", content_type="application/x-yaml", schema={"type": "string"}
+            "The specification", content_type="application/x-yaml", schema={"type": "object"}
         )
     },
     errors=(UnsupportedMediaType,),

@@ -6,9 +6,18 @@ Every filter here is served by an index of :mod:`shared.mongo` (``streams``).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from shared.statuses import LOGGED
 from shared.streams.documents import V1_VISIBLE
@@ -29,7 +38,17 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
-QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+def _in_utc(value: datetime) -> datetime:
+    """A time MongoDB can compare: its UTC form must exist (0001-01-01T00:00+09:30 has
+    none, it is before year 1)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date-time out of range") from None
+
+
+#: the one time type of every query filter (streams, logs): RFC 3339, in range
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 #: the reference's ``stream_status``, the type of both the streams' and the logs' ``statuses``
 StreamStatus = Literal[
     "pending",

@@ -247,3 +247,15 @@ async def test_delete_many_seed_example(client: Client) -> None:
     assert resp.status == 204
     assert await list_ids(client) == [kept]
     assert gone not in await list_ids(client)
+
+
+@pytest.mark.parametrize(
+    "path", ["/1/streams/count", "/2/streams", "/1/streams/logs", "/2/streams/logs"]
+)
+async def test_a_time_before_year_one_in_utc_is_a_bad_query(client: Client, path: str) -> None:
+    """0001-01-01T00:32:01+09:31 is valid RFC 3339 but has no UTC form: 12012, not a 500."""
+    name = "log_time__lt" if path.endswith("logs") else "create_time__lt"
+    resp = await client.get(path, params={name: "0001-01-01T00:32:01+09:31"})
+    body = await resp.json()
+    assert (resp.status, body["error_code"]) == (400, 12012), body
+    assert body["detail"] == f"Bad query parameters '{name}'"
