@@ -24,7 +24,6 @@ costs one stale compare-and-set, never a double claim).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -247,7 +246,10 @@ class StreamChanges:
         try:
             while cursor < until and finished < budget:
                 step_end = min(cursor + SWEEP_STEP, until)
-                finished += await self._sweep_window(cursor, step_end)
+                done, published = await self._sweep_window(cursor, step_end)
+                finished += done
+                if not published:  # the broker refused a token: this window again next time
+                    break
                 cursor = step_end
                 await self.database.leases.update_one(
                     {"_id": SWEEP_CURSOR}, {"$set": {"at": cursor}}, upsert=True
@@ -256,14 +258,16 @@ class StreamChanges:
             log.warning("change sweep interrupted at %s: %s", cursor, exc)
         return finished
 
-    async def _sweep_window(self, start: datetime, end: datetime) -> int:
+    async def _sweep_window(self, start: datetime, end: datetime) -> tuple[int, bool]:
+        """Finish the changes made in ``[start, end)``: (effects, whether every token the
+        window needed was published)."""
         docs = await self.database.streams.find(
             {"outbox.log.log_time": {"$gte": start, "$lt": end}},
             {"outbox": 1, "status": 1, "version": 1, "queued_at": 1},
         ).to_list()
         entries = [e for doc in docs for e in doc["outbox"] if start <= e["log"]["log_time"] < end]
         if not entries:
-            return 0
+            return 0, True
         rows = [e["log"] for e in entries]
         existing = {
             r["_id"]
@@ -285,15 +289,10 @@ class StreamChanges:
             if t["stream_id"] in unfinished
             and (t["stream_id"], t["version"], t["queued_at"]) in waiting
         ]
-        if not await self.publish(tokens):
-            raise _PublishLater()
+        published = await self.publish(tokens)
         if missing:
             log.info("finished %d changes a writer left (%d rows)", len(tokens), len(missing))
-        return len(missing) + len(tokens)
-
-
-class _PublishLater(PyMongoError):
-    """The broker refused a token: the sweep keeps its cursor and tries again."""
+        return len(missing) + len(tokens), published
 
 
 def deleted_row(doc: Doc, now: datetime) -> Doc:
@@ -307,7 +306,3 @@ def deleted_row(doc: Doc, now: datetime) -> Doc:
         preview=doc.get("preview"),
         row_id=f"{doc['_id']}:deleted:{doc['version']}",
     )
-
-
-def new_change_id() -> str:
-    return uuid.uuid4().hex
