@@ -15,6 +15,7 @@ from shared.models import (
     StreamDataV2,
     VideoInfo,
 )
+from shared.statuses import AutorestartStatus, StoredStatus
 
 
 class StreamCreated(BaseModel):
@@ -32,7 +33,7 @@ class AutorestartView(BaseModel):
     delay: int
     current_attempt: int
     last_attempt_time: str | None
-    status: Literal["enabled", "disabled", "in_progress", "failed"]
+    status: AutorestartStatus
 
 
 class _StreamCommon(BaseModel):
@@ -44,7 +45,7 @@ class _StreamCommon(BaseModel):
     autorestart: AutorestartView
     version: int
     create_time: str
-    status: Literal["pending", "in_progress", "done", "pause", "cancel", "failure"]
+    status: StoredStatus
     last_error: str | None
     video_info: VideoInfo | None
     groups: list[str]

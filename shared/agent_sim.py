@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from shared.statuses import DONE, FAILURE, IN_PROGRESS
+
 
 @dataclass
 class AgentStats:
@@ -149,10 +151,10 @@ class Agent:
     def _status(self) -> str:
         roll = random.random()
         if roll < self.config.failure_probability:
-            return "failure"
+            return FAILURE
         if roll < self.config.failure_probability + self.config.done_probability:
-            return "done"
-        return "in_progress"
+            return DONE
+        return IN_PROGRESS
 
     def _progress(self, stream_id: str) -> float:
         if stream_id not in self.files:
@@ -178,7 +180,7 @@ class Agent:
         for start in range(0, len(items), self.config.batch_size):
             batch = items[start : start + self.config.batch_size]
             for item in batch:
-                if item["status"] == "failure":
+                if item["status"] == FAILURE:
                     item["error"] = "simulated failure"
             data = await self._post("feedback", "feedback", {"streams": batch})
             self.stats.feedback_items += len(batch)
@@ -188,7 +190,7 @@ class Agent:
             self.stats.modified += len(outcome["modified"])
             self.stats.unmodified += len(outcome["unmodified"])
             for entry in outcome["unmodified"] + [
-                m for m in outcome["modified"] if m["status"] != "in_progress"
+                m for m in outcome["modified"] if m["status"] != IN_PROGRESS
             ]:
                 self.held.pop(entry["stream_id"], None)
 

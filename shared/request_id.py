@@ -6,8 +6,10 @@ import re
 import time
 import uuid
 
+from shared.models.common import UUID_PATTERN
+
 HEADER = "Luna-Request-Id"
-PATTERN = re.compile(r"^[0-9]{10},[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+PATTERN = re.compile(r"^[0-9]{10}," + UUID_PATTERN.removeprefix("^"))
 
 
 def new_request_id() -> str:

@@ -2,11 +2,15 @@
 
 Each function answers which statuses a change passes through, in order; every status in
 that path gets one stream log row. Callers apply the change with one compare-and-set.
+
+This module is the one home of every status name and status set, stream and autorestart:
+every other module imports them from here (the ``Literal`` types too, for the models and
+the OpenAPI enums), none spells them again.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 from shared.errors import BadStreamStatus, CannotCancelFinished, CannotStopInProgress
 
@@ -29,6 +33,51 @@ CREATE_STATUSES: Final = (PENDING, PAUSE)
 PATCH_STATUSES: Final = (PENDING, PAUSE, CANCEL)
 FEEDBACK_STATUSES: Final = (IN_PROGRESS, DONE, FAILURE)
 FINISHED: Final = (DONE, FAILURE)
+
+#: a stream's autorestart state (``autorestart.status``), a status set of its own
+AUTORESTART_ENABLED: Final = "enabled"
+AUTORESTART_DISABLED: Final = "disabled"
+AUTORESTART_IN_PROGRESS: Final = "in_progress"
+AUTORESTART_FAILED: Final = "failed"
+AUTORESTART_STATUSES: Final = (
+    AUTORESTART_ENABLED,
+    AUTORESTART_DISABLED,
+    AUTORESTART_IN_PROGRESS,
+    AUTORESTART_FAILED,
+)
+
+# The same sets as types, for models and the OpenAPI enums (a Literal cannot be built from
+# the constants above in a way type checkers accept); the check below keeps them equal,
+# member for member and in order (the order of each enum in the spec).
+#: the stream view's ``status``
+StoredStatus = Literal["pending", "in_progress", "done", "pause", "cancel", "failure"]
+#: the reference's ``stream_status``: a log row's ``status``, the ``statuses`` filters
+LoggedStatus = Literal[
+    "pending",
+    "in_progress",
+    "done",
+    "pause",
+    "cancel",
+    "failure",
+    "restart",
+    "handler_lost",
+    "deleted",
+]
+#: a feedback item's ``status``
+FeedbackStatus = Literal["in_progress", "done", "failure"]
+#: the stream view's ``autorestart.status``
+AutorestartStatus = Literal["enabled", "disabled", "in_progress", "failed"]
+
+
+def _same(kind: object, values: tuple[str, ...]) -> None:
+    if get_args(kind) != values:
+        raise RuntimeError(f"{kind} differs from {values}")
+
+
+_same(StoredStatus, STORED)
+_same(LoggedStatus, LOGGED)
+_same(FeedbackStatus, FEEDBACK_STATUSES)
+_same(AutorestartStatus, AUTORESTART_STATUSES)
 
 
 def _check(status: str, permitted: tuple[str, ...]) -> None:

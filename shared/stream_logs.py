@@ -1,6 +1,6 @@
 """Stream logs: the query of ``GET /streams/logs``, its listing, and the pruning of old rows.
 
-Rows are written by the outbox (:mod:`shared.streams.outbox`); this module only reads and
+Rows are written with their changes (:mod:`shared.streams.changes`); this module only reads and
 deletes them. :meth:`StreamLogService.delete_older_than` serves both ``DELETE
 /streams/logs`` and the periodic log janitor, and never removes a stream's newest row.
 """
@@ -16,21 +16,11 @@ from pydantic import Field
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.clock import now_utc
+from shared.models.common import QueryTime
 from shared.mongo import Database, Doc
-from shared.statuses import LOGGED
+from shared.statuses import LoggedStatus
 from shared.streams.documents import format_time
-from shared.streams.filters import (
-    LIST_FILTER_NOTE,
-    AccountQuery,
-    Page,
-    QueryTime,
-    QueryUUID,
-    StreamStatus,
-)
-
-#: the statuses a log row carries: the reference's ``stream_status``, as on stream lists
-LoggedStatus = StreamStatus
-assert set(get_args(LoggedStatus)) == set(LOGGED)
+from shared.streams.filters import LIST_FILTER_NOTE, AccountQuery, Page, QueryUUID
 
 Target = Literal["stream_id", "log_time", "error", "status", "video_info", "version", "preview"]
 #: every field of a log view, in the order the API shows them

@@ -12,7 +12,8 @@ from gateway.api import Api, Response
 from gateway.keys import DATABASE
 from gateway.parsing import json_response, parse_query
 from shared.models import PreviewUrls, VideoInfo
-from shared.stream_logs import DeleteLogsQuery, LoggedStatus, LogsQuery, StreamLogService
+from shared.statuses import LoggedStatus
+from shared.stream_logs import DeleteLogsQuery, LogsQuery, StreamLogService
 
 api = Api(tag="logs")
 

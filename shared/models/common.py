@@ -6,6 +6,10 @@ Every model refuses unknown fields and converts nothing (``"1"`` is not an integ
 is not ``1``); JSON numbers keep their kind (``40`` stays ``40``, ``0.5`` stays ``0.5``).
 Numeric fields the seed leaves unbounded above are capped at ``INT32_MAX`` so that no value
 the service accepts can overflow storage or an agent.
+
+This module is the one home of the id and name patterns and of the date-time format, for
+bodies, query strings (:data:`QueryTime`) and path ids alike; the status sets live in
+:mod:`shared.statuses`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,12 +35,20 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, PydanticKnownError, core_schema
 
+from shared.statuses import CREATE_STATUSES, PATCH_STATUSES
+
+#: a lowercase uuid: every id in bodies, query strings and paths
 UUID_PATTERN: Final = r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
 GROUP_NAME_PATTERN: Final = r"^[a-zA-Z0-9_\-]{1,128}$"
+#: an RFC 3339 ``date-time`` (seconds and offset required; no unix timestamps), in bodies
+#: and query strings alike
+DATE_TIME_PATTERN: Final = (
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
 INT32_MAX: Final = 2_147_483_647
 
-STREAM_STATUSES_CREATE: Final = ("pending", "pause")
-STREAM_STATUSES_PATCH: Final = ("pending", "pause", "cancel")
+STREAM_STATUSES_CREATE: Final = CREATE_STATUSES
+STREAM_STATUSES_PATCH: Final = PATCH_STATUSES
 
 
 class StrictModel(BaseModel):
@@ -91,7 +104,7 @@ def _reject_bool(value: Any) -> Any:
 
 NotBool: Final = BeforeValidator(_reject_bool)
 
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_DATE_TIME = re.compile(DATE_TIME_PATTERN)
 
 
 def _check_date_time(value: str) -> str:
@@ -109,9 +122,27 @@ def _check_date_time(value: str) -> str:
     return value
 
 
+def _query_date_time(value: Any) -> Any:
+    """A query string's time: only RFC 3339 date-times (``1700000000`` is not one)."""
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("expected an RFC 3339 date-time")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """A time MongoDB can compare: its UTC form must exist (0001-01-01T00:00+09:30 has
+    none, it is before year 1)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date-time out of range") from None
+
+
 UUIDStr = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
 GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME_PATTERN)]
 DateTimeStr = Annotated[str, AfterValidator(_check_date_time)]
+#: the one time type of every query filter (streams, logs): RFC 3339, in range, in UTC
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_query_date_time), AfterValidator(_in_utc)]
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 PositiveCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Score = Annotated[int | float, JsonNumber(ge=0, le=1)]

@@ -5,7 +5,7 @@ Neither carries an account: agents work for every account.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
@@ -19,8 +19,7 @@ from shared.models.common import (
     UUIDStr,
     VideoInfo,
 )
-
-FeedbackStatus = Literal["in_progress", "done", "failure"]
+from shared.statuses import FeedbackStatus
 
 
 class FeedbackItem(StrictModel):

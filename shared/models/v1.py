@@ -18,8 +18,6 @@ from pydantic_core import PydanticCustomError
 
 from shared.models.common import (
     INT32_MAX,
-    STREAM_STATUSES_CREATE,
-    STREAM_STATUSES_PATCH,
     AutorestartSettings,
     Count,
     GroupName,
@@ -33,6 +31,7 @@ from shared.models.common import (
     StrictModel,
     UUIDStr,
 )
+from shared.statuses import CREATE_STATUSES, PATCH_STATUSES, PENDING
 
 ROI_ABS_MAX: Final = 65536
 GROUP_NAME_DESCRIPTION: Final = (
@@ -262,7 +261,7 @@ class StreamCreateV1(StrictModel):
     own error (39002), not a schema error.
     """
 
-    ALLOWED_STATUSES: ClassVar[tuple[str, ...]] = STREAM_STATUSES_CREATE
+    ALLOWED_STATUSES: ClassVar[tuple[str, ...]] = CREATE_STATUSES
 
     account_id: UUIDStr
     name: StreamName = ""
@@ -272,7 +271,7 @@ class StreamCreateV1(StrictModel):
     policies: PoliciesV1 = Field(default_factory=PoliciesV1)
     location: Location = Field(default_factory=Location)
     autorestart: AutorestartSettings = Field(default_factory=AutorestartSettings)
-    status: str = Field(default="pending", json_schema_extra={"enum": list(STREAM_STATUSES_CREATE)})
+    status: str = Field(default=PENDING, json_schema_extra={"enum": list(CREATE_STATUSES)})
     group_name: GroupName | None = Field(default=None, description=GROUP_NAME_DESCRIPTION)
     group_id: UUIDStr | None = Field(default=None, description=GROUP_ID_DESCRIPTION)
 
@@ -288,12 +287,10 @@ class StreamPatch(StrictModel):
     ``status`` outside ``ALLOWED_STATUSES`` is the service's 39002, as on create.
     """
 
-    ALLOWED_STATUSES: ClassVar[tuple[str, ...]] = STREAM_STATUSES_PATCH
+    ALLOWED_STATUSES: ClassVar[tuple[str, ...]] = PATCH_STATUSES
 
     description: Annotated[str, StringConstraints(max_length=128)] | None = None
-    status: str | None = Field(
-        default=None, json_schema_extra={"enum": [*STREAM_STATUSES_PATCH, None]}
-    )
+    status: str | None = Field(default=None, json_schema_extra={"enum": [*PATCH_STATUSES, None]})
 
     @model_validator(mode="after")
     def _not_empty(self) -> StreamPatch:

@@ -19,7 +19,6 @@ from pydantic import Field, TypeAdapter, model_validator
 
 from shared.models.common import (
     INT32_MAX,
-    STREAM_STATUSES_CREATE,
     AutorestartSettings,
     Count,
     GroupName,
@@ -49,6 +48,7 @@ from shared.models.v1 import (
     SendingPeriodType,
     full_frame,
 )
+from shared.statuses import CREATE_STATUSES, PENDING
 
 ANALYTICS_MODE_FACE: Final = 1
 ANALYTICS_MODE_BODY: Final = 2
@@ -178,7 +178,7 @@ STREAM_DATA_V2: Final = TypeAdapter[StreamDataV2](StreamDataV2)
 class StreamCreateV2(StrictModel):
     """Create (POST) and replace (PUT) body of API v2; ``status`` as in v1 (39002)."""
 
-    ALLOWED_STATUSES: ClassVar[tuple[str, ...]] = STREAM_STATUSES_CREATE
+    ALLOWED_STATUSES: ClassVar[tuple[str, ...]] = CREATE_STATUSES
 
     account_id: UUIDStr
     name: StreamName = ""
@@ -186,7 +186,7 @@ class StreamCreateV2(StrictModel):
     data: StreamDataV2
     location: Location = Field(default_factory=Location)
     autorestart: AutorestartSettings = Field(default_factory=AutorestartSettings)
-    status: str = Field(default="pending", json_schema_extra={"enum": list(STREAM_STATUSES_CREATE)})
+    status: str = Field(default=PENDING, json_schema_extra={"enum": list(CREATE_STATUSES)})
     group_name: GroupName | None = Field(default=None, description=GROUP_NAME_DESCRIPTION)
     group_id: UUIDStr | None = Field(default=None, description=GROUP_ID_DESCRIPTION)
 

@@ -5,63 +5,24 @@ Every filter here is served by an index of :mod:`shared.mongo` (``streams``).
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.statuses import LOGGED
+from shared.models import common
+from shared.models.common import QueryTime
+from shared.statuses import LoggedStatus
 from shared.streams.documents import V1_VISIBLE
 
-UUID_PATTERN = r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
-QueryUUID = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
-QueryGroupName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_\-]{1,128}$")]
-StreamName = Annotated[str, StringConstraints(max_length=128)]
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# The query types are the body types (:mod:`shared.models.common`): one pattern each.
+QueryUUID = common.UUIDStr
+QueryGroupName = common.GroupName
+StreamName = common.StreamName
 #: MongoDB takes a 64-bit skip; any page past it is past the end of every collection anyway
 MAX_SKIP: Final = 2**62
 
-
-def _rfc3339(value: Any) -> Any:
-    """Only RFC 3339 date-times (no unix timestamps, no missing seconds or offset)."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValueError("expected an RFC 3339 date-time")
-    return value
-
-
-def _in_utc(value: datetime) -> datetime:
-    """A time MongoDB can compare: its UTC form must exist (0001-01-01T00:00+09:30 has
-    none, it is before year 1)."""
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("date-time out of range") from None
-
-
-#: the one time type of every query filter (streams, logs): RFC 3339, in range
-QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 #: the reference's ``stream_status``, the type of both the streams' and the logs' ``statuses``
-StreamStatus = Literal[
-    "pending",
-    "in_progress",
-    "done",
-    "pause",
-    "cancel",
-    "failure",
-    "restart",
-    "handler_lost",
-    "deleted",
-]
-assert set(StreamStatus.__args__) == set(LOGGED)  # type: ignore[attr-defined]
+StreamStatus = LoggedStatus
 
 #: why a list filter takes any number of items: the reference gives no limit; the request
 #: line (``gateway.app.MAX_REQUEST_LINE``) bounds it, and duplicates are dropped

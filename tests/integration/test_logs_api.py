@@ -200,6 +200,8 @@ async def test_logs_pagination(client: Client) -> None:
         ("account_id", "ACCOUNT"),
         ("log_time__gte", "2024-01-01T00:00:00"),
         ("log_time__lt", "yesterday"),
+        ("log_time__gte", "1700000000"),
+        ("log_time__lt", "1700000000"),
         ("page", "0"),
         ("page_size", "0"),
         ("page_size", "1001"),
@@ -277,12 +279,18 @@ async def test_delete_without_bound_keeps_each_streams_newest(client: Client, ve
     assert await resp.json() == {"deleted_count": 0}
 
 
-async def test_delete_needs_an_aware_bound(client: Client) -> None:
-    resp = await client.delete("/1/streams/logs", params={"log_time__lt": "2024-01-01T00:00:00"})
+@pytest.mark.parametrize("bound", ["2024-01-01T00:00:00", "1700000000"])
+async def test_delete_needs_an_aware_rfc3339_bound(
+    client: Client, database: Database, bound: str
+) -> None:
+    """An RFC 3339 date-time, as on every list: no naive time, no unix timestamp."""
+    before = await database.stream_logs.count_documents({})
+    resp = await client.delete("/1/streams/logs", params={"log_time__lt": bound})
     assert resp.status == 400
     body = await resp.json()
     assert body["error_code"] == 12012
     assert body["detail"] == "Bad query parameters 'log_time__lt'"
+    assert await database.stream_logs.count_documents({}) == before
 
 
 async def test_delete_in_batches_breaks_ties_like_the_listing(

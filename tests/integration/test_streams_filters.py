@@ -259,3 +259,27 @@ async def test_a_time_before_year_one_in_utc_is_a_bad_query(client: Client, path
     body = await resp.json()
     assert (resp.status, body["error_code"]) == (400, 12012), body
     assert body["detail"] == f"Bad query parameters '{name}'"
+
+
+@pytest.mark.parametrize("value", ["1700000000", "1700000000.5", "0"])
+async def test_a_bare_number_is_not_a_time_on_any_list(client: Client, value: str) -> None:
+    """The reference's time filters are ``string <date-time>`` "in RFC 3339 format": a unix
+    timestamp is the same 12012 on the stream lists and counts and on the logs."""
+    await create_stream(client, v1_body())
+    queries = [
+        ("GET", f"/{version}/streams{tail}", name)
+        for version in (1, 2)
+        for tail in ("", "/count")
+        for name in ("create_time__gte", "create_time__lt")
+    ] + [
+        (method, f"/{version}/streams/logs", name)
+        for version in (1, 2)
+        for method, name in (
+            ("GET", "log_time__gte"),
+            ("GET", "log_time__lt"),
+            ("DELETE", "log_time__lt"),
+        )
+    ]
+    for method, path, name in queries:
+        resp = await client.request(method, path, params={name: value})
+        await expect_error(resp, 400, 12012, f"Bad query parameters '{name}'")

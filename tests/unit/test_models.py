@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,11 +13,14 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from gateway.responses import AutorestartView, StreamV1
+from shared import statuses
 from shared.models import (
     INT32_MAX,
     STREAM_STATUSES_CREATE,
     STREAM_STATUSES_PATCH,
     UUID_PATTERN,
+    FeedbackItem,
     FeedbackRequest,
     GroupCreate,
     GroupPatch,
@@ -28,6 +32,14 @@ from shared.models import (
     StreamPatch,
     StreamsDeleteRequest,
     format_validation_error,
+)
+from shared.models.common import QueryTime, UUIDStr
+from shared.stream_logs import DeleteLogsQuery, LogFilters, LogsQuery
+from shared.streams.filters import (
+    QueryUUID,
+    StreamFiltersV2,
+    StreamListQueryV1,
+    StreamListQueryV2,
 )
 
 Example = Callable[[str], Any]
@@ -448,3 +460,64 @@ def test_generated_v2_bodies_with_a_broken_bound_are_refused(
 ) -> None:
     body = set_path(data.draw(create_v2_bodies), case.where, case.value)
     assert refusal(StreamCreateV2, body) == case.expected
+
+
+# --- one home for statuses, the uuid pattern and the time type --------------------------
+
+
+def test_status_types_are_the_status_sets() -> None:
+    """Every status type is the one of ``shared.statuses``, member for member, in order."""
+    assert get_args(StreamV1.model_fields["status"].annotation) == statuses.STORED
+    assert get_args(AutorestartView.model_fields["status"].annotation) == (
+        statuses.AUTORESTART_STATUSES
+    )
+    assert get_args(FeedbackItem.model_fields["status"].annotation) == statuses.FEEDBACK_STATUSES
+    for model in (StreamFiltersV2, LogFilters):
+        (item,) = get_args(get_args(model.model_fields["statuses"].annotation)[0])
+        assert get_args(item) == statuses.LOGGED
+    assert STREAM_STATUSES_CREATE is statuses.CREATE_STATUSES
+    assert STREAM_STATUSES_PATCH is statuses.PATCH_STATUSES
+
+
+def test_stream_and_log_filters_share_the_uuid_and_time_types() -> None:
+    assert QueryUUID is UUIDStr
+    streams, logs = StreamFiltersV2.model_fields, LogFilters.model_fields
+    for fields in (streams, logs):
+        assert fields["account_id"].annotation == UUIDStr | None
+        assert fields["stream_ids"].annotation == list[UUIDStr] | None
+    for field in (
+        streams["create_time__gte"],
+        streams["create_time__lt"],
+        logs["log_time__gte"],
+        logs["log_time__lt"],
+        DeleteLogsQuery.model_fields["log_time__lt"],
+    ):
+        assert field.annotation == QueryTime | None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1700000000", "0", "1700000000.5", "-1", "2024-01-01T00:00:00", "2024-01-01T00:00Z"],
+)
+def test_a_bare_number_is_not_a_query_time(value: str) -> None:
+    """The reference's time filters are ``string <date-time>`` in RFC 3339 format: a unix
+    timestamp is refused by the stream filters and the log filters alike."""
+    for model, name in (
+        (StreamListQueryV1, "create_time__gte"),
+        (StreamListQueryV2, "create_time__lt"),
+        (LogsQuery, "log_time__gte"),
+        (LogsQuery, "log_time__lt"),
+        (DeleteLogsQuery, "log_time__lt"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            model.model_validate({name: value})
+        assert caught.value.errors()[0]["loc"] == (name,)
+
+
+def test_query_time_accepts_rfc3339_in_utc() -> None:
+    moment = datetime(2021, 9, 21, 11, 11, 41, 674000, tzinfo=UTC)
+    for value in ("2021-09-21T11:11:41.674Z", "2021-09-21T14:11:41.674+03:00"):
+        assert StreamListQueryV2.model_validate({"create_time__gte": value}).create_time__gte == (
+            moment
+        )
+        assert LogsQuery.model_validate({"log_time__gte": value}).log_time__gte == moment
