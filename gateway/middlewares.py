@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 import time
 
-import aio_pika
-import aiormq
-import pymongo.errors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.keys import METRICS, SETTINGS
 from shared.errors import (
+    BackendUnavailable,
     BadRequestId,
     DependencyUnavailable,
     InternalError,
@@ -27,19 +25,11 @@ from shared.errors import (
     RequestTooLarge,
 )
 from shared.log_setup import request_id_var
+from shared.mongo import database_errors
 from shared.request_id import HEADER, is_valid_request_id, new_request_id
 
 log = logging.getLogger("gateway.errors")
 access_log = logging.getLogger("gateway.access")
-
-#: failures of MongoDB or RabbitMQ connections: 503, the client may retry
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    pymongo.errors.ConnectionFailure,
-    aio_pika.exceptions.AMQPConnectionError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-)
 
 
 def error_response(error: LunaError) -> web.Response:
@@ -113,8 +103,13 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """LUNA error bodies. MongoDB's connection errors become
+    :class:`~shared.errors.DatabaseUnavailable` here (pymongo is called all over a request);
+    RabbitMQ's are :class:`~shared.errors.BrokerUnavailable` already (where aio-pika is
+    called). Either is 503, error code 2: the client may retry."""
     try:
-        return await handler(request)
+        with database_errors():
+            return await handler(request)
     except LunaError as exc:
         error: LunaError = exc
     except web.HTTPRequestEntityTooLarge:
@@ -125,12 +120,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error = PageNotFound()
     except web.HTTPException:
         raise
-    except UNAVAILABLE as exc:
-        log.warning("%s %s: dependency unavailable: %r", request.method, request.path, exc)
+    except BackendUnavailable as exc:
+        cause = exc.__cause__ or exc  # the driver's error: named in the answer, as always
+        log.warning("%s %s: dependency unavailable: %r", request.method, request.path, cause)
         error = DependencyUnavailable(
-            reason=f"a backing service is unavailable ({type(exc).__name__})"
+            reason=f"a backing service is unavailable ({type(cause).__name__})"
         )
     except Exception:
+        # every other failure is a bug: the client gets error code 1, the log the traceback
         log.exception("unexpected error on %s %s", request.method, request.path)
         error = InternalError()
     request.app[METRICS].errors.labels(

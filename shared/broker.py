@@ -10,26 +10,55 @@ Topology (every name carries ``LUNA_STREAMS_QUEUE_PREFIX``):
 Every publish is persistent, publisher-confirmed and mandatory: a message no queue takes
 raises instead of vanishing. Declarations are idempotent, so every component declares the
 topology at start.
+
+Errors: aio-pika's (and aiormq's under it) are translated here, where aio-pika is called,
+into :class:`shared.errors.BrokerUnavailable` by :func:`broker_errors`. Every method of
+:class:`Broker` does so, and modules that call aio-pika objects themselves (messages,
+consumer channels) wrap those calls in it; callers catch ``BrokerUnavailable`` only.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import (
+    AbstractChannel,
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
     DeliveryMode,
 )
 
+from shared.errors import BrokerUnavailable
 
-class BrokerUnavailable(ConnectionError):
-    """RabbitMQ could not be reached at start."""
+#: what aio-pika raises when RabbitMQ is away, or a connection or channel is lost or
+#: refuses a call; any other error (a bare RuntimeError included) is not translated
+DRIVER_ERRORS: Final[tuple[type[Exception], ...]] = (
+    # aiormq's base, which aio-pika re-exports: connection and channel closed, publish
+    # returned or nacked (aio-pika's connection errors are ConnectionErrors as well)
+    aio_pika.exceptions.AMQPError,
+    # a RuntimeError, but only ever about a closed channel (aiormq's, re-exported)
+    aio_pika.exceptions.ChannelInvalidStateError,
+    OSError,  # the socket: refused, reset, unreachable
+    TimeoutError,  # a connect or an RPC without an answer in time
+)
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Turn the :data:`DRIVER_ERRORS` raised in the block into
+    :class:`~shared.errors.BrokerUnavailable` (the driver's error as its ``__cause__``);
+    anything else passes unchanged."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +117,13 @@ class Broker:
         # are not registered there (that registry never shrinks): durable, they survive a
         # reconnect, and a publish that finds one gone forgets it, so the next declares it
         topology = name in (self.names.streams, self.names.feedback, self.names.feedback_dead)
-        queue = await self.channel.declare_queue(
-            name,
-            durable=True,
-            arguments={**self.queue_arguments, **(arguments or {})},
-            robust=topology,
-        )
+        with broker_errors():
+            queue = await self.channel.declare_queue(
+                name,
+                durable=True,
+                arguments={**self.queue_arguments, **(arguments or {})},
+                robust=topology,
+            )
         self._queues[name] = queue
         while len(self._queues) > self.cache_size:
             self._queues.popitem(last=False)
@@ -123,11 +153,12 @@ class Broker:
 
     async def queue_depth(self, name: str) -> tuple[int, int]:
         """(messages ready, consumers) of a queue, as the broker sees them now."""
-        underlay = await self.channel.get_underlay_channel()
         arguments = self.feedback_arguments if name == self.names.feedback else {}
-        result = await underlay.queue_declare(
-            name, durable=True, arguments={**self.queue_arguments, **arguments}
-        )
+        with broker_errors():
+            underlay = await self.channel.get_underlay_channel()
+            result = await underlay.queue_declare(
+                name, durable=True, arguments={**self.queue_arguments, **arguments}
+            )
         return int(result.message_count or 0), int(result.consumer_count or 0)
 
     async def declare_topology(self) -> None:
@@ -139,7 +170,19 @@ class Broker:
 
     async def delete_queue(self, name: str) -> None:
         self._queues.pop(name, None)
-        await self.channel.queue_delete(name)
+        with broker_errors():
+            await self.channel.queue_delete(name)
+
+    async def open_channel(self, prefetch: int) -> AbstractChannel:
+        """A channel of its own (a consumer's), delivering at most ``prefetch`` unacknowledged
+        messages."""
+        if self.connection.is_closed or self.connection.transport is None:
+            # closed, or reconnecting: aio-pika would raise a bare RuntimeError
+            raise BrokerUnavailable("the connection to RabbitMQ is not open")
+        with broker_errors():
+            channel = await self.connection.channel()
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel
 
     async def publish(
         self,
@@ -163,8 +206,9 @@ class Broker:
             expiration=expiration,
         )
         try:
-            await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
-        except BaseException:
+            with broker_errors():
+                await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
+        except BaseException:  # re-raised: whatever stopped it, the queue may be gone
             self._queues.pop(routing_key, None)  # declared again before the next publish
             raise
 
@@ -172,7 +216,8 @@ class Broker:
         return not self.connection.is_closed and not self.channel.is_closed
 
     async def close(self) -> None:
-        await self.connection.close()
+        with broker_errors():
+            await self.connection.close()
 
 
 async def open_broker(
@@ -183,12 +228,16 @@ async def open_broker(
     feedback_delivery_limit: int = 5,
     connect_timeout: float = 5.0,
 ) -> Broker:
-    """Connect (robust: it reconnects and restores channels) and declare the topology."""
-    try:
+    """Connect (robust: it reconnects and restores channels) and declare the topology;
+    :class:`~shared.errors.BrokerUnavailable` when RabbitMQ does not let us."""
+    with broker_errors():
         connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-        raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        with broker_errors():
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    except BaseException:  # re-raised, after closing what was opened
+        await connection.close()
+        raise
     broker = Broker(
         connection=connection,
         channel=channel,
@@ -198,7 +247,7 @@ async def open_broker(
     )
     try:
         await broker.declare_topology()
-    except BaseException:
+    except BaseException:  # re-raised, after closing what was opened
         await connection.close()
         raise
     return broker

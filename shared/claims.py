@@ -29,15 +29,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import aio_pika
-import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
-from shared.broker import Broker
+from shared.broker import Broker, broker_errors
 from shared.clock import now_utc
 from shared.coalesce import Coalescer
+from shared.errors import BrokerUnavailable
 from shared.mongo import Database, Doc
 from shared.statuses import IN_PROGRESS, PENDING
 from shared.streams.changes import Change, StreamChanges
@@ -46,12 +45,6 @@ from shared.token_buffer import TokenBuffers
 from shared.tokens import QueueToken
 
 log = logging.getLogger("luna_streams.claims")
-
-BROKER_ERRORS: tuple[type[BaseException], ...] = (
-    aio_pika.exceptions.AMQPError,
-    aiormq.exceptions.AMQPError,
-    ConnectionError,
-)
 
 CAP_LOCK = "claims.max_active_streams"
 CAP_LOCK_TTL = timedelta(seconds=30)
@@ -243,15 +236,15 @@ class ClaimService:
         live = list(names)
         while len(claimed) < limit and live and budget > 0:
             for name in list(live):
-                buffer = await self.buffers.get(name)
-                messages = await buffer.take(limit - len(claimed))
-                if not messages:
-                    live.remove(name)
-                    continue
-                budget -= len(messages)
                 try:
+                    buffer = await self.buffers.get(name)
+                    messages = await buffer.take(limit - len(claimed))
+                    if not messages:
+                        live.remove(name)
+                        continue
+                    budget -= len(messages)
                     claimed += await self._claim_tokens(buffer.give_back, messages, filters)
-                except BROKER_ERRORS:
+                except BrokerUnavailable:
                     if not claimed:
                         raise
                     # the streams claimed so far are this agent's: answer with them
@@ -275,7 +268,8 @@ class ClaimService:
                 tokens.append((QueueToken.decode(message.body), message))
             except ValidationError:
                 log.warning("dropping a malformed queue token")
-                await message.reject(requeue=False)
+                with broker_errors():
+                    await message.reject(requeue=False)
         ids = list(dict.fromkeys(token.stream_id for token, _ in tokens))
         docs = {doc["_id"]: doc async for doc in self.database.streams.find({"_id": {"$in": ids}})}
         candidates: list[Doc] = []
@@ -296,8 +290,9 @@ class ClaimService:
         done += claiming
         for message in done:
             try:
-                await message.ack()
-            except Exception as exc:  # channel lost: the token comes back, and is then stale
+                with broker_errors():
+                    await message.ack()
+            except BrokerUnavailable as exc:  # channel lost: the token comes back, then stale
                 log.info("token ack lost (%s); it will be redelivered as stale", exc)
         give_back(passed)
         return claimed

@@ -46,6 +46,8 @@ class Coalescer(Generic[T, R]):
             try:
                 results = await self._run([item for item, _ in batch])
             except Exception as exc:
+                # not swallowed: whatever failed the batch, each of its callers gets it
+                # raised and answers it; this task goes on with the next batch
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

@@ -13,11 +13,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+# re-exported: shared.cli catches it from here
+from shared.errors import EmbeddedUnavailable
+
 log = logging.getLogger("embedded-mongo")
-
-
-class EmbeddedUnavailable(RuntimeError):
-    pass
 
 
 def embedded_uri(port: int) -> str:

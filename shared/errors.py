@@ -1,7 +1,14 @@
-"""LUNA errors: one class per error code, each with its HTTP status and message template.
+"""The service's errors, in two small trees.
 
-The gateway's error middleware turns any :class:`LunaError` into the LUNA error body
-``{"error_code", "desc", "detail", "link"}``; everything else becomes error code 1.
+- :class:`LunaError`: what the API answers, one class per LUNA error code, each with its
+  HTTP status and message template. The gateway's error middleware turns one into the LUNA
+  error body ``{"error_code", "desc", "detail", "link"}``.
+- :class:`ServiceError`: what goes wrong inside (a backing service away, a setting missing,
+  a lost race). A driver's errors are translated into these once, where the driver is
+  called (:func:`shared.broker.broker_errors`, :func:`shared.mongo.database_errors`), so
+  the rest of the code catches these, never a driver's classes. The error middleware
+  answers :class:`BackendUnavailable` with :class:`DependencyUnavailable` (503, code 2);
+  anything else it does not know becomes error code 1.
 """
 
 from __future__ import annotations
@@ -229,3 +236,58 @@ class StreamNotConvertible(LunaError):
         "Stream '{stream_id}' was created with API v{created} and cannot be shown as "
         "v{asked}: {reason}"
     )
+
+
+# --- internal errors ------------------------------------------------------------------
+
+
+class ServiceError(Exception):
+    """Base of the errors raised inside the service (never shown to clients as such)."""
+
+
+class BackendUnavailable(ServiceError):
+    """RabbitMQ or MongoDB did not answer: the same call may succeed later. The driver's
+    own error is the ``__cause__``."""
+
+
+class BrokerUnavailable(BackendUnavailable):
+    """RabbitMQ cannot be reached, or the connection or channel of a call was lost or
+    refused it (translated by :func:`shared.broker.broker_errors`)."""
+
+
+class DatabaseUnavailable(BackendUnavailable):
+    """MongoDB cannot be reached or did not answer in time (translated by
+    :func:`shared.mongo.database_errors`)."""
+
+
+class ConfigurationError(ServiceError):
+    """The process cannot run as configured or installed (a required setting is missing)."""
+
+
+class EmbeddedUnavailable(ConfigurationError):
+    """The embedded MongoDB-wire server is not installed (the ``embedded`` extra)."""
+
+
+class ConcurrentModification(ServiceError):
+    """A stream changed under every one of our compare-and-set attempts (should not
+    happen in practice)."""
+
+
+class InvalidValue(ServiceError, ValueError):
+    """A value the service cannot use; the message says why. Also a :class:`ValueError`,
+    so that validators (pydantic turns a ``ValueError`` into a validation error) and
+    callers that parse see it as one."""
+
+
+class BadEventId(InvalidValue):
+    """The text is not an event id this service gave (:mod:`shared.stream_events`)."""
+
+
+class PreviewUrlRefused(InvalidValue):
+    """A preview URL :class:`shared.preview_policy.PreviewPolicy` does not allow; the
+    message says which rule."""
+
+
+class NotConvertible(InvalidValue):
+    """The stream's settings have no faithful form in the requested API version
+    (:mod:`shared.models.convert`)."""

@@ -29,10 +29,14 @@ from typing import Any, Final
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 
-from shared.errors import BadLastEventId, DependencyUnavailable, EventSubscribersLimit
+from shared.errors import (
+    BadEventId,
+    BadLastEventId,
+    DependencyUnavailable,
+    EventSubscribersLimit,
+)
 from shared.mongo import Database, Doc
 from shared.stream_events import (
-    BadEventId,
     EventFilter,
     StreamEvent,
     event_id,

@@ -25,8 +25,13 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from shared.broker import Broker
-from shared.errors import DependencyUnavailable, FeedbackOverloaded, FeedbackTimeout
+from shared.broker import Broker, broker_errors
+from shared.errors import (
+    BrokerUnavailable,
+    DependencyUnavailable,
+    FeedbackOverloaded,
+    FeedbackTimeout,
+)
 
 log = logging.getLogger("luna_streams.feedback_rpc")
 
@@ -61,7 +66,7 @@ class FeedbackClient:
         self._sampled_at = now
         try:
             self.backlog, _ = await self.broker.queue_depth(self.broker.names.feedback)
-        except Exception as exc:  # the publish below reports an unavailable broker
+        except BrokerUnavailable as exc:  # the publish below reports it to the client
             log.info("feedback queue depth unknown: %s", exc)
 
     def _check_overload(self) -> None:
@@ -74,10 +79,11 @@ class FeedbackClient:
             )
 
     async def start(self) -> None:
-        self._queue = await self.broker.channel.declare_queue(
-            self.reply_queue_name, exclusive=True, auto_delete=True
-        )
-        await self._queue.consume(self._on_reply, no_ack=True)
+        with broker_errors():
+            self._queue = await self.broker.channel.declare_queue(
+                self.reply_queue_name, exclusive=True, auto_delete=True
+            )
+            await self._queue.consume(self._on_reply, no_ack=True)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         waiter = self._waiting.pop(message.correlation_id or "", None)
@@ -106,7 +112,7 @@ class FeedbackClient:
                     reply_to=self.reply_queue_name,
                     expiration=self.timeout,
                 )
-            except Exception as exc:
+            except BrokerUnavailable as exc:
                 raise DependencyUnavailable(reason=f"RabbitMQ refused the feedback: {exc}") from exc
             try:
                 reply = await asyncio.wait_for(waiter, self.timeout)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import now_utc
-from shared.errors import GroupExists, GroupNotFound, StreamNotFound
+from shared.errors import BrokerUnavailable, GroupExists, GroupNotFound, StreamNotFound
 from shared.mongo import Database, Doc
 from shared.statuses import PENDING
 from shared.streams.documents import format_time
@@ -169,5 +169,5 @@ class GroupService:
             )
             try:
                 await self.publisher.publish_token(token, [group_id], only_groups=True)
-            except Exception as exc:
+            except BrokerUnavailable as exc:
                 log.warning("group token publish deferred for %s: %s", doc["_id"], exc)

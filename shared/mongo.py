@@ -2,19 +2,29 @@
 
 The client is made by :func:`open_database` on the running event loop (after any fork) and
 indexes are created idempotently at every start, by every process.
+
+Errors: pymongo is called from every module that reads or writes, so its connection-level
+errors (:data:`OUTAGE_ERRORS`) are translated into
+:class:`shared.errors.DatabaseUnavailable` by :func:`database_errors` at the edges instead:
+around a whole request (the gateway's error middleware), around :func:`open_database`, and
+around whatever must react to an outage. Other pymongo errors (a duplicate key, a refused
+operation) are answers the code that asked handles, and stay pymongo's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 
 from shared import clock
+from shared.errors import DatabaseUnavailable
 
 Doc = dict[str, Any]
 
@@ -109,6 +119,23 @@ class Database:
         await self.client.close()
 
 
+#: pymongo's errors of a server that cannot be reached or did not answer: ConnectionFailure
+#: is the base of AutoReconnect (NetworkTimeout, NotPrimaryError, ServerSelectionTimeoutError)
+#: and WaitQueueTimeoutError
+OUTAGE_ERRORS: Final[tuple[type[Exception], ...]] = (ConnectionFailure,)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn the :data:`OUTAGE_ERRORS` raised in the block into
+    :class:`~shared.errors.DatabaseUnavailable` (pymongo's error as its ``__cause__``);
+    anything else passes unchanged."""
+    try:
+        yield
+    except OUTAGE_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+
+
 #: the embedded server answers ``{_id: {$in: ids}}`` in time growing faster than ``len(ids)``
 #: (100 ids: 29 ms, 300: 190 ms) and likewise for inserts: ask in chunks of this many
 ID_CHUNK = 100
@@ -133,7 +160,8 @@ async def open_database(
     ensure_indexes: bool = True,
     journal: bool = True,
 ) -> Database:
-    """Connect on the running loop, check the server answers, create indexes.
+    """Connect on the running loop, check the server answers, create indexes;
+    :class:`~shared.errors.DatabaseUnavailable` when it does not answer.
 
     ``journal``: every write waits until the server has journaled it (``j: true``), so
     an acknowledged write survives the server's crash (``LUNA_STREAMS_MONGO_JOURNAL``).
@@ -148,10 +176,11 @@ async def open_database(
     )
     database = Database(client=client, db=client[db_name])
     try:
-        await database.ping()
-        if ensure_indexes:
-            await create_indexes(database)
-    except BaseException:
+        with database_errors():
+            await database.ping()
+            if ensure_indexes:
+                await create_indexes(database)
+    except BaseException:  # re-raised, after closing the client
         await client.close()
         raise
     return database

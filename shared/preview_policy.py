@@ -25,7 +25,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 from yarl import URL
 
-from shared.errors import BadInputJson
+from shared.errors import BadInputJson, PreviewUrlRefused
 from shared.models.feedback import FeedbackItem
 
 Address = IPv4Address | IPv6Address
@@ -35,10 +35,6 @@ SCHEMES = ("http", "https")
 HOST_INVALID = "URL host invalid"
 SCHEME_INVALID = "URL scheme invalid: expected http or https"
 USERINFO_INVALID = "URL must not carry user info"
-
-
-class PreviewUrlRefused(ValueError):
-    """A preview URL the policy does not allow; the message says which rule."""
 
 
 def parse_address(text: str | None) -> Address | None:

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import bson
+from bson.errors import BSONError
 
-from shared.errors import StreamNotConvertible
+from shared.errors import BadEventId, StreamNotConvertible
 from shared.mongo import Database, Doc
 from shared.statuses import DELETED
 from shared.streams.documents import VIEW_PROJECTION, format_time, stream_view
@@ -53,10 +54,6 @@ _SHOWN_AS: Final = {"groups": "group_names"}
 MAX_EVENT_ID: Final = 4096
 
 
-class BadEventId(ValueError):
-    """The text is not an event id this service gave."""
-
-
 def event_id(token: Mapping[str, Any]) -> str:
     """The SSE id of a resume token (``{"_data": hex}`` on MongoDB and SecantusDB)."""
     data = token.get("_data")
@@ -77,7 +74,7 @@ def resume_token(text: str) -> dict[str, Any]:
         return {"_data": text}
     try:
         return dict(bson.decode(raw))
-    except Exception:
+    except BSONError:
         raise BadEventId("not an event id of this service") from None
 
 

@@ -9,6 +9,9 @@ a token held longer than ``LUNA_STREAMS_CLAIM_HOLD`` seconds goes back to the qu
 gateways' agents may want it), and a buffer that no claim used for that long stops
 consuming and closes its channel, so an idle gateway holds no token. The number of buffers
 is bounded (the least recently used one closes first).
+
+Every aio-pika call here runs in :func:`shared.broker.broker_errors`: a lost broker is
+:class:`shared.errors.BrokerUnavailable` to the claim that meets it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
-from shared.broker import Broker
+from shared.broker import Broker, broker_errors
+from shared.errors import BrokerUnavailable
 
 log = logging.getLogger("luna_streams.token_buffer")
 
@@ -59,13 +63,13 @@ class TokenBuffer:
         if self.consuming:
             return False
         await self._close_channel()
-        channel = await self.broker.connection.channel()
-        await channel.set_qos(prefetch_count=self.prefetch)
-        queue = await channel.declare_queue(
-            self.queue_name, durable=True, arguments=self.broker.queue_arguments
-        )
-        self._channel, self._queue = channel, queue
-        self._tag = await queue.consume(self._on_message)
+        channel = await self.broker.open_channel(self.prefetch)
+        self._channel = channel
+        with broker_errors():
+            self._queue = await channel.declare_queue(
+                self.queue_name, durable=True, arguments=self.broker.queue_arguments
+            )
+            self._tag = await self._queue.consume(self._on_message)
         return True
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -103,7 +107,8 @@ class TokenBuffer:
         while self._held:
             held_since, message = self._held.popleft()
             if idle or now - held_since >= self.hold:
-                with contextlib.suppress(Exception):  # a closed channel returns it anyway
+                # a lost channel returns it anyway
+                with contextlib.suppress(BrokerUnavailable), broker_errors():
                     await message.nack(requeue=True)
                 released += 1
             else:
@@ -117,7 +122,8 @@ class TokenBuffer:
         channel, self._channel, self._tag, self._queue = self._channel, None, None, None
         self._held.clear()  # what was delivered on it goes back to the queue with it
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
+            # a lost channel is closed already, and its deliveries went back with it
+            with contextlib.suppress(BrokerUnavailable), broker_errors():
                 await channel.close()
 
     async def close(self) -> None:
@@ -155,9 +161,11 @@ class TokenBuffers:
             now = time.monotonic()
             for name, buffer in list(self._buffers.items()):
                 try:
-                    await buffer.release(now)
-                except Exception as exc:  # the broker is away: its channel returns them
-                    log.info("releasing tokens of %s: %s", name, exc)
+                    await buffer.release(now)  # a lost broker is no error there
+                except Exception:
+                    # a bug, but this task must outlive it: without it no held token would
+                    # ever go back to the queue for other gateways
+                    log.exception("releasing tokens of %s failed", name)
                 if not buffer.consuming and now - buffer.last_used > 60 * self.hold:
                     self._buffers.pop(name, None)
 

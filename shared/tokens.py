@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from shared.broker import Broker
+from shared.statuses import PENDING
 
 
 class QueueToken(BaseModel):
@@ -32,7 +33,7 @@ class QueueToken(BaseModel):
     def cas_filter(self) -> dict[str, Any]:
         return {
             "_id": self.stream_id,
-            "status": "pending",
+            "status": PENDING,
             "version": self.version,
             "queued_at": self.queued_at,
         }
@@ -47,7 +48,11 @@ class TokenPublisher(Protocol):
 
 
 class BrokerTokenPublisher:
-    """Publishes a token to the all-streams queue and to each group's queue."""
+    """Publishes a token to the all-streams queue and to each group's queue.
+
+    Only :class:`~shared.broker.Broker` methods are called, so a lost or refusing broker is
+    :class:`shared.errors.BrokerUnavailable` (translated there), never aio-pika's own errors.
+    """
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker

@@ -159,7 +159,7 @@ def add_event_routes(version: int) -> None:
             await response.prepare(request)
             try:
                 await _relay(request, response, subscription, version)
-            except (ConnectionError, RuntimeError) as exc:
+            except ConnectionError as exc:  # aiohttp's ClientConnectionResetError on write
                 log.debug("event subscriber left: %r", exc)
         return response
 

@@ -5,6 +5,7 @@ the complete effective settings (every default that applied). A failure becomes 
 12022 detail with :func:`format_validation_error`.
 """
 
+from shared.errors import NotConvertible
 from shared.models.common import (
     GROUP_NAME_PATTERN,
     INT32_MAX,
@@ -23,11 +24,10 @@ from shared.models.common import (
     VideoInfo,
     format_validation_error,
 )
-from shared.models.convert import NotConvertible, v1_to_v2, v2_to_v1
+from shared.models.convert import v1_to_v2, v2_to_v1
 from shared.models.feedback import (
     FeedbackItem,
     FeedbackRequest,
-    FeedbackStatus,
     QueueClaimFilters,
     QueueClaimRequest,
 )
@@ -80,6 +80,7 @@ from shared.models.v2 import (
     UdpDataV2,
     VideoFileDataV2,
 )
+from shared.statuses import FeedbackStatus
 
 __all__ = [
     "ANALYTICS_MODE_BODY",

@@ -56,6 +56,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+# re-exported: shared.models and shared.streams.documents take it from here
+from shared.errors import NotConvertible
 from shared.models.v1 import STREAM_DATA_V1, EventHandlerV1, LiveSourceDataV1, PoliciesV1
 from shared.models.v2 import (
     ANALYTICS_MODE_BODY,
@@ -87,10 +89,6 @@ _SHARED_LIVENESS: Final = (
 )
 _DATA_POLICIES: Final = ("frame_processing_mode", "real_time_mode_fps", "ffmpeg_threads_number")
 _LIVE_SOURCE: Final = ("preferred_program_stream_frame_width", "endless")
-
-
-class NotConvertible(ValueError):
-    """The stream's settings have no faithful form in the requested API version."""
 
 
 def _pick(source: Settings, names: tuple[str, ...]) -> Settings:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import BadEventId
 from shared.stream_events import (
-    BadEventId,
     EventFilter,
     StreamEvent,
     event_id,
