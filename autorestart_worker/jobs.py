@@ -1,53 +1,48 @@
-"""What the autorestart worker runs: one actor and four periodic jobs."""
+"""What the autorestart worker runs: four periodic jobs, each a dramatiq actor."""
 
 from __future__ import annotations
 
-from shared.autorestart import restart_due, restart_stream
+from datetime import timedelta
+
+from shared.autorestart import restart_due
 from shared.downgrade import downgrade_silent
-from shared.jobs_broker import AUTORESTART, RESTART_STREAM
+from shared.jobs import AUTORESTART, JobClients, JobWorkerSpec, PeriodicJob
 from shared.reconciler import reconcile_tokens
-from shared.settings import Settings
+from shared.settings import AutorestartWorkerSettings
+from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
-from shared.worker_runtime import JobContext, PeriodicJob, WorkerSpec
 
 
-async def restart_stream_actor(
-    context: JobContext, stream_id: str, version: int, attempt: int
-) -> bool:
-    database = await context.database()
-    return await restart_stream(database, await context.changes(), stream_id, version, attempt)
+def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
+    def changes(clients: JobClients) -> StreamChanges:
+        return StreamChanges(
+            clients.database,
+            BrokerTokenPublisher(clients.broker),
+            timedelta(seconds=settings.change_sweep_delay),
+        )
 
+    async def autorestart_sweep(clients: JobClients) -> int:
+        return await restart_due(clients.database, changes(clients))
 
-async def autorestart_sweep(context: JobContext) -> int:
-    return await restart_due(await context.database(), await context.changes())
+    async def downgrade(clients: JobClients) -> int:
+        return await downgrade_silent(
+            clients.database, changes(clients), settings.stream_status_obsoleting_period
+        )
 
+    async def reconcile(clients: JobClients) -> int:
+        return await reconcile_tokens(
+            clients.database,
+            clients.broker,
+            BrokerTokenPublisher(clients.broker),
+            grace=settings.reconcile_interval,
+        )
 
-async def downgrade(context: JobContext) -> int:
-    return await downgrade_silent(
-        await context.database(),
-        await context.changes(),
-        context.settings.stream_status_obsoleting_period,
-    )
+    async def outbox_sweep(clients: JobClients) -> int:
+        return await changes(clients).sweep()
 
-
-async def reconcile(context: JobContext) -> int:
-    broker = await context.broker()
-    return await reconcile_tokens(
-        await context.database(),
-        broker,
-        BrokerTokenPublisher(broker),
-        grace=context.settings.reconcile_interval,
-    )
-
-
-async def outbox_sweep(context: JobContext) -> int:
-    return await (await context.changes()).sweep()
-
-
-def spec(settings: Settings) -> WorkerSpec:
-    return WorkerSpec(
+    return JobWorkerSpec(
         component="autorestart-worker",
-        queue=AUTORESTART,
+        kind=AUTORESTART,
         periodic=[
             PeriodicJob(
                 "autorestart_sweep", autorestart_sweep, settings.autorestart_sweep_interval
@@ -56,5 +51,4 @@ def spec(settings: Settings) -> WorkerSpec:
             PeriodicJob("reconcile", reconcile, settings.reconcile_interval),
             PeriodicJob("outbox_sweep", outbox_sweep, settings.reconcile_interval),
         ],
-        actors={RESTART_STREAM: restart_stream_actor},
     )

@@ -25,7 +25,7 @@ from urllib.request import urlopen
 
 from shared.broker import QueueNames
 from shared.embedded_mongo import embedded_uri
-from shared.jobs_broker import AUTORESTART, JANITOR
+from shared.jobs import AUTORESTART, JANITOR
 
 ROOT = Path(__file__).resolve().parent.parent
 

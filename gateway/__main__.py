@@ -1,56 +1,71 @@
-"""``python -m gateway``: serve the API until SIGTERM or SIGINT, then drain and stop."""
+"""``python -m gateway``: the HTTP API through :mod:`shared.lifecycle`, on aiohttp's own
+runner (``web.AppRunner``): on SIGTERM readiness turns off at once, the site stops
+listening, the requests in flight get up to ``LUNA_STREAMS_SHUTDOWN_TIMEOUT`` (aiohttp's
+graceful shutdown: ``on_shutdown`` ends the event streams first), then the clients close."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+from collections.abc import Mapping
+from typing import NoReturn
 
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.keys import LIFECYCLE, Lifecycle
 from gateway.limits import cap_connections
-from shared.log_setup import setup_logging
-from shared.settings import Settings, load_settings
+from shared.lifecycle import Readiness, main
+from shared.settings import GatewaySettings
 
 log = logging.getLogger("gateway")
 
 
-async def serve(settings: Settings) -> None:
-    app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout, access_log=None)
-    await runner.setup()
-    assert runner.server is not None
-    cap_connections(runner.server, settings.max_connections)
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
-    await site.start()
-    log.info("LUNA Streams API listening on http://%s:%d", settings.host, settings.port)
-    lifecycle = app[LIFECYCLE]
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _stop, lifecycle, sig)
-    await lifecycle.stopping.wait()
-    log.info("draining (up to %.0f s)", settings.shutdown_timeout)
-    await runner.cleanup()
-    log.info("stopped")
+class Gateway:
+    name = "gateway"
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.readiness = Readiness()
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.runner = web.AppRunner(
+            create_app(settings, self.readiness),
+            shutdown_timeout=settings.shutdown_timeout,
+            access_log=None,  # gateway.middlewares writes the access log
+        )
+        await self.runner.setup()
+        assert self.runner.server is not None
+        cap_connections(self.runner.server, settings.max_connections)
+        site = web.TCPSite(self.runner, settings.host, settings.port, reuse_port=True)
+        await site.start()
+        log.info("LUNA Streams API listening on http://%s:%d", settings.host, settings.port)
+
+    async def broken(self) -> str:
+        await asyncio.Event().wait()  # the gateway reports dependencies in /healthcheck
+        raise AssertionError("unreachable")
+
+    async def stop_taking_work(self) -> None:
+        if self.runner is not None:
+            for site in list(self.runner.sites):
+                await site.stop()
+
+    async def finish(self, timeout: float) -> Mapping[str, int]:  # noqa: ASYNC109 - a bound
+        server = self.runner.server if self.runner is not None else None
+        open_connections = len(server.connections) if server is not None else 0
+        await self.close()  # waits up to the runner's shutdown_timeout for handlers
+        return {"connections drained": open_connections}
+
+    async def close(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            await runner.cleanup()
 
 
-def _stop(lifecycle: Lifecycle, sig: signal.Signals) -> None:
-    log.info("%s received: readiness off, stopping", sig.name)
-    lifecycle.ready = False
-    lifecycle.stopping.set()
-
-
-def main() -> None:
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format, "gateway")
-    try:
-        asyncio.run(serve(settings))
-    except Exception as exc:  # one clear line for start-up failures (no DB, no broker)
-        log.error("gateway failed: %s: %s", type(exc).__name__, exc)
-        raise SystemExit(1) from None
+def run() -> NoReturn:
+    main("gateway", GatewaySettings, Gateway)
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -16,12 +16,11 @@ from gateway.keys import (
     EVENTS,
     FEEDBACK,
     GROUPS,
-    LIFECYCLE,
     METRICS,
     PREVIEWS,
+    READINESS,
     SETTINGS,
     STREAMS,
-    Lifecycle,
 )
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware, metrics_middleware, request_id_middleware
@@ -30,11 +29,13 @@ from gateway.preview_client import PreviewClient
 from gateway.routes import console, events, groups, logs, preview, queue, service, streams
 from shared.broker import open_broker
 from shared.claims import ClaimService
+from shared.errors import ConfigurationError
 from shared.event_hub import StreamEventHub
 from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
+from shared.lifecycle import Readiness
 from shared.mongo import open_database
-from shared.settings import Settings
+from shared.settings import GatewaySettings
 from shared.streams.changes import StreamChanges
 from shared.streams.service import StreamService
 from shared.tokens import BrokerTokenPublisher
@@ -56,14 +57,10 @@ APIS: list[Api] = [
 MAX_REQUEST_LINE = 1024 * 1024
 
 
-class MissingMongoUri(RuntimeError):
-    pass
-
-
 async def database_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if not settings.mongo_uri:
-        raise MissingMongoUri(
+        raise ConfigurationError(
             "LUNA_STREAMS_MONGO_URI is not set: give a MongoDB URI, or run "
             "`luna-streams all`, which starts the embedded server"
         )
@@ -133,7 +130,8 @@ async def end_event_streams(app: web.Application) -> None:
         await app[EVENTS].close()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: GatewaySettings, readiness: Readiness | None = None) -> web.Application:
+    """The gateway; ``readiness`` is its process's (:mod:`shared.lifecycle`), else ready."""
     app = web.Application(
         client_max_size=settings.max_body_size,
         # the API allows 1000 ids (or names) in a query string: long request lines
@@ -147,7 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
-    app[LIFECYCLE] = Lifecycle()
+    app[READINESS] = readiness or Readiness(ready=True)
     register(app, APIS)
     app[DOCS] = build_docs(build_spec(all_operations(APIS)))
     app.cleanup_ctx.append(database_context)

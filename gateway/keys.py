@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-
 from aiohttp import web
 
 from gateway.docs import DocsBundle
@@ -15,24 +12,17 @@ from shared.claims import ClaimService
 from shared.event_hub import StreamEventHub
 from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
+from shared.lifecycle import Readiness
 from shared.mongo import Database
-from shared.settings import Settings
+from shared.settings import GatewaySettings
 from shared.streams.service import StreamService
 
-
-@dataclass(slots=True)
-class Lifecycle:
-    """Readiness: turns false the moment SIGTERM arrives, before the server drains."""
-
-    ready: bool = True
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", GatewaySettings)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
 METRICS = web.AppKey("metrics", GatewayMetrics)
-LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+#: false from the moment SIGTERM arrives (:mod:`shared.lifecycle`): /healthcheck answers 503
+READINESS = web.AppKey("readiness", Readiness)
 DOCS = web.AppKey("docs", DocsBundle)
 STREAMS = web.AppKey("streams", StreamService)
 GROUPS = web.AppKey("groups", GroupService)

@@ -21,10 +21,10 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import hdrs, web
 
-from shared.errors import PreviewError
+from shared.errors import PreviewError, PreviewUrlRefused
 from shared.models.feedback import FeedbackItem
-from shared.preview_policy import PreviewPolicy, PreviewUrlRefused
-from shared.settings import Settings
+from shared.preview_policy import PreviewPolicy
+from shared.settings import GatewaySettings
 
 log = logging.getLogger("gateway.preview")
 
@@ -36,14 +36,14 @@ def unavailable() -> PreviewError:
     return PreviewError(reason=UNAVAILABLE)
 
 
-def policy_of(settings: Settings) -> PreviewPolicy:
+def policy_of(settings: GatewaySettings) -> PreviewPolicy:
     return PreviewPolicy(
         agent_networks=tuple(settings.preview_agent_networks),
         trusted_proxies=tuple(settings.trusted_proxies),
     )
 
 
-def own_ports(request: web.Request, settings: Settings) -> frozenset[int]:
+def own_ports(request: web.Request, settings: GatewaySettings) -> frozenset[int]:
     """The gateway's configured port and the one this request arrived on."""
     ports = {settings.port}
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
@@ -53,7 +53,7 @@ def own_ports(request: web.Request, settings: Settings) -> frozenset[int]:
 
 
 def check_feedback_previews(
-    request: web.Request, settings: Settings, items: Iterable[FeedbackItem]
+    request: web.Request, settings: GatewaySettings, items: Iterable[FeedbackItem]
 ) -> None:
     """12022 when a feedback item reports a preview URL the gateway would not fetch."""
     policy = policy_of(settings)
@@ -61,7 +61,7 @@ def check_feedback_previews(
     policy.check_feedback(list(items), sender, own_ports(request, settings))
 
 
-def _session(limit: int, settings: Settings) -> aiohttp.ClientSession:
+def _session(limit: int, settings: GatewaySettings) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False)
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.preview_timeout, sock_read=settings.preview_timeout
@@ -78,7 +78,7 @@ def _session(limit: int, settings: Settings) -> aiohttp.ClientSession:
 class PreviewClient:
     """The two pools and the count of live relays running now."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.policy = policy_of(settings)
         self.frames = _session(settings.preview_max_connections, settings)

@@ -1,29 +1,26 @@
-"""The janitor's one periodic job."""
+"""The janitor's one periodic job, a dramatiq actor."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from shared.clock import now_utc
-from shared.jobs_broker import JANITOR
-from shared.settings import Settings
+from shared.jobs import JANITOR, JobClients, JobWorkerSpec, PeriodicJob
+from shared.settings import LogJanitorSettings
 from shared.stream_logs import StreamLogService
-from shared.worker_runtime import JobContext, PeriodicJob, WorkerSpec
 
 
-async def clear_logs(context: JobContext) -> int:
-    interval = context.settings.logs_clear_interval
-    if not interval.active:
-        return 0
-    bound = now_utc() - timedelta(seconds=interval.max_age_seconds)
-    return await StreamLogService(await context.database()).delete_older_than(bound)
+def spec(settings: LogJanitorSettings) -> JobWorkerSpec:
+    interval = settings.logs_clear_interval
 
+    async def clear_logs(clients: JobClients) -> int:
+        if not interval.active:
+            return 0
+        bound = now_utc() - timedelta(seconds=interval.max_age_seconds)
+        return await StreamLogService(clients.database).delete_older_than(bound)
 
-def spec(settings: Settings) -> WorkerSpec:
-    return WorkerSpec(
+    return JobWorkerSpec(
         component="log-janitor",
-        queue=JANITOR,
-        periodic=[
-            PeriodicJob("clear_logs", clear_logs, settings.logs_clear_interval.check_interval)
-        ],
+        kind=JANITOR,
+        periodic=[PeriodicJob("clear_logs", clear_logs, interval.check_interval)],
     )

@@ -21,17 +21,19 @@ import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pymongo.errors import PyMongoError
 
-from shared.autorestart import RestartScheduler
-from shared.broker import Broker, open_broker
+from shared.broker import Broker, broker_errors, open_broker
+from shared.errors import BrokerUnavailable, ConfigurationError
 from shared.feedback import FeedbackBatch, apply_feedback
+from shared.lifecycle import Readiness
 from shared.models import FeedbackRequest
 from shared.mongo import Database, open_database
-from shared.settings import Settings
+from shared.settings import QueueWorkerSettings
 from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
 
@@ -51,12 +53,16 @@ def _expired(message: AbstractIncomingMessage, held: float) -> bool:
 
 
 class FeedbackWorker:
-    def __init__(self, settings: Settings) -> None:
+    """The queue worker's component (:mod:`shared.lifecycle`)."""
+
+    name = "queue-worker"
+
+    def __init__(self, settings: QueueWorkerSettings) -> None:
         self.settings = settings
+        self.readiness = Readiness()
         self.database: Database | None = None
         self.broker: Broker | None = None
         self.changes: StreamChanges | None = None
-        self.scheduler: RestartScheduler | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._arrived: list[tuple[float, AbstractIncomingMessage]] = []
@@ -76,7 +82,7 @@ class FeedbackWorker:
     async def start(self) -> None:
         settings = self.settings
         if not settings.mongo_uri:
-            raise RuntimeError("LUNA_STREAMS_MONGO_URI is not set")
+            raise ConfigurationError("LUNA_STREAMS_MONGO_URI is not set")
         self.database = await open_database(
             settings.mongo_uri, settings.db_name, journal=settings.mongo_journal
         )
@@ -87,11 +93,12 @@ class FeedbackWorker:
             feedback_delivery_limit=settings.feedback_delivery_limit,
         )
         self.changes = StreamChanges(self.database, BrokerTokenPublisher(self.broker))
-        self.scheduler = RestartScheduler(settings)
         self._applier = asyncio.create_task(self._apply_forever())
-        await self.broker.channel.set_qos(prefetch_count=settings.feedback_prefetch)
+        with broker_errors():
+            await self.broker.channel.set_qos(prefetch_count=settings.feedback_prefetch)
         self._queue = await self.broker.declare_feedback_queue()
-        self._consumer_tag = await self._queue.consume(self.on_message)
+        with broker_errors():
+            self._consumer_tag = await self._queue.consume(self.on_message)
         log.info("consuming %s (prefetch %d)", self._queue.name, settings.feedback_prefetch)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
@@ -110,11 +117,14 @@ class FeedbackWorker:
             if not messages:
                 continue
             try:
-                await self._apply(messages)
-            except Exception as exc:
+                with broker_errors():
+                    await self._apply(messages)
+            except BrokerUnavailable as exc:
                 # the broker connection went away under the answers: what was not
                 # acknowledged is redelivered, and this worker goes on with the next
                 log.warning("feedback batches left unacknowledged: %s", exc)
+            except Exception:  # a bug: said with its traceback; the applier must go on
+                log.exception("feedback batches left unacknowledged")
             finally:
                 self._in_hand -= len(messages)
                 self.busy_since = time.monotonic() if self._arrived else None
@@ -160,8 +170,6 @@ class FeedbackWorker:
             time.monotonic() - started,
         )
         for (message, _), result in zip(batches, results, strict=True):
-            if result.restarts and self.scheduler is not None:
-                await self.scheduler.schedule(result.restarts)
             await self._reply(message, result.body())
             await message.ack()
             self.applied_batches += 1
@@ -171,7 +179,7 @@ class FeedbackWorker:
         try:
             request = FeedbackRequest.model_validate_json(message.body)
             items = [item.model_dump(mode="json") for item in request.streams]
-        except Exception as exc:  # whatever it holds, it gets an answer
+        except (ValueError, RecursionError) as exc:  # whatever it holds, it gets an answer
             log.error(
                 "rejecting a malformed feedback batch %s: %s",
                 message.message_id,
@@ -198,7 +206,7 @@ class FeedbackWorker:
                 correlation_id=message.correlation_id,
                 persistent=False,
             )
-        except Exception as exc:  # the gateway went away: its client gets a timeout
+        except BrokerUnavailable as exc:  # the gateway went away: its client gets a timeout
             log.info("reply to %s not delivered: %s", message.reply_to, exc)
 
     def healthy(self) -> bool:
@@ -215,8 +223,10 @@ class FeedbackWorker:
         """Seconds the oldest batch in hand has waited (0 when none is in hand)."""
         return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
 
-    async def watch(self, stall_timeout: float) -> None:
-        """Return when the consumer has been down, or stuck on a batch, for ``stall_timeout``."""
+    async def broken(self) -> str:
+        """Return when the consumer has been down, or stuck on a batch, for
+        ``LUNA_STREAMS_CONSUMER_STALL_TIMEOUT`` (its supervisor then restarts the process)."""
+        stall_timeout = self.settings.consumer_stall_timeout
         beats = 0
         while True:
             await asyncio.sleep(1.0)
@@ -227,24 +237,26 @@ class FeedbackWorker:
                 except PyMongoError as exc:
                     log.info("database not answering: %s", exc)
             if self.stalled_for() >= stall_timeout:
-                log.error("a feedback batch has been in hand for %.0f s", self.stalled_for())
-                return
+                return f"a feedback batch has been in hand for {self.stalled_for():.0f} s"
             if self.healthy():
                 self.unhealthy_since = None
                 continue
             now = time.monotonic()
             self.unhealthy_since = self.unhealthy_since or now
             if now - self.unhealthy_since >= stall_timeout:
-                log.error("consumer down for %.0f s", now - self.unhealthy_since)
-                return
+                return f"the consumer has been down for {now - self.unhealthy_since:.0f} s"
 
-    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a drain bound
-        """Stop taking batches, finish those in hand (bounded), close."""
+    async def stop_taking_work(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:
+            tag, self._consumer_tag = self._consumer_tag, None
             try:
-                await self._queue.cancel(self._consumer_tag)
-            except Exception as exc:
-                log.info("cancel consumer: %s", exc)
+                with broker_errors():
+                    await self._queue.cancel(tag)
+            except BrokerUnavailable as exc:  # its channel is gone: nothing more comes
+                log.info("consumer not cancelled: %s", exc)
+
+    async def finish(self, timeout: float) -> Mapping[str, int]:  # noqa: ASYNC109 - a bound
+        """Let the batches in hand finish (bounded); what is left is redelivered."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -253,15 +265,26 @@ class FeedbackWorker:
             )
         if self._applier is not None:
             self._applier.cancel()
-        log.info(
-            "stopped: %d batches applied, %d requeued, %d rejected",
-            self.applied_batches,
-            self.failed_batches,
-            self.rejected_messages,
-        )
+        return {
+            "batches applied": self.applied_batches,
+            "requeued": self.failed_batches,
+            "rejected": self.rejected_messages,
+            "expired": self.expired_batches,
+        }
+
+    async def close(self) -> None:
+        if self._applier is not None:
+            self._applier.cancel()
         if self.broker is not None:
             await self.broker.close()
+            self.broker = None
         if self.database is not None:
             await self.database.close()
-        if self.scheduler is not None:
-            self.scheduler.close()
+            self.database = None
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a drain bound
+        """The end of the lifecycle in one call (tests run the worker in their process)."""
+        await self.stop_taking_work()
+        counts = await self.finish(timeout)
+        log.info("stopped: %s", counts)
+        await self.close()

@@ -1,81 +1,84 @@
-"""Autorestart (behaviour reference, section 6): failed streams come back by themselves.
+"""Autorestart (behaviour reference, section 6): the whole rule, in one module.
 
-When feedback moves a stream with ``autorestart.restart = 1`` to ``failure``, the queue
-worker records the attempt's due time on the stream (``autorestart.status = in_progress``,
-``autorestart.due_at``) in the same update, then sends ``restart_stream`` delayed by
-``autorestart.delay``. MongoDB holds the truth: the periodic sweep restarts every stream
-whose attempt is due, whatever became of the delayed message (RabbitMQ requeues messages
-held past its consumer timeout). Both paths end in :func:`restart_stream`, a
-compare-and-set on the attempt, so an attempt happens once.
+- :func:`fresh_state`: a stream created, replaced or sent back to ``pending`` gets its
+  settings with the attempts reset (``enabled``, or ``disabled`` when ``restart`` is 0);
+- :func:`on_failure`: feedback that moves a stream with ``restart = 1`` to ``failure`` arms
+  the next attempt in the same guarded update: ``autorestart.status = in_progress`` and
+  ``autorestart.due_at = now + delay``; when ``attempt_count`` attempts are used up, the
+  status becomes ``failed`` and the stream stays in ``failure``;
+- :func:`restart_due`: the autorestart worker's periodic job (a dramatiq actor) restarts
+  every stream whose attempt is due, failure -> restart -> pending, one guarded change per
+  stream, all in one bulk write.
+
+MongoDB holds the only truth (``due_at``): there is no delayed message to lose or to
+duplicate, and a worker that dies mid-sweep leaves the streams due for the next sweep. The
+guard (status, version, attempt, due time) makes an attempt happen once however many
+sweeps run at the same time. Every function takes ``now``: tests run the rule against an
+injected clock.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from shared.clock import now_utc
-from shared.jobs_broker import AUTORESTART, RESTART_STREAM, JobSender
 from shared.mongo import Database, Doc
-from shared.settings import Settings
-from shared.statuses import FAILURE, PENDING, autorestart_path
+from shared.statuses import (
+    AUTORESTART_DISABLED,
+    AUTORESTART_ENABLED,
+    AUTORESTART_FAILED,
+    AUTORESTART_IN_PROGRESS,
+    FAILURE,
+    PENDING,
+    autorestart_path,
+)
 from shared.streams.changes import Change, StreamChanges
-from shared.streams.documents import AUTORESTART_ENABLED, AUTORESTART_IN_PROGRESS
 
 log = logging.getLogger("luna_streams.autorestart")
 
-
-class RestartScheduler:
-    """The queue worker's side: send the delayed ``restart_stream`` messages."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.sender = JobSender(settings, AUTORESTART)
-
-    async def schedule(self, restarts: list[tuple[str, int, int, datetime]]) -> None:
-        now = now_utc()
-        for stream_id, version, attempt, due_at in restarts:
-            delay_ms = max(0, int((due_at - now).total_seconds() * 1000))
-            try:
-                await self.sender.send(
-                    RESTART_STREAM, stream_id, version, attempt, delay_ms=delay_ms
-                )
-            except Exception as exc:  # the due-time sweep restarts it anyway
-                log.warning(
-                    "restart of %s not scheduled (%s); the sweep will do it", stream_id, exc
-                )
-
-    def close(self) -> None:
-        self.sender.close()
+#: streams restarted by one sweep at most (the next sweep takes the rest)
+SWEEP_LIMIT = 1000
 
 
-async def restart_stream(
-    database: Database, changes: StreamChanges, stream_id: str, version: int, attempt: int
-) -> bool:
-    """failure -> restart -> pending for attempt ``attempt``; False when it is not due
-    (already done, the stream changed, or was deleted)."""
-    doc = await database.streams.find_one({"_id": stream_id})
-    if doc is None or doc["status"] != FAILURE or doc["version"] != version:
-        return False
+def fresh_state(settings: dict[str, Any]) -> dict[str, Any]:
+    """Autorestart settings plus a fresh state: attempts reset, armed or disabled."""
+    return {
+        "restart": settings["restart"],
+        "attempt_count": settings["attempt_count"],
+        "delay": settings["delay"],
+        "current_attempt": 0,
+        "last_attempt_time": None,
+        "status": AUTORESTART_ENABLED if settings["restart"] else AUTORESTART_DISABLED,
+    }
+
+
+def on_failure(doc: Doc, now: datetime) -> Doc:
+    """The fields a failure sets on ``doc``'s autorestart: the next attempt armed, the
+    attempts used up, or nothing when autorestart is off."""
     autorestart = doc.get("autorestart") or {}
-    now = now_utc()
-    due_at = autorestart.get("due_at")
-    if (
-        autorestart.get("status") != AUTORESTART_IN_PROGRESS
-        or int(autorestart.get("current_attempt", 0)) != attempt - 1
-        # not yet due: a message of an earlier failure (since reset by a PATCH to pending);
-        # this failure's own message, or the sweep, restarts it in time
-        or (due_at is not None and due_at > now)
-    ):
-        return False
-    change = Change(
+    if not autorestart.get("restart"):
+        return {}
+    attempt = int(autorestart.get("current_attempt", 0)) + 1
+    if attempt > int(autorestart.get("attempt_count", 0)):
+        return {"autorestart.status": AUTORESTART_FAILED, "autorestart.due_at": None}
+    due_at = now + timedelta(seconds=float(autorestart.get("delay", 0)))
+    return {"autorestart.status": AUTORESTART_IN_PROGRESS, "autorestart.due_at": due_at}
+
+
+def _restart(doc: Doc, now: datetime) -> Change:
+    autorestart = doc["autorestart"]
+    attempt = int(autorestart.get("current_attempt", 0)) + 1
+    return Change(
         doc,
         autorestart_path(),
         guard={
             "status": FAILURE,
-            "version": version,
+            "version": doc["version"],
             "autorestart.status": AUTORESTART_IN_PROGRESS,
             "autorestart.current_attempt": attempt - 1,
-            "autorestart.due_at": due_at,
+            "autorestart.due_at": autorestart["due_at"],
         },
         set={
             "status": PENDING,
@@ -88,26 +91,27 @@ async def restart_stream(
         },
         when=now,
     )
-    if not await changes.apply([change]):
-        return False
-    log.info("stream %s restarted (attempt %d)", stream_id, attempt)
-    return True
 
 
-async def restart_due(database: Database, changes: StreamChanges, limit: int = 1000) -> int:
-    """Restart every stream whose attempt is due (the sweep)."""
-    cursor = database.streams.find(
-        {
-            "status": FAILURE,
-            "autorestart.status": AUTORESTART_IN_PROGRESS,
-            "autorestart.due_at": {"$lte": now_utc()},
-        },
-        {"version": 1, "autorestart": 1},
-    ).limit(limit)
-    restarted = 0
-    docs: list[Doc] = await cursor.to_list()
-    for doc in docs:
-        attempt = int(doc["autorestart"].get("current_attempt", 0)) + 1
-        if await restart_stream(database, changes, doc["_id"], doc["version"], attempt):
-            restarted += 1
-    return restarted
+async def restart_due(
+    database: Database, changes: StreamChanges, now: datetime | None = None
+) -> int:
+    """Restart every stream whose attempt is due at ``now``; how many were restarted."""
+    now = now or now_utc()
+    docs: list[Doc] = await (
+        database.streams.find(
+            {
+                "status": FAILURE,
+                "autorestart.status": AUTORESTART_IN_PROGRESS,
+                "autorestart.due_at": {"$lte": now},
+            }
+        )
+        .limit(SWEEP_LIMIT)
+        .to_list()
+    )
+    if not docs:
+        return 0
+    landed = await changes.apply([_restart(doc, now) for doc in docs])
+    for change in landed:
+        log.info("stream %s restarted", change.stream_id)
+    return len(landed)

@@ -17,9 +17,21 @@ from types import FrameType
 
 from pydantic import AliasChoices
 
-from shared.embedded_mongo import EmbeddedUnavailable, embedded_uri, serve_embedded
+from shared.embedded_mongo import embedded_uri, serve_embedded
+from shared.errors import EmbeddedUnavailable
 from shared.log_setup import setup_logging
-from shared.settings import Settings, load_settings, mask_uri
+from shared.settings import (
+    AutorestartWorkerSettings,
+    CommonSettings,
+    EmbeddedSettings,
+    GatewaySettings,
+    LoggingSettings,
+    LogJanitorSettings,
+    QueueWorkerSettings,
+    Settings,
+    load_settings,
+    mask_uri,
+)
 
 MODULES = {
     "gateway": "gateway",
@@ -28,25 +40,13 @@ MODULES = {
     "log-janitor": "log_janitor",
 }
 
-_BROKER = (
-    "mongo_uri",
-    "db_name",
-    "mongo_journal",
-    "amqp_url",
-    "queue_prefix",
-    "queue_type",
-    "feedback_delivery_limit",
-)
-_LOGS = ("log_level", "log_format", "shutdown_timeout")
-_JOBS = ("worker_threads", "worker_metrics_port")
-
 
 @dataclass(frozen=True, slots=True)
 class Command:
     summary: str
     description: str
-    #: the ``Settings`` fields the command reads (``None``: every one)
-    settings: tuple[str, ...] | None
+    #: the settings the command reads (``None``: none, it takes options)
+    settings: type[LoggingSettings] | None
 
 
 COMMANDS: dict[str, Command] = {
@@ -57,77 +57,44 @@ COMMANDS: dict[str, Command] = {
         "processes. Ctrl-C (or SIGTERM) stops them all, the workers first, and prints one "
         "line per component; a second Ctrl-C kills what is still running. RabbitMQ must "
         "answer at LUNA_STREAMS_AMQP_URL.",
-        None,
+        Settings,
     ),
     "gateway": Command(
         "the HTTP API on LUNA_STREAMS_HOST:LUNA_STREAMS_PORT",
         "Serve the LUNA Streams HTTP API (v1 and v2) until SIGTERM or SIGINT, then stop "
         "answering readiness, drain the requests in flight and stop.",
-        (
-            "host",
-            "port",
-            *_BROKER,
-            "feedback_timeout",
-            "max_active_streams",
-            "max_body_size",
-            "claim_prefetch",
-            "claim_hold",
-            "preview_timeout",
-            "preview_max_bytes",
-            "preview_max_connections",
-            "preview_max_live",
-            "preview_live_max_duration",
-            "preview_agent_networks",
-            "trusted_proxies",
-            "header_timeout",
-            "body_timeout",
-            "max_connections",
-            "events_max_connections",
-            "events_buffer",
-            "events_history",
-            "events_keepalive",
-            *_LOGS,
-        ),
+        GatewaySettings,
     ),
     "queue-worker": Command(
         "apply the feedback agents send (consumer of the feedback queue)",
         "Consume feedback batches from RabbitMQ, apply them to MongoDB and answer the "
         "gateway that sent them. Run as many as needed: they compete for the queue.",
-        (*_BROKER, "feedback_prefetch", "consumer_stall_timeout", *_LOGS),
+        QueueWorkerSettings,
     ),
     "autorestart-worker": Command(
         "restart failed streams, take streams back from silent agents",
         "Run the periodic jobs of the stream life cycle (dramatiq): autorestart of failed "
         "streams, the handler-lost watchdog, the dispatch reconciler. Replicas share the "
         "work through leases in MongoDB.",
-        (
-            *_BROKER,
-            *_JOBS,
-            "reconcile_interval",
-            "change_sweep_delay",
-            "autorestart_sweep_interval",
-            "stream_status_obsoleting_period",
-            "stream_status_obsoleting_interval",
-            *_LOGS,
-        ),
+        AutorestartWorkerSettings,
     ),
     "log-janitor": Command(
         "delete old stream logs (LUNA_STREAMS_LOGS_CLEAR_INTERVAL)",
         "Delete the stream log rows older than LUNA_STREAMS_LOGS_CLEAR_INTERVAL, keeping "
         "each stream's newest row, every check_interval seconds.",
-        (*_BROKER, *_JOBS, "logs_clear_interval", *_LOGS),
+        LogJanitorSettings,
     ),
     "embedded-mongo": Command(
         "the embedded MongoDB-wire server (SecantusDB; development only)",
         "Serve the embedded MongoDB-wire server on 127.0.0.1:LUNA_STREAMS_EMBEDDED_PORT "
         "with its data in LUNA_STREAMS_EMBEDDED_DATA_DIR (kept across runs), until SIGTERM "
         "or SIGINT.",
-        ("embedded_data_dir", "embedded_port", "log_level", "log_format"),
+        EmbeddedSettings,
     ),
     "agent-sim": Command(
         "simulate stream-handler agents against a running API",
         "See `luna-streams agent-sim --help`.",
-        (),
+        None,
     ),
 }
 
@@ -137,14 +104,14 @@ SETTINGS_HELP = (
 )
 
 
-def env_name(field_name: str) -> str:
-    """The environment variable of a ``Settings`` field (its first validation alias)."""
-    alias = Settings.model_fields[field_name].validation_alias
+def env_name(field_name: str, kind: type[LoggingSettings] = Settings) -> str:
+    """The environment variable of a settings field (its first validation alias)."""
+    alias = kind.model_fields[field_name].validation_alias
     return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field_name.upper()
 
 
-def _default(field_name: str) -> str:
-    field = Settings.model_fields[field_name]
+def _default(field_name: str, kind: type[LoggingSettings]) -> str:
+    field = kind.model_fields[field_name]
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "not set"
@@ -153,13 +120,15 @@ def _default(field_name: str) -> str:
     return str(value)
 
 
-def environment_help(fields: tuple[str, ...] | None) -> str:
-    """``NAME  (default: value)`` for each setting a command reads, from ``Settings``."""
-    names = list(Settings.model_fields) if fields is None else list(fields)
-    if not names:
+def environment_help(kind: type[LoggingSettings] | None) -> str:
+    """``NAME  (default: value)`` for each setting a command reads, from its class."""
+    if kind is None:
         return ""
-    width = max(len(env_name(name)) for name in names)
-    lines = [f"  {env_name(name):<{width}}  default: {_default(name)}" for name in names]
+    names = list(kind.model_fields)
+    width = max(len(env_name(name, kind)) for name in names)
+    lines = [
+        f"  {env_name(name, kind):<{width}}  default: {_default(name, kind)}" for name in names
+    ]
     return "environment variables:\n" + "\n".join(lines) + "\n\n" + SETTINGS_HELP
 
 
@@ -185,7 +154,7 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def check_rabbitmq(settings: Settings) -> str | None:
+def check_rabbitmq(settings: CommonSettings) -> str | None:
     """None when RabbitMQ answers at ``LUNA_STREAMS_AMQP_URL``, else a one-line reason."""
     from urllib.parse import urlsplit
 
@@ -344,17 +313,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format, args.command)
+    kind = COMMANDS[args.command].settings
+    assert kind is not None
     if args.command in MODULES:
+        load_settings(kind)  # one clear line for an invalid setting, before the exec
         _run_module(MODULES[args.command])
     if args.command == "embedded-mongo":
+        embedded = load_settings(EmbeddedSettings)
+        setup_logging(embedded.log_level, embedded.log_format, args.command)
         try:
-            serve_embedded(settings.embedded_data_dir, settings.embedded_port)
+            serve_embedded(embedded.embedded_data_dir, embedded.embedded_port)
         except EmbeddedUnavailable as exc:
             print(f"luna-streams: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         return
+    settings = load_settings(Settings)
+    setup_logging(settings.log_level, settings.log_format, args.command)
     raise SystemExit(run_all(settings))
 
 

@@ -14,7 +14,7 @@ report learns the stream went back to the queue (``unmodified``, pending).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.clock import now_utc
 from shared.liveness import reported_since
@@ -26,9 +26,15 @@ log = logging.getLogger("luna_streams.downgrade")
 
 
 async def downgrade_silent(
-    database: Database, changes: StreamChanges, period: float, limit: int = 1000
+    database: Database,
+    changes: StreamChanges,
+    period: float,
+    limit: int = 1000,
+    now: datetime | None = None,
 ) -> int:
-    now = now_utc()
+    """Send the streams of silent agents back to the queue (``now``: the clock, injected by
+    tests); how many went."""
+    now = now or now_utc()
     cutoff = now - timedelta(seconds=period)
     claimed = await (
         database.streams.find(

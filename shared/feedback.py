@@ -23,16 +23,15 @@ apply it again, and reports it ``modified`` as the first delivery would have.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from shared import autorestart
 from shared.clock import now_utc
 from shared.liveness import record_reports
 from shared.mongo import Database, Doc, find_by_ids
 from shared.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
-from shared.streams.changes import Change, StreamChanges
-from shared.streams.documents import AUTORESTART_FAILED, AUTORESTART_IN_PROGRESS
-from shared.streams.outbox import insert_log_rows, log_row
+from shared.streams.changes import Change, StreamChanges, insert_log_rows, log_row
 
 RECENT_FEEDBACK_IDS = 64
 SHOWN = ("video_info", "preview")
@@ -50,26 +49,9 @@ class FeedbackBatch:
 class FeedbackResult:
     modified: list[dict[str, Any]] = field(default_factory=list)
     unmodified: list[dict[str, Any]] = field(default_factory=list)
-    #: (stream_id, version, attempt, due_at) of streams handed to autorestart
-    restarts: list[tuple[str, int, int, datetime]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
         return {"streams": {"modified": self.modified, "unmodified": self.unmodified}}
-
-
-def _autorestart_change(doc: Doc, now: datetime) -> tuple[Doc, tuple[int, datetime] | None]:
-    """What a failure does to autorestart: arm the next attempt, or give up."""
-    autorestart = doc.get("autorestart") or {}
-    if not autorestart.get("restart"):
-        return {}, None
-    attempt = int(autorestart.get("current_attempt", 0)) + 1
-    if attempt > int(autorestart.get("attempt_count", 0)):
-        return {"autorestart.status": AUTORESTART_FAILED, "autorestart.due_at": None}, None
-    due_at = now + timedelta(seconds=float(autorestart.get("delay", 0)))
-    return (
-        {"autorestart.status": AUTORESTART_IN_PROGRESS, "autorestart.due_at": due_at},
-        (attempt, due_at),
-    )
 
 
 def changes_stream(doc: Doc, item: Doc) -> bool:
@@ -87,7 +69,6 @@ class _Planned:
     result: FeedbackResult
     item: Doc
     feedback_id: str
-    restart: tuple[int, datetime] | None = None
     change: Change | None = None
 
 
@@ -161,14 +142,11 @@ def _plan(
                     e["log"] for e in doc.get("outbox") or [] if e["log"]["_id"] == feedback_id
                 ]
                 result.modified.append(_entry(item))
-                restart = _pending_restart(doc, item)
-                if restart is not None:
-                    result.restarts.append((item["stream_id"], item["version"], *restart))
             elif doc is None or doc["status"] != IN_PROGRESS or doc["version"] != item["version"]:
                 result.unmodified.append(_current(doc, item))
             elif changes_stream(doc, item):
                 planned = _Planned(batch, result, item, feedback_id)
-                planned.change, planned.restart = _change(doc, item, feedback_id, now)
+                planned.change = _change(doc, item, feedback_id, now)
                 _round_for(rounds, planned).append(planned)
                 doc.update(planned.change.set)  # a later report of this stream sees it
             else:
@@ -184,10 +162,6 @@ async def _apply_changes(
         item = planned.item
         if id(planned.change) in landed:
             planned.result.modified.append(_entry(item))
-            if planned.restart is not None:
-                planned.result.restarts.append(
-                    (item["stream_id"], item["version"], *planned.restart)
-                )
         else:  # lost a race (paused, patched, downgraded meanwhile)
             fresh = await database.streams.find_one(
                 {"_id": item["stream_id"]}, {"status": 1, "version": 1}
@@ -230,10 +204,8 @@ def _row(docs: dict[str, Doc], planned: _Planned, now: datetime) -> Doc:
     )
 
 
-def _change(
-    doc: Doc, item: Doc, feedback_id: str, now: datetime
-) -> tuple[Change, tuple[int, datetime] | None]:
-    """The guarded change that applies one report, and the autorestart it arms."""
+def _change(doc: Doc, item: Doc, feedback_id: str, now: datetime) -> Change:
+    """The guarded change that applies one report (a failure arms autorestart with it)."""
     fields: Doc = {
         "status": item["status"],
         "last_error": item.get("error"),
@@ -242,10 +214,8 @@ def _change(
     for key in SHOWN:
         if item.get(key) is not None:
             fields[key] = item[key]
-    restart = None
     if item["status"] == FAILURE:
-        autorestart, restart = _autorestart_change(doc, now)
-        fields.update(autorestart)
+        fields.update(autorestart.on_failure(doc, now))
     change = Change(
         dict(doc),
         [item["status"]],
@@ -260,19 +230,4 @@ def _change(
         },
         row_ids=[feedback_id],
     )
-    return change, restart
-
-
-def _pending_restart(doc: Doc, item: Doc) -> tuple[int, datetime] | None:
-    """The autorestart an already applied failure armed, if it is still due (its first
-    delivery may have died before scheduling it; ``restart_stream`` ignores duplicates)."""
-    autorestart = doc.get("autorestart") or {}
-    if (
-        item["status"] != FAILURE
-        or doc["status"] != FAILURE
-        or doc["version"] != item["version"]
-        or autorestart.get("status") != AUTORESTART_IN_PROGRESS
-        or autorestart.get("due_at") is None
-    ):
-        return None
-    return int(autorestart.get("current_attempt", 0)) + 1, autorestart["due_at"]
+    return change

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import socket
 from datetime import timedelta
 
+from pymongo.errors import PyMongoError
+
 from shared.clock import now_utc
 from shared.mongo import Database
+
+log = logging.getLogger("luna_streams.heartbeats")
 
 INTERVAL = 5.0
 COMPONENTS = ("autorestart-worker", "log-janitor")
@@ -30,9 +34,12 @@ async def beat(database: Database, component: str) -> None:
 
 
 async def beat_forever(database: Database, component: str) -> None:
+    """Beat every :data:`INTERVAL` seconds; a missed beat is logged, the next one tried."""
     while True:
-        with contextlib.suppress(Exception):  # the database is away: try again next time
+        try:
             await beat(database, component)
+        except PyMongoError as exc:  # the database is away: the health check shows it
+            log.warning("%s: heartbeat not written: %s", component, exc)
         await asyncio.sleep(INTERVAL)
 
 

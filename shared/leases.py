@@ -9,7 +9,7 @@ next one.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
@@ -17,8 +17,11 @@ from shared.clock import now_utc
 from shared.mongo import Database
 
 
-async def start_period(database: Database, job: str, period: float, owner: str) -> bool:
-    now = now_utc()
+async def start_period(
+    database: Database, job: str, period: float, owner: str, now: datetime | None = None
+) -> bool:
+    """Whether ``owner`` starts ``job``'s period now (``now``: the clock, injected by tests)."""
+    now = now or now_utc()
     try:
         result = await database.leases.update_one(
             {"_id": job, "last_run_at": {"$lte": now - timedelta(seconds=period)}},

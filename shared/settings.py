@@ -1,4 +1,11 @@
-"""Settings: one pydantic-settings class, validated at start, read-only after.
+"""Settings: a shared base and the settings each process reads (arq's ``WorkerSettings``
+is the model), validated at start, read-only after.
+
+- :class:`CommonSettings`: MongoDB, RabbitMQ, logging and the shutdown bound, read by all four
+  processes; :class:`GatewaySettings`, :class:`QueueWorkerSettings`,
+  :class:`AutorestartWorkerSettings` and :class:`LogJanitorSettings` add what each one reads.
+- :class:`Settings` is all of them: what ``luna-streams all`` passes on to its children (and
+  what the tests build); every process reads only its own class.
 
 Environment names follow the real service where it has one (``STREAM_STATUS_OBSOLETING_PERIOD``,
 ``LUNA_STREAMS_LOGS_CLEAR_INTERVAL``); the rest carry the ``LUNA_STREAMS_`` prefix.
@@ -9,8 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -43,7 +49,6 @@ class LogsClearInterval(BaseModel):
     """``LUNA_STREAMS_LOGS_CLEAR_INTERVAL``: how old a stream log row may get."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
     interval: int = Field(default=7, ge=1)
     interval_type: IntervalType = "days"
     check_interval: float = Field(default=180, gt=0)
@@ -58,24 +63,40 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
+class LoggingSettings(BaseSettings):
+    """Settings every process reads: how it logs."""
+
     model_config = SettingsConfigDict(
         frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_env("LUNA_STREAMS_LOG_LEVEL")
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=_env("LUNA_STREAMS_LOG_FORMAT")
+    )
 
-    host: str = Field(default="0.0.0.0", validation_alias=_env("LUNA_STREAMS_HOST"))
-    port: int = Field(default=5160, ge=1, le=65535, validation_alias=_env("LUNA_STREAMS_PORT"))
+    def masked(self, view: type[LoggingSettings] | None = None) -> dict[str, Any]:
+        """Effective settings keyed by environment name, secrets replaced by ``MASK``: all
+        of them, or those of ``view`` (one process's class)."""
+        out: dict[str, Any] = {}
+        dumped = self.model_dump(mode="json")
+        for name, field in (view or type(self)).model_fields.items():
+            alias = field.validation_alias
+            env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name
+            value = dumped[name]
+            out[str(env_name)] = mask_secrets(str(env_name), value)
+        return out
+
+
+class CommonSettings(LoggingSettings):
+    """What every component that serves reads: MongoDB, RabbitMQ, how long it may take to stop."""
+
     mongo_uri: str | None = Field(default=None, validation_alias=_env("LUNA_STREAMS_MONGO_URI"))
     db_name: str = Field(
         default="luna_streams", min_length=1, validation_alias=_env("LUNA_STREAMS_DB_NAME")
     )
     mongo_journal: bool = Field(default=True, validation_alias=_env("LUNA_STREAMS_MONGO_JOURNAL"))
-    embedded_data_dir: str = Field(
-        default="var/mongo", validation_alias=_env("LUNA_STREAMS_EMBEDDED_DATA_DIR")
-    )
-    embedded_port: int = Field(
-        default=27018, ge=0, le=65535, validation_alias=_env("LUNA_STREAMS_EMBEDDED_PORT")
-    )
     amqp_url: str = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",
         validation_alias=_env("LUNA_STREAMS_AMQP_URL"),
@@ -88,38 +109,27 @@ class Settings(BaseSettings):
     queue_type: Literal["quorum", "classic"] = Field(
         default="quorum", validation_alias=_env("LUNA_STREAMS_QUEUE_TYPE")
     )
-    feedback_timeout: float = Field(
-        default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_FEEDBACK_TIMEOUT")
-    )
-    feedback_prefetch: int = Field(
-        default=8, ge=1, le=1000, validation_alias=_env("LUNA_STREAMS_FEEDBACK_PREFETCH")
-    )
     feedback_delivery_limit: int = Field(
         default=5, ge=1, le=100, validation_alias=_env("LUNA_STREAMS_FEEDBACK_DELIVERY_LIMIT")
+    )
+    shutdown_timeout: float = Field(
+        default=10.0, gt=0, validation_alias=_env("LUNA_STREAMS_SHUTDOWN_TIMEOUT")
+    )
+
+
+class GatewaySettings(CommonSettings):
+    """``luna-streams gateway``: the HTTP API (``/config`` shows these, masked)."""
+
+    host: str = Field(default="0.0.0.0", validation_alias=_env("LUNA_STREAMS_HOST"))
+    port: int = Field(default=5160, ge=1, le=65535, validation_alias=_env("LUNA_STREAMS_PORT"))
+    feedback_timeout: float = Field(
+        default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_FEEDBACK_TIMEOUT")
     )
     claim_prefetch: int = Field(
         default=100, ge=1, le=1000, validation_alias=_env("LUNA_STREAMS_CLAIM_PREFETCH")
     )
     claim_hold: float = Field(
         default=1.0, gt=0, le=60, validation_alias=_env("LUNA_STREAMS_CLAIM_HOLD")
-    )
-    consumer_stall_timeout: float = Field(
-        default=60.0, gt=0, validation_alias=_env("LUNA_STREAMS_CONSUMER_STALL_TIMEOUT")
-    )
-    worker_threads: int = Field(
-        default=4, ge=1, le=64, validation_alias=_env("LUNA_STREAMS_WORKER_THREADS")
-    )
-    worker_metrics_port: int = Field(
-        default=0, ge=0, le=65535, validation_alias=_env("LUNA_STREAMS_WORKER_METRICS_PORT")
-    )
-    reconcile_interval: float = Field(
-        default=15.0, gt=0, validation_alias=_env("LUNA_STREAMS_RECONCILE_INTERVAL")
-    )
-    change_sweep_delay: float = Field(
-        default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_CHANGE_SWEEP_DELAY")
-    )
-    autorestart_sweep_interval: float = Field(
-        default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_AUTORESTART_SWEEP_INTERVAL")
     )
     max_active_streams: int = Field(
         default=0, ge=0, validation_alias=_env("LUNA_STREAMS_MAX_ACTIVE_STREAMS")
@@ -142,18 +152,6 @@ class Settings(BaseSettings):
     preview_max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_BYTES")
     )
-    events_max_connections: int = Field(
-        default=1000, ge=1, validation_alias=_env("LUNA_STREAMS_EVENTS_MAX_CONNECTIONS")
-    )
-    events_buffer: int = Field(
-        default=256, ge=1, le=100_000, validation_alias=_env("LUNA_STREAMS_EVENTS_BUFFER")
-    )
-    events_history: int = Field(
-        default=1024, ge=1, le=1_000_000, validation_alias=_env("LUNA_STREAMS_EVENTS_HISTORY")
-    )
-    events_keepalive: float = Field(
-        default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_EVENTS_KEEPALIVE")
-    )
     preview_max_connections: int = Field(
         default=50, ge=1, le=10000, validation_alias=_env("LUNA_STREAMS_PREVIEW_MAX_CONNECTIONS")
     )
@@ -169,24 +167,17 @@ class Settings(BaseSettings):
     trusted_proxies: Networks = Field(
         default=(), validation_alias=_env("LUNA_STREAMS_TRUSTED_PROXIES")
     )
-    stream_status_obsoleting_period: float = Field(
-        default=20.0, gt=0, le=3600, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
+    events_max_connections: int = Field(
+        default=1000, ge=1, validation_alias=_env("LUNA_STREAMS_EVENTS_MAX_CONNECTIONS")
     )
-    stream_status_obsoleting_interval: float = Field(
-        default=5.0, gt=0, validation_alias=_env("STREAM_STATUS_OBSOLETING_INTERVAL")
+    events_buffer: int = Field(
+        default=256, ge=1, le=100_000, validation_alias=_env("LUNA_STREAMS_EVENTS_BUFFER")
     )
-    logs_clear_interval: LogsClearInterval = Field(
-        default_factory=LogsClearInterval,
-        validation_alias=_env("LUNA_STREAMS_LOGS_CLEAR_INTERVAL"),
+    events_history: int = Field(
+        default=1024, ge=1, le=1_000_000, validation_alias=_env("LUNA_STREAMS_EVENTS_HISTORY")
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", validation_alias=_env("LUNA_STREAMS_LOG_LEVEL")
-    )
-    log_format: Literal["text", "json"] = Field(
-        default="text", validation_alias=_env("LUNA_STREAMS_LOG_FORMAT")
-    )
-    shutdown_timeout: float = Field(
-        default=10.0, gt=0, validation_alias=_env("LUNA_STREAMS_SHUTDOWN_TIMEOUT")
+    events_keepalive: float = Field(
+        default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_EVENTS_KEEPALIVE")
     )
 
     @field_validator("preview_agent_networks", "trusted_proxies", mode="before")
@@ -199,16 +190,77 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    def masked(self) -> dict[str, Any]:
-        """Effective settings keyed by environment name, secrets replaced by ``MASK``."""
-        out: dict[str, Any] = {}
-        dumped = self.model_dump(mode="json")
-        for name, field in type(self).model_fields.items():
-            alias = field.validation_alias
-            env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name
-            value = dumped[name]
-            out[str(env_name)] = mask_secrets(str(env_name), value)
-        return out
+
+class QueueWorkerSettings(CommonSettings):
+    """``luna-streams queue-worker``: the feedback consumer."""
+
+    feedback_prefetch: int = Field(
+        default=8, ge=1, le=1000, validation_alias=_env("LUNA_STREAMS_FEEDBACK_PREFETCH")
+    )
+    consumer_stall_timeout: float = Field(
+        default=60.0, gt=0, validation_alias=_env("LUNA_STREAMS_CONSUMER_STALL_TIMEOUT")
+    )
+
+
+class JobWorkerSettings(CommonSettings):
+    """What both dramatiq workers read."""
+
+    worker_threads: int = Field(
+        default=4, ge=1, le=64, validation_alias=_env("LUNA_STREAMS_WORKER_THREADS")
+    )
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, validation_alias=_env("LUNA_STREAMS_WORKER_METRICS_PORT")
+    )
+
+
+class AutorestartWorkerSettings(JobWorkerSettings):
+    """``luna-streams autorestart-worker``: autorestart, handler-lost, reconciler, change sweep."""
+
+    autorestart_sweep_interval: float = Field(
+        default=5.0, gt=0, validation_alias=_env("LUNA_STREAMS_AUTORESTART_SWEEP_INTERVAL")
+    )
+    stream_status_obsoleting_period: float = Field(
+        default=20.0, gt=0, le=3600, validation_alias=_env("STREAM_STATUS_OBSOLETING_PERIOD")
+    )
+    stream_status_obsoleting_interval: float = Field(
+        default=5.0, gt=0, validation_alias=_env("STREAM_STATUS_OBSOLETING_INTERVAL")
+    )
+    reconcile_interval: float = Field(
+        default=15.0, gt=0, validation_alias=_env("LUNA_STREAMS_RECONCILE_INTERVAL")
+    )
+    change_sweep_delay: float = Field(
+        default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_CHANGE_SWEEP_DELAY")
+    )
+
+
+class LogJanitorSettings(JobWorkerSettings):
+    """``luna-streams log-janitor``."""
+
+    logs_clear_interval: LogsClearInterval = Field(
+        default_factory=LogsClearInterval,
+        validation_alias=_env("LUNA_STREAMS_LOGS_CLEAR_INTERVAL"),
+    )
+
+
+class EmbeddedSettings(LoggingSettings):
+    """``luna-streams embedded-mongo``: the embedded MongoDB-wire server."""
+
+    embedded_data_dir: str = Field(
+        default="var/mongo", validation_alias=_env("LUNA_STREAMS_EMBEDDED_DATA_DIR")
+    )
+    embedded_port: int = Field(
+        default=27018, ge=0, le=65535, validation_alias=_env("LUNA_STREAMS_EMBEDDED_PORT")
+    )
+
+
+class Settings(
+    GatewaySettings,
+    QueueWorkerSettings,
+    AutorestartWorkerSettings,
+    LogJanitorSettings,
+    EmbeddedSettings,
+):
+    """Every setting: what ``luna-streams all`` reads and hands to its children."""
 
 
 _URI_PASSWORD = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/]*):[^@/]*@")
@@ -235,10 +287,14 @@ def mask_secrets(key: str, value: Any) -> Any:
     return value
 
 
-def load_settings() -> Settings:
-    """Build settings from the environment; exit with one clear line when one is invalid."""
+AnySettings = TypeVar("AnySettings", bound=LoggingSettings)
+
+
+def load_settings(kind: type[AnySettings]) -> AnySettings:
+    """Build ``kind`` from the environment; exit with one clear line when a setting is
+    invalid."""
     try:
-        return Settings()
+        return kind()
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "settings"
@@ -246,8 +302,3 @@ def load_settings() -> Settings:
         shown = mask_secrets(name, value) if isinstance(value, str) else json.dumps(value)
         print(f"luna-streams: invalid setting {name}={shown!s}: {err['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.broker import QueueNames
-from shared.jobs_broker import AUTORESTART, JANITOR, jobs_queue
+from shared.jobs import AUTORESTART, JANITOR, jobs_queue
 from shared.mongo import Database, open_database
 from shared.settings import Settings
 from tests.services import mongo_server, rabbitmq_server

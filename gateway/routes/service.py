@@ -8,14 +8,16 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo.errors import PyMongoError
 
 from gateway.api import Api, Response
-from gateway.keys import BROKER, DATABASE, DOCS, METRICS, SETTINGS
+from gateway.keys import BROKER, DATABASE, DOCS, METRICS, READINESS, SETTINGS
 from gateway.negotiation import negotiate
 from gateway.parsing import json_response, parse_query
 from shared import __version__
-from shared.errors import UnsupportedMediaType
+from shared.errors import BackendUnavailable, UnsupportedMediaType
 from shared.heartbeats import silent_components
+from shared.settings import GatewaySettings
 
 api = Api(tag="service")
 
@@ -81,8 +83,11 @@ async def get_version(request: web.Request) -> web.StreamResponse:
 async def _check(name: str, probe: Any, within: float) -> dict[str, Any] | None:
     try:
         await asyncio.wait_for(probe, within)
-    except Exception as exc:
-        return {"service": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    except (BackendUnavailable, PyMongoError, OSError, LookupError, TimeoutError) as exc:
+        # what a probe reports: the dependency is away (MongoDB's own error, or RabbitMQ's
+        # translated), refused, silent, or no worker answers; anything else is a bug (500)
+        named = exc.__cause__ if isinstance(exc, BackendUnavailable) and exc.__cause__ else exc
+        return {"service": name, "error": f"{type(named).__name__}: {exc}"[:300]}
     return None
 
 
@@ -109,10 +114,23 @@ async def _check_workers(request: web.Request) -> None:
     responses={
         200: Response("Every dependency answered", HealthcheckOk),
         502: Response("A dependency failed; `errors` names it", HealthcheckFailure),
+        503: Response(
+            "The gateway is stopping (SIGTERM): take it out of rotation", HealthcheckFailure
+        ),
     },
 )
 async def get_healthcheck(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, HealthcheckQuery)
+    if not request.app[READINESS].ready:
+        return json_response(
+            {
+                "error_code": 2,
+                "desc": "Service unavailable",
+                "detail": "The gateway is stopping",
+                "errors": [],
+            },
+            status=503,
+        )
     started = time.perf_counter()
     timeout = 3.0
     checks = [
@@ -176,7 +194,7 @@ CONFIG_TYPES = ("application/json", "text/plain")
     },
 )
 async def get_config(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS].masked()
+    settings = request.app[SETTINGS].masked(GatewaySettings)
     chosen = negotiate(request.headers.get("Accept"), CONFIG_TYPES)
     if chosen == "application/json":
         return json_response(settings)

@@ -24,17 +24,19 @@ costs one stale compare-and-set, never a double claim).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from shared import statuses
 from shared.clock import now_utc
-from shared.mongo import Database, Doc, find_by_ids
-from shared.streams.outbox import entries_for, insert_log_rows, log_row
+from shared.errors import BrokerUnavailable
+from shared.mongo import ID_CHUNK, Database, Doc, find_by_ids
 from shared.tokens import QueueToken, TokenPublisher
 
 log = logging.getLogger("luna_streams.changes")
@@ -50,6 +52,84 @@ SWEEP_CURSOR = "changes.sweep_cursor"
 #: a guarded change names its stream by ``_id``: the planner is told so (left to itself, the
 #: embedded server may walk a status index, and pay for every stream in that status)
 BY_ID = "_id_"
+
+
+#: the server's code for a duplicate key: a log row written before
+DUPLICATE_KEY = 11000
+
+
+def log_row(
+    stream: Doc,
+    status: str,
+    version: int,
+    log_time: datetime,
+    *,
+    error: str | None = None,
+    video_info: dict[str, Any] | None = None,
+    preview: dict[str, Any] | None = None,
+    row_id: str | None = None,
+) -> Doc:
+    return {
+        "_id": row_id or str(uuid.uuid4()),
+        "stream_id": stream["_id"],
+        "account_id": stream["account_id"],
+        "log_time": log_time,
+        "status": status,
+        "error": error,
+        "video_info": video_info,
+        "version": version,
+        "preview": preview,
+    }
+
+
+def entries_for(
+    stream: Doc,
+    path: list[str],
+    version: int,
+    when: datetime,
+    *,
+    groups: list[str],
+    error: str | None = None,
+    video_info: dict[str, Any] | None = None,
+    preview: dict[str, Any] | None = None,
+    row_ids: list[str] | None = None,
+) -> list[Doc]:
+    """One outbox entry per status in ``path``; the ``pending`` one carries its token."""
+    entries = []
+    for step, status in enumerate(path):
+        # one millisecond apart (MongoDB's precision), so newest-first keeps the path's order
+        log_time = when + timedelta(milliseconds=step)
+        entry: Doc = {
+            "log": log_row(
+                stream,
+                status,
+                version,
+                log_time,
+                error=error,
+                video_info=video_info,
+                preview=preview,
+                row_id=row_ids[step] if row_ids else None,
+            )
+        }
+        if status == statuses.PENDING:
+            entry["token"] = {
+                "stream_id": stream["_id"],
+                "version": version,
+                "queued_at": when,
+                "groups": list(groups),
+            }
+        entries.append(entry)
+    return entries
+
+
+async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
+    """Insert stream log rows; a row whose ``_id`` exists already was written before."""
+    for start in range(0, len(rows), ID_CHUNK):
+        try:
+            await database.stream_logs.insert_many(rows[start : start + ID_CHUNK], ordered=False)
+        except BulkWriteError as exc:
+            if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                raise
 
 
 @dataclass(slots=True)
@@ -183,7 +263,7 @@ class StreamChanges:
                     ),
                     token["groups"],
                 )
-        except Exception as exc:  # broker away: the sweep (and the reconciler) publish later
+        except BrokerUnavailable as exc:  # the sweep (and the reconciler) publish later
             log.warning("token publish deferred for %s: %s", tokens[0]["stream_id"], exc)
             return False
         return True
@@ -278,7 +358,9 @@ class StreamChanges:
         missing = [row for row in rows if row["_id"] not in existing]
         await insert_log_rows(self.database, missing)
         waiting = {
-            (d["_id"], d["version"], d["queued_at"]) for d in docs if d["status"] == "pending"
+            (d["_id"], d["version"], d["queued_at"])
+            for d in docs
+            if d["status"] == statuses.PENDING
         }
         # a writer writes its rows before it publishes: where they are all there, it got
         # as far as the publish (and a publish that failed then is the reconciler's)

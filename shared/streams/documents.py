@@ -11,14 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import StreamNotConvertible
-from shared.models.convert import NotConvertible, v1_to_v2, v2_to_v1
+from shared.autorestart import fresh_state
+from shared.errors import NotConvertible, StreamNotConvertible
+from shared.models.convert import v1_to_v2, v2_to_v1
 from shared.mongo import Doc
-
-AUTORESTART_ENABLED = "enabled"
-AUTORESTART_DISABLED = "disabled"
-AUTORESTART_IN_PROGRESS = "in_progress"
-AUTORESTART_FAILED = "failed"
+from shared.statuses import PENDING
 
 
 def format_time(value: datetime | None) -> str | None:
@@ -30,18 +27,6 @@ def format_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def autorestart_state(settings: dict[str, Any]) -> dict[str, Any]:
-    """Autorestart settings plus a fresh state: attempts reset, armed or disabled."""
-    return {
-        "restart": settings["restart"],
-        "attempt_count": settings["attempt_count"],
-        "delay": settings["delay"],
-        "current_attempt": 0,
-        "last_attempt_time": None,
-        "status": AUTORESTART_ENABLED if settings["restart"] else AUTORESTART_DISABLED,
-    }
-
-
 def settings_fields(api_version: int, body: dict[str, Any]) -> Doc:
     """The stored settings of a create/replace body (already validated and dumped)."""
     fields: Doc = {
@@ -50,7 +35,7 @@ def settings_fields(api_version: int, body: dict[str, Any]) -> Doc:
         "description": body["description"],
         "data": body["data"],
         "location": body.get("location"),
-        "autorestart": autorestart_state(body["autorestart"]),
+        "autorestart": fresh_state(body["autorestart"]),
     }
     if api_version == 1:
         fields["event_handler"] = body["event_handler"]
@@ -95,7 +80,7 @@ def new_stream(
         "preview": None,
         "groups": [group_id for group_id, _ in groups],
         "group_names": [name for _, name in groups],
-        "queued_at": now if body["status"] == "pending" else None,
+        "queued_at": now if body["status"] == PENDING else None,
         "claim": None,
         "outbox": [],
     }

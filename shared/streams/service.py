@@ -10,20 +10,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import statuses
+from shared import autorestart, statuses
 from shared.clock import now_utc
 from shared.coalesce import Coalescer
-from shared.errors import GroupNameNotFound, GroupNotFound, StreamNotFound
+from shared.errors import (
+    ConcurrentModification,
+    GroupNameNotFound,
+    GroupNotFound,
+    StreamNotFound,
+)
 from shared.mongo import Database, Doc
 from shared.streams.changes import Change, StreamChanges
-from shared.streams.documents import VIEW_PROJECTION, autorestart_state, new_stream, settings_fields
+from shared.streams.documents import VIEW_PROJECTION, new_stream, settings_fields
 from shared.streams.filters import StreamFiltersV2, StreamListQueryV2
 
 MAX_CAS_ATTEMPTS = 20
-
-
-class ConcurrentModification(RuntimeError):
-    """A stream changed under every one of our attempts (should not happen in practice)."""
 
 
 def _scope(stream_id: str, account_id: str | None) -> Doc:
@@ -123,7 +124,7 @@ class StreamService:
                 fields["status"] = target
                 if target == statuses.PENDING:
                     fields["queued_at"] = now
-                    fields["autorestart"] = autorestart_state(doc["autorestart"])
+                    fields["autorestart"] = autorestart.fresh_state(doc["autorestart"])
                 if doc["status"] == statuses.IN_PROGRESS:
                     fields["claim"] = None
             if not fields:

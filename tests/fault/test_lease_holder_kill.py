@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.jobs_broker import AUTORESTART
+from shared.jobs import AUTORESTART
 from shared.mongo import Database
 from shared.settings import Settings
 from tests.fault.figures import BODY, Figures

@@ -28,8 +28,7 @@ from shared.clock import now_utc
 from shared.feedback import FeedbackBatch, FeedbackResult, apply_feedback
 from shared.mongo import Database
 from shared.settings import Settings
-from shared.streams.changes import SWEEP_DELAY, StreamChanges
-from shared.streams.outbox import insert_log_rows
+from shared.streams.changes import SWEEP_DELAY, StreamChanges, insert_log_rows
 from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids, queue_depth
 from tests.processes import running, wait_for, worker
@@ -294,7 +293,7 @@ async def test_worker_killed_mid_batch_redelivers_and_applies_once(
 
 def _worker_that_hangs_before_its_log_rows() -> None:
     """``python -m queue_worker``, except that it never gets to write the log rows."""
-    from queue_worker.__main__ import main
+    from queue_worker.__main__ import run
 
     async def hang(database: Database, rows: list[Json]) -> None:
         if any(row["_id"].startswith("batch-kill") for row in rows):
@@ -302,7 +301,7 @@ def _worker_that_hangs_before_its_log_rows() -> None:
         await insert_log_rows(database, rows)
 
     setattr(shared.streams.changes, "insert_log_rows", hang)  # noqa: B010
-    main()
+    run()
 
 
 if __name__ == "__main__":

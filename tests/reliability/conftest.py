@@ -27,7 +27,7 @@ from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.broker import QueueNames
 from shared.heartbeats import COMPONENTS, beat_forever
-from shared.jobs_broker import AUTORESTART, JANITOR, jobs_queue
+from shared.jobs import AUTORESTART, JANITOR, jobs_queue
 from shared.mongo import Database, open_database
 from shared.settings import Settings
 from tests.conftest import delete_queues

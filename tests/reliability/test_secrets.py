@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.__main__ import main as gateway_main
+from gateway.__main__ import run as gateway_main
 from gateway.app import create_app
 from gateway.keys import DATABASE
 from shared.log_setup import JsonFormatter, setup_logging

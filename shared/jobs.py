@@ -1,0 +1,303 @@
+"""The dramatiq workers (the autorestart worker and the log janitor), as dramatiq is meant to
+be used.
+
+- Async actors on the :class:`~dramatiq.middleware.AsyncIO` middleware's event loop, and no
+  other loop does job work: :class:`JobClients`, a middleware, opens the MongoDB and
+  RabbitMQ clients on that loop when the worker has booted and closes them when it has shut
+  down (``after_worker_shutdown``, not ``before_worker_shutdown``: the actors in flight keep
+  their clients until they finish).
+- Periodic jobs: dramatiq has no scheduler, so :class:`PeriodicJobs`, a middleware, runs one
+  task on the same loop that, for each job, tries to start the job's period through its lease
+  in MongoDB (:mod:`shared.leases`) and, when it wins, sends the job's actor with
+  ``actor.send()``. One replica wins each period; any replica may run the message; a worker
+  killed mid-job leaves the message unacknowledged, so it is redelivered and the job
+  (idempotent) runs again. The same task writes the process's heartbeat.
+- The process is a :class:`~shared.lifecycle.Component` (:class:`JobWorker`): start boots the
+  dramatiq worker; on SIGTERM scheduling stops, the jobs in hand finish within the shutdown
+  bound (dramatiq requeues what it had prefetched) and the counts are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import BrokerError
+from dramatiq.middleware import AsyncIO, Middleware
+from prometheus_client import Counter, Gauge, start_http_server
+from pymongo.errors import PyMongoError
+
+from shared.broker import Broker, open_broker
+from shared.errors import BackendUnavailable, ConfigurationError, ServiceError
+from shared.heartbeats import beat_forever, instance_id
+from shared.leases import start_period
+from shared.lifecycle import Readiness
+from shared.mongo import Database, open_database
+from shared.settings import CommonSettings, JobWorkerSettings
+
+log = logging.getLogger("luna_streams.jobs")
+
+AUTORESTART = "autorestart"
+JANITOR = "janitor"
+
+#: seconds between two looks at the leases
+TICK = 0.5
+
+JOBS_RUN = Counter("luna_streams_jobs", "Periodic jobs run", ["job"])
+JOB_EFFECTS = Counter(
+    "luna_streams_job_effects",
+    "What jobs did: streams restarted or downgraded, tokens republished, logs deleted",
+    ["job"],
+)
+JOB_LAST_RUN = Gauge("luna_streams_job_last_run_timestamp_seconds", "Last run", ["job"])
+
+
+def jobs_queue(settings: CommonSettings, kind: str) -> str:
+    """Each worker kind has its own dramatiq queue (it only knows its own actors)."""
+    return f"{settings.queue_prefix}.jobs.{kind}"
+
+
+class JobClients(Middleware):
+    """The clients the actors use, opened on the AsyncIO middleware's loop."""
+
+    def __init__(self, settings: JobWorkerSettings) -> None:
+        self.settings = settings
+        self._database: Database | None = None
+        self._broker: Broker | None = None
+        self._opened: asyncio.Event | None = None
+        #: why the clients could not be opened (the process then fails its start)
+        self.error: BaseException | None = None
+
+    @property
+    def database(self) -> Database:
+        assert self._database is not None, "the worker has not booted"
+        return self._database
+
+    @property
+    def broker(self) -> Broker:
+        assert self._broker is not None, "the worker has not booted"
+        return self._broker
+
+    async def wait_open(self) -> None:
+        if self._opened is None:
+            self._opened = asyncio.Event()
+        await self._opened.wait()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        _loop_thread().run_coroutine(self._open())
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        _loop_thread().run_coroutine(self._close())
+
+    async def _open(self) -> None:
+        s = self.settings
+        try:
+            if not s.mongo_uri:
+                raise ConfigurationError("LUNA_STREAMS_MONGO_URI is not set")
+            self._database = await open_database(s.mongo_uri, s.db_name, journal=s.mongo_journal)
+            self._broker = await open_broker(
+                s.amqp_url,
+                s.queue_prefix,
+                queue_type=s.queue_type,
+                feedback_delivery_limit=s.feedback_delivery_limit,
+            )
+        except ServiceError as exc:  # kept: the process's start reports it
+            self.error = exc
+            return
+        if self._opened is None:
+            self._opened = asyncio.Event()
+        self._opened.set()
+
+    async def _close(self) -> None:
+        broker, database = self._broker, self._database
+        self._broker = self._database = None
+        if broker is not None:
+            await broker.close()
+        if database is not None:
+            await database.close()
+
+
+Job = Callable[[JobClients], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicJob:
+    name: str
+    run: Job
+    period: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobWorkerSpec:
+    component: str  # "autorestart-worker" or "log-janitor"
+    kind: str  # AUTORESTART or JANITOR: the queue's and the leases' name
+    periodic: list[PeriodicJob]
+
+
+def declare_actors(
+    broker: dramatiq.Broker, spec: JobWorkerSpec, queue: str, clients: JobClients
+) -> dict[str, dramatiq.Actor[Any, Any]]:
+    """One async actor per periodic job, on ``queue``."""
+    actors: dict[str, dramatiq.Actor[Any, Any]] = {}
+    for job in spec.periodic:
+
+        def bind(job: PeriodicJob) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                effects = await job.run(clients)
+                JOBS_RUN.labels(job=job.name).inc()
+                JOB_EFFECTS.labels(job=job.name).inc(effects)
+                JOB_LAST_RUN.labels(job=job.name).set(time.time())
+                log.debug("job %s done: %d", job.name, effects)
+
+            return run
+
+        actors[job.name] = dramatiq.actor(
+            actor_name=job.name,
+            queue_name=queue,
+            broker=broker,
+            max_retries=3,
+            min_backoff=500,
+            max_backoff=5000,
+        )(bind(job))
+    return actors
+
+
+class PeriodicJobs(Middleware):
+    """Start each job once per period however many replicas run; write the heartbeat."""
+
+    def __init__(
+        self,
+        spec: JobWorkerSpec,
+        clients: JobClients,
+        actors: Mapping[str, dramatiq.Actor[Any, Any]],
+        owner: str,
+    ) -> None:
+        self.spec = spec
+        self.clients = clients
+        self.actors = actors
+        self.owner = owner
+        self._task: concurrent.futures.Future[None] | None = None
+        self.sent = 0
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), _loop_thread().loop)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        await self.clients.wait_open()
+        heartbeats = asyncio.create_task(beat_forever(self.clients.database, self.spec.component))
+        try:
+            while True:
+                for job in self.spec.periodic:
+                    await self._schedule(job)
+                await asyncio.sleep(TICK)
+        finally:
+            heartbeats.cancel()
+
+    async def _schedule(self, job: PeriodicJob) -> None:
+        lease = f"{self.spec.kind}:{job.name}"
+        try:
+            if await start_period(self.clients.database, lease, job.period, self.owner):
+                await asyncio.to_thread(self.actors[job.name].send)
+                self.sent += 1
+        except (BackendUnavailable, PyMongoError, BrokerError) as exc:
+            log.warning("%s not scheduled: %s: %s", job.name, type(exc).__name__, exc)
+        except Exception:  # a bug: said with its traceback; the schedule must go on
+            log.exception("%s not scheduled", job.name)
+
+
+class JobCounts(Middleware):
+    """What the worker's actors did, for the log line at shutdown."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None:
+            self.done += 1
+        else:
+            self.failed += 1
+
+
+def _loop_thread() -> Any:
+    thread = get_event_loop_thread()
+    assert thread is not None, "the AsyncIO middleware has not booted"
+    return thread
+
+
+class JobWorker:
+    """A dramatiq worker process as a :class:`~shared.lifecycle.Component`."""
+
+    def __init__(self, spec: JobWorkerSpec, settings: JobWorkerSettings) -> None:
+        self.name = spec.component
+        self.settings = settings
+        self.readiness = Readiness()
+        self.queue = jobs_queue(settings, spec.kind)
+        self.broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+        self.clients = JobClients(settings)
+        self.counts = JobCounts()
+        actors = declare_actors(self.broker, spec, self.queue, self.clients)
+        self.periodic = PeriodicJobs(spec, self.clients, actors, instance_id(spec.component))
+        for middleware in (AsyncIO(), self.clients, self.periodic, self.counts):
+            self.broker.add_middleware(middleware)
+        self.worker = dramatiq.Worker(
+            self.broker, worker_threads=settings.worker_threads, worker_timeout=1000
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        if self.settings.worker_metrics_port:
+            start_http_server(self.settings.worker_metrics_port)
+        await asyncio.to_thread(self.worker.start)
+        self._started = True
+        if self.clients.error is not None:
+            raise self.clients.error
+        log.info("%s consuming %s", self.name, self.queue)
+
+    async def broken(self) -> str:
+        await asyncio.Event().wait()  # dramatiq's consumers reconnect by themselves
+        raise AssertionError("unreachable")
+
+    async def stop_taking_work(self) -> None:
+        self.periodic.stop()
+
+    async def finish(self, timeout: float) -> Mapping[str, int]:  # noqa: ASYNC109 - a bound
+        await self._stop_worker(timeout)
+        return {
+            "jobs done": self.counts.done,
+            "failed": self.counts.failed,
+            "periods started": self.periodic.sent,
+        }
+
+    async def close(self) -> None:
+        await self._stop_worker(self.settings.shutdown_timeout)
+        self.broker.close()
+
+    async def _stop_worker(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound
+        if self._started:
+            self._started = False
+            await asyncio.to_thread(self.worker.stop, int(timeout * 1000))
