@@ -45,6 +45,8 @@ AGENTS = 8
 CLAIM_LIMIT = 10
 BATCH = 100
 CREATORS = 16
+#: feedback items/s a fleet of 1,000 cameras reporting every 2 s offers
+FLEET = 500.0
 Doc = dict[str, Any]
 
 
@@ -117,18 +119,30 @@ def report_body(mine: list[Doc], frame: int) -> Doc:
 
 
 async def feedback(
-    session: aiohttp.ClientSession, url: str, streams: list[Doc], seconds: float, changing: bool
+    session: aiohttp.ClientSession,
+    url: str,
+    streams: list[Doc],
+    seconds: float,
+    changing: bool,
+    offered: float | None = None,
 ) -> tuple[float, float, float, int]:
-    """(items/s, p50 s, p99 s, errors): AGENTS agents, each a batch of its BATCH streams."""
+    """(items/s, p50 s, p99 s, errors): AGENTS agents, each a batch of its BATCH streams,
+    as fast as answers come or, with ``offered`` (items/s), each on its own fixed period
+    (staggered, as a fleet reports; an agent whose answer comes late sends at once)."""
     latencies: list[float] = []
     errors = 0
     items = 0
     until = time.monotonic() + seconds
+    period = AGENTS * BATCH / offered if offered else 0.0
 
-    async def agent(mine: list[Doc]) -> None:
+    async def agent(n: int, mine: list[Doc]) -> None:
         nonlocal errors, items
         frame = 0
+        await asyncio.sleep(period * n / AGENTS)
+        due = time.monotonic()
         while time.monotonic() < until:
+            due += period
+            await asyncio.sleep(max(0.0, due - period - time.monotonic()))
             frame += 1
             body = report_body(mine, frame if changing else 0)
             started = time.perf_counter()
@@ -144,7 +158,7 @@ async def feedback(
                 items += len(answer["streams"]["modified"])
 
     started = time.perf_counter()
-    await asyncio.gather(*(agent(streams[i * BATCH : (i + 1) * BATCH]) for i in range(AGENTS)))
+    await asyncio.gather(*(agent(i, streams[i * BATCH : (i + 1) * BATCH]) for i in range(AGENTS)))
     elapsed = time.perf_counter() - started
     return items / elapsed, pct(latencies, 0.5), pct(latencies, 0.99), errors
 
@@ -262,19 +276,29 @@ async def run(streams: int, seconds: float) -> None:
                 await first_report(session, stack.url, mine[n * BATCH : (n + 1) * BATCH])
             steady = await feedback(session, stack.url, mine, seconds, changing=False)
             changing = await feedback(session, stack.url, mine, seconds, changing=True)
+            # the same work offered at a rate: the fleet of the soak (1,000 cameras every
+            # 2 s) and 0.7 of the ceiling for reports that rewrite their streams
+            fleet = await feedback(session, stack.url, mine, seconds, False, offered=FLEET)
+            target = 0.7 * feedback_ceiling
+            paced = await feedback(session, stack.url, mine, seconds, True, offered=target)
     report(
         streams,
         (create_rate, create_errors),
         (claim_rate, len(claimed), claim_ceiling),
         (steady, changing, feedback_ceiling),
+        ((fleet, FLEET), (paced, target)),
     )
+
+
+Figures = tuple[float, float, float, int]
 
 
 def report(
     streams: int,
     create: tuple[float, int],
     claim: tuple[float, int, float],
-    fb: tuple[tuple[float, float, float, int], tuple[float, float, float, int], float],
+    fb: tuple[Figures, Figures, float],
+    offered: tuple[tuple[Figures, float], tuple[Figures, float]],
 ) -> None:
     print(f"luna-streams hot path, deployment shape ({streams} streams, {AGENTS} agents)")
     print(f"{'work':44} {'service':>9} {'ceiling':>9} {'share':>6}  latency p50/p99")
@@ -288,6 +312,15 @@ def report(
     for name, (items, p50, p99, errors) in (
         ("feedback items/s, batches of 100, steady", steady),
         ("feedback items/s, batches of 100, changing", changing),
+    ):
+        print(
+            f"{name:44} {items:9.0f} {top:9.0f} {items / top:6.2f}  "
+            f"{p50 * 1000:.0f}/{p99 * 1000:.0f} ms, errors {errors}"
+        )
+    (fleet, fleet_rate), (paced, paced_rate) = offered
+    for name, (items, p50, p99, errors) in (
+        (f"  offered {fleet_rate:.0f}/s (1,000 cameras / 2 s), steady", fleet),
+        (f"  offered {paced_rate:.0f}/s (0.7 of ceiling), changing", paced),
     ):
         print(
             f"{name:44} {items:9.0f} {top:9.0f} {items / top:6.2f}  "

@@ -37,7 +37,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 from pymongo.errors import PyMongoError
 
 from shared.broker import Broker, open_broker
-from shared.errors import BackendUnavailable, ConfigurationError, ServiceError
+from shared.errors import BackendUnavailable, ConfigurationError
 from shared.heartbeats import beat_forever, instance_id
 from shared.leases import start_period
 from shared.lifecycle import Readiness
@@ -110,7 +110,7 @@ class JobClients(Middleware):
                 queue_type=s.queue_type,
                 feedback_delivery_limit=s.feedback_delivery_limit,
             )
-        except ServiceError as exc:  # kept: the process's start reports it
+        except Exception as exc:  # not swallowed: JobWorker.start raises it (exit code 1)
             self.error = exc
             return
         if self._opened is None:

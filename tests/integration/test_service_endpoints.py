@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from gateway.app import create_app
-from shared.settings import MASK, Settings
+from shared.settings import MASK, GatewaySettings, Settings
 
 Client = TestClient[Any, Any]
 REQUEST_ID = re.compile(r"^[0-9]{10},[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
@@ -110,6 +110,11 @@ async def test_config_endpoint(client: Client, settings: Settings) -> None:
     body = await resp.json()
     assert body["LUNA_STREAMS_PORT"] == settings.port
     assert body["LUNA_STREAMS_AMQP_URL"].startswith("amqp://guest:" + MASK)
+    # the gateway's settings, not the workers' (the test passes them all)
+    assert "LUNA_STREAMS_HEADER_TIMEOUT" in body
+    assert "LUNA_STREAMS_FEEDBACK_PREFETCH" not in body
+    assert "LUNA_STREAMS_LOGS_CLEAR_INTERVAL" not in body
+    assert len(body) == len(GatewaySettings.model_fields)
     resp = await client.get("/config", headers={"Accept": "text/plain"})
     assert resp.status == 200
     assert "LUNA_STREAMS_PORT = " in await resp.text()

@@ -1,0 +1,56 @@
+"""Settings per process: a shared base, and what each process reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import (
+    AutorestartWorkerSettings,
+    CommonSettings,
+    GatewaySettings,
+    LogJanitorSettings,
+    QueueWorkerSettings,
+    Settings,
+    load_settings,
+)
+
+PROCESSES = (GatewaySettings, QueueWorkerSettings, AutorestartWorkerSettings, LogJanitorSettings)
+
+
+def test_every_process_reads_the_common_base_and_nothing_of_the_others() -> None:
+    common = set(CommonSettings.model_fields)
+    for kind in PROCESSES:
+        assert common <= set(kind.model_fields), kind
+    assert "feedback_prefetch" not in GatewaySettings.model_fields
+    assert "host" not in QueueWorkerSettings.model_fields
+    assert "logs_clear_interval" not in AutorestartWorkerSettings.model_fields
+    assert "stream_status_obsoleting_period" not in LogJanitorSettings.model_fields
+    own = [set(kind.model_fields) - common for kind in (GatewaySettings, QueueWorkerSettings)]
+    assert not own[0] & own[1]
+
+
+def test_all_is_every_process_at_once() -> None:
+    everything = set(Settings.model_fields)
+    for kind in PROCESSES:
+        assert set(kind.model_fields) <= everything
+        assert issubclass(Settings, kind)
+
+
+def test_a_process_ignores_an_invalid_setting_it_does_not_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LUNA_STREAMS_WORKER_THREADS", "0")
+    assert load_settings(GatewaySettings).port == 5160
+    assert load_settings(QueueWorkerSettings).feedback_prefetch == 8
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(AutorestartWorkerSettings)
+    assert stopped.value.code == 2
+    assert "invalid setting LUNA_STREAMS_WORKER_THREADS=0" in capsys.readouterr().err
+
+
+def test_config_shows_one_process_view_masked() -> None:
+    settings = Settings(amqp_url="amqp://guest:secret@rabbit:5672/")
+    shown = settings.masked(GatewaySettings)
+    assert set(shown) >= {"LUNA_STREAMS_PORT", "LUNA_STREAMS_AMQP_URL"}
+    assert "LUNA_STREAMS_WORKER_THREADS" not in shown
+    assert "secret" not in shown["LUNA_STREAMS_AMQP_URL"]
