@@ -275,10 +275,10 @@ async def run(streams: int, seconds: float) -> None:
             for n in range(AGENTS):
                 await first_report(session, stack.url, mine[n * BATCH : (n + 1) * BATCH])
             steady = await feedback(session, stack.url, mine, seconds, changing=False)
-            changing = await feedback(session, stack.url, mine, seconds, changing=True)
             # the same work offered at a rate: the fleet of the soak (1,000 cameras every
-            # 2 s) and 0.7 of the ceiling for reports that rewrite their streams
+            # 2 s), then reports that rewrite their streams, at 0.7 of the ceiling
             fleet = await feedback(session, stack.url, mine, seconds, False, offered=FLEET)
+            changing = await feedback(session, stack.url, mine, seconds, changing=True)
             target = 0.7 * feedback_ceiling
             paced = await feedback(session, stack.url, mine, seconds, True, offered=target)
     report(
