@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import NoReturn, Protocol, TypeVar
 
 from shared.log_setup import setup_logging
-from shared.settings import CommonSettings, load_settings
+from shared.settings import CommonSettings, load_settings, mask_uri
 
 log = logging.getLogger("luna_streams.lifecycle")
 
@@ -137,6 +137,6 @@ def main(name: str, kind: type[S], build: Callable[[S], Component]) -> NoReturn:
     try:
         code = asyncio.run(serve(build(settings), settings.shutdown_timeout))
     except Exception as exc:  # a failed start: one clear line, exit 1
-        log.error("%s failed: %s: %s", name, type(exc).__name__, exc)
+        log.error("%s failed: %s: %s", name, type(exc).__name__, mask_uri(str(exc)))
         raise SystemExit(1) from None
     raise SystemExit(code)

@@ -263,13 +263,14 @@ class Settings(
     """Every setting: what ``luna-streams all`` reads and hands to its children."""
 
 
-_URI_PASSWORD = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/]*):[^@/]*@")
+_URI_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/,\s]*):[^@/\s]*@")
 _URI_SECRET_OPTION = re.compile(r"(?i)([?&][^=&]*(?:password|secret|token)[^=&]*=)[^&#]*")
 
 
 def mask_uri(uri: str) -> str:
-    """Hide the password of a URI (``amqp://user:pass@host/``, multi-host MongoDB URIs
-    included) and the value of every option named like a password, secret or token."""
+    """Hide the password of every URI in ``uri`` (``amqp://user:pass@host/``, multi-host
+    MongoDB URIs, comma-separated lists of AMQP URLs, URIs inside an error message) and the
+    value of every option named like a password, secret or token."""
     masked = _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", uri)
     return _URI_SECRET_OPTION.sub(lambda m: f"{m[1]}{MASK}", masked)
 

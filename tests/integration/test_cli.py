@@ -268,3 +268,20 @@ def test_agent_sim_help_shows_options_with_defaults() -> None:
         assert f"(default: {default})" in block[:160], option
     assert "--quiet" in text
     assert "--json" in text
+
+
+def test_every_password_of_an_amqp_list_stays_masked_at_start() -> None:
+    """Given several AMQP URLs, the start-up error masks each password (the second one was
+    printed in clear)."""
+    urls = "amqp://guest:first-secret@127.0.0.1:1/,amqp://guest:second-secret@127.0.0.1:2/"
+    result = subprocess.run(
+        [*CLI, "all"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "LUNA_STREAMS_AMQP_URL": urls},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "RabbitMQ is not reachable at amqp://guest:********@" in result.stderr
+    assert "first-secret" not in result.stderr
+    assert "second-secret" not in result.stderr

@@ -12,6 +12,7 @@ from shared.settings import (
     QueueWorkerSettings,
     Settings,
     load_settings,
+    mask_uri,
 )
 
 PROCESSES = (GatewaySettings, QueueWorkerSettings, AutorestartWorkerSettings, LogJanitorSettings)
@@ -54,3 +55,17 @@ def test_config_shows_one_process_view_masked() -> None:
     assert set(shown) >= {"LUNA_STREAMS_PORT", "LUNA_STREAMS_AMQP_URL"}
     assert "LUNA_STREAMS_WORKER_THREADS" not in shown
     assert "secret" not in shown["LUNA_STREAMS_AMQP_URL"]
+
+
+def test_every_password_of_a_list_of_urls_is_masked() -> None:
+    listed = "amqp://u:one@h1:5672/,amqp://v:two@h2:5672/vh, amqp://w:three@h3/"
+    masked = mask_uri(listed)
+    assert (
+        masked == "amqp://u:********@h1:5672/,amqp://v:********@h2:5672/vh, amqp://w:********@h3/"
+    )
+    said = mask_uri(f"cannot connect to {listed}: refused")
+    assert not any(secret in said for secret in ("one", "two", "three"))
+    assert (
+        mask_uri("mongodb://u:pw@a:1,b:2/?replicaSet=rs")
+        == "mongodb://u:********@a:1,b:2/?replicaSet=rs"
+    )
