@@ -27,14 +27,13 @@ from gateway.middlewares import error_middleware, metrics_middleware, request_id
 from gateway.openapi import build_spec
 from gateway.preview_client import PreviewClient
 from gateway.routes import console, events, groups, logs, preview, queue, service, streams
-from shared.broker import open_broker
+from shared.broker import open_configured_broker
 from shared.claims import ClaimService
-from shared.errors import ConfigurationError
 from shared.event_hub import StreamEventHub
 from shared.feedback_rpc import FeedbackClient
 from shared.groups import GroupService
 from shared.lifecycle import Readiness
-from shared.mongo import open_database
+from shared.mongo import open_configured_database
 from shared.settings import GatewaySettings
 from shared.streams.changes import StreamChanges
 from shared.streams.service import StreamService
@@ -58,27 +57,13 @@ MAX_REQUEST_LINE = 1024 * 1024
 
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    if not settings.mongo_uri:
-        raise ConfigurationError(
-            "LUNA_STREAMS_MONGO_URI is not set: give a MongoDB URI, or run "
-            "`luna-streams all`, which starts the embedded server"
-        )
-    app[DATABASE] = await open_database(
-        settings.mongo_uri, settings.db_name, journal=settings.mongo_journal
-    )
+    app[DATABASE] = await open_configured_database(app[SETTINGS])
     yield
     await app[DATABASE].close()
 
 
 async def broker_context(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[BROKER] = await open_broker(
-        settings.amqp_url,
-        settings.queue_prefix,
-        queue_type=settings.queue_type,
-        feedback_delivery_limit=settings.feedback_delivery_limit,
-    )
+    app[BROKER] = await open_configured_broker(app[SETTINGS])
     yield
     await app[BROKER].close()
 

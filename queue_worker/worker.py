@@ -27,12 +27,12 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pymongo.errors import PyMongoError
 
-from shared.broker import Broker, broker_errors, open_broker
-from shared.errors import BrokerUnavailable, ConfigurationError
+from shared.broker import Broker, broker_errors, open_configured_broker
+from shared.errors import BrokerUnavailable
 from shared.feedback import FeedbackBatch, apply_feedback
 from shared.lifecycle import Readiness
 from shared.models import FeedbackRequest
-from shared.mongo import Database, open_database
+from shared.mongo import Database, open_configured_database
 from shared.settings import QueueWorkerSettings
 from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
@@ -81,17 +81,8 @@ class FeedbackWorker:
 
     async def start(self) -> None:
         settings = self.settings
-        if not settings.mongo_uri:
-            raise ConfigurationError("LUNA_STREAMS_MONGO_URI is not set")
-        self.database = await open_database(
-            settings.mongo_uri, settings.db_name, journal=settings.mongo_journal
-        )
-        self.broker = await open_broker(
-            settings.amqp_url,
-            settings.queue_prefix,
-            queue_type=settings.queue_type,
-            feedback_delivery_limit=settings.feedback_delivery_limit,
-        )
+        self.database = await open_configured_database(settings)
+        self.broker = await open_configured_broker(settings)
         self.changes = StreamChanges(self.database, BrokerTokenPublisher(self.broker))
         self._applier = asyncio.create_task(self._apply_forever())
         with broker_errors():

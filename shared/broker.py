@@ -36,6 +36,7 @@ from aio_pika.abc import (
 )
 
 from shared.errors import BrokerUnavailable
+from shared.settings import CommonSettings
 
 #: what aio-pika raises when RabbitMQ is away, or a connection or channel is lost or
 #: refuses a call; any other error (a bare RuntimeError included) is not translated
@@ -251,3 +252,13 @@ async def open_broker(
         await connection.close()
         raise
     return broker
+
+
+async def open_configured_broker(settings: CommonSettings) -> Broker:
+    """:func:`open_broker` as a process's settings say (URL, prefix, queue type)."""
+    return await open_broker(
+        settings.amqp_url,
+        settings.queue_prefix,
+        queue_type=settings.queue_type,
+        feedback_delivery_limit=settings.feedback_delivery_limit,
+    )

@@ -36,12 +36,12 @@ from dramatiq.middleware import AsyncIO, Middleware
 from prometheus_client import Counter, Gauge, start_http_server
 from pymongo.errors import PyMongoError
 
-from shared.broker import Broker, open_broker
-from shared.errors import BackendUnavailable, ConfigurationError
+from shared.broker import Broker, open_configured_broker
+from shared.errors import BackendUnavailable
 from shared.heartbeats import beat_forever, instance_id
 from shared.leases import start_period
 from shared.lifecycle import Readiness
-from shared.mongo import Database, open_database
+from shared.mongo import Database, open_configured_database
 from shared.settings import CommonSettings, JobWorkerSettings
 
 log = logging.getLogger("luna_streams.jobs")
@@ -73,7 +73,7 @@ class JobClients(Middleware):
         self.settings = settings
         self._database: Database | None = None
         self._broker: Broker | None = None
-        self._opened: asyncio.Event | None = None
+        self._opened = asyncio.Event()  # bound to the loop that first waits on it
         #: why the clients could not be opened (the process then fails its start)
         self.error: BaseException | None = None
 
@@ -88,8 +88,6 @@ class JobClients(Middleware):
         return self._broker
 
     async def wait_open(self) -> None:
-        if self._opened is None:
-            self._opened = asyncio.Event()
         await self._opened.wait()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -99,22 +97,12 @@ class JobClients(Middleware):
         _loop_thread().run_coroutine(self._close())
 
     async def _open(self) -> None:
-        s = self.settings
         try:
-            if not s.mongo_uri:
-                raise ConfigurationError("LUNA_STREAMS_MONGO_URI is not set")
-            self._database = await open_database(s.mongo_uri, s.db_name, journal=s.mongo_journal)
-            self._broker = await open_broker(
-                s.amqp_url,
-                s.queue_prefix,
-                queue_type=s.queue_type,
-                feedback_delivery_limit=s.feedback_delivery_limit,
-            )
+            self._database = await open_configured_database(self.settings)
+            self._broker = await open_configured_broker(self.settings)
         except Exception as exc:  # not swallowed: JobWorker.start raises it (exit code 1)
             self.error = exc
             return
-        if self._opened is None:
-            self._opened = asyncio.Event()
         self._opened.set()
 
     async def _close(self) -> None:

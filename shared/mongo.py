@@ -24,7 +24,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
 
 from shared import clock
-from shared.errors import DatabaseUnavailable
+from shared.errors import ConfigurationError, DatabaseUnavailable
+from shared.settings import CommonSettings
 
 Doc = dict[str, Any]
 
@@ -184,6 +185,16 @@ async def open_database(
         await client.close()
         raise
     return database
+
+
+async def open_configured_database(settings: CommonSettings) -> Database:
+    """:func:`open_database` as a process's settings say (URI, database, journal)."""
+    if not settings.mongo_uri:
+        raise ConfigurationError(
+            "LUNA_STREAMS_MONGO_URI is not set: give a MongoDB URI, or run "
+            "`luna-streams all`, which starts the embedded server"
+        )
+    return await open_database(settings.mongo_uri, settings.db_name, journal=settings.mongo_journal)
 
 
 async def create_indexes(database: Database) -> None:
