@@ -5,7 +5,6 @@ graceful shutdown: ``on_shutdown`` ends the event streams first), then the clien
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import NoReturn
@@ -14,7 +13,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.limits import cap_connections
-from shared.lifecycle import Readiness, main
+from shared.lifecycle import Readiness, main, never_broken
 from shared.settings import GatewaySettings
 
 log = logging.getLogger("gateway")
@@ -43,8 +42,7 @@ class Gateway:
         log.info("LUNA Streams API listening on http://%s:%d", settings.host, settings.port)
 
     async def broken(self) -> str:
-        await asyncio.Event().wait()  # the gateway reports dependencies in /healthcheck
-        raise AssertionError("unreachable")
+        return await never_broken()  # the gateway reports its dependencies in /healthcheck
 
     async def stop_taking_work(self) -> None:
         if self.runner is not None:

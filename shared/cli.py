@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from pydantic import AliasChoices
-
 from shared.embedded_mongo import embedded_uri, serve_embedded
 from shared.errors import EmbeddedUnavailable
 from shared.log_setup import setup_logging
@@ -29,6 +27,7 @@ from shared.settings import (
     LogJanitorSettings,
     QueueWorkerSettings,
     Settings,
+    env_name,
     load_settings,
     mask_uri,
 )
@@ -104,12 +103,6 @@ SETTINGS_HELP = (
 )
 
 
-def env_name(field_name: str, kind: type[LoggingSettings] = Settings) -> str:
-    """The environment variable of a settings field (its first validation alias)."""
-    alias = kind.model_fields[field_name].validation_alias
-    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field_name.upper()
-
-
 def _default(field_name: str, kind: type[LoggingSettings]) -> str:
     field = kind.model_fields[field_name]
     value = field.get_default(call_default_factory=True)
@@ -125,9 +118,9 @@ def environment_help(kind: type[LoggingSettings] | None) -> str:
     if kind is None:
         return ""
     names = list(kind.model_fields)
-    width = max(len(env_name(name, kind)) for name in names)
+    width = max(len(env_name(kind, name)) for name in names)
     lines = [
-        f"  {env_name(name, kind):<{width}}  default: {_default(name, kind)}" for name in names
+        f"  {env_name(kind, name):<{width}}  default: {_default(name, kind)}" for name in names
     ]
     return "environment variables:\n" + "\n".join(lines) + "\n\n" + SETTINGS_HELP
 

@@ -40,7 +40,7 @@ from shared.broker import Broker, open_configured_broker
 from shared.errors import BackendUnavailable
 from shared.heartbeats import beat_forever, instance_id
 from shared.leases import start_period
-from shared.lifecycle import Readiness
+from shared.lifecycle import Readiness, never_broken
 from shared.mongo import Database, open_configured_database
 from shared.settings import CommonSettings, JobWorkerSettings
 
@@ -267,8 +267,7 @@ class JobWorker:
         log.info("%s consuming %s", self.name, self.queue)
 
     async def broken(self) -> str:
-        await asyncio.Event().wait()  # dramatiq's consumers reconnect by themselves
-        raise AssertionError("unreachable")
+        return await never_broken()  # dramatiq's consumers reconnect by themselves
 
     async def stop_taking_work(self) -> None:
         self.periodic.stop()

@@ -66,6 +66,13 @@ class Component(Protocol):
         """Close every client (also after a failed start)."""
 
 
+async def never_broken() -> str:
+    """:meth:`Component.broken` of a component whose failures are reported elsewhere (the
+    gateway's in ``/healthcheck``) or repaired by its library (dramatiq reconnects)."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
 async def serve(component: Component, shutdown_timeout: float) -> int:
     """Run ``component`` through its lifecycle; the process's exit code."""
     loop = asyncio.get_running_loop()

@@ -63,6 +63,12 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def env_name(kind: type[BaseSettings], field_name: str) -> str:
+    """The environment variable of a settings field (its first validation alias)."""
+    alias = kind.model_fields[field_name].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field_name.upper()
+
+
 class LoggingSettings(BaseSettings):
     """Settings every process reads: how it logs."""
 
@@ -81,11 +87,10 @@ class LoggingSettings(BaseSettings):
         of them, or those of ``view`` (one process's class)."""
         out: dict[str, Any] = {}
         dumped = self.model_dump(mode="json")
-        for name, field in (view or type(self)).model_fields.items():
-            alias = field.validation_alias
-            env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name
-            value = dumped[name]
-            out[str(env_name)] = mask_secrets(str(env_name), value)
+        kind = view or type(self)
+        for name in kind.model_fields:
+            variable = env_name(kind, name)
+            out[variable] = mask_secrets(variable, dumped[name])
         return out
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from shared.settings import Settings
+from shared.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,19 +30,18 @@ def free_port() -> int:
 def component_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that gives a component process the same settings as ``settings``."""
     env = dict(os.environ)
-    for name, field in type(settings).model_fields.items():
-        alias = field.validation_alias
-        env_name = alias.choices[0] if alias is not None else name  # type: ignore[union-attr]
+    for name in type(settings).model_fields:
+        variable = env_name(type(settings), name)
         value = getattr(settings, name)
         if value is None:
-            env.pop(str(env_name), None)
+            env.pop(variable, None)
             continue
         if hasattr(value, "model_dump_json"):
-            env[str(env_name)] = value.model_dump_json()
+            env[variable] = value.model_dump_json()
         elif isinstance(value, tuple | list):  # networks: a JSON list of CIDRs
-            env[str(env_name)] = json.dumps([str(item) for item in value])
+            env[variable] = json.dumps([str(item) for item in value])
         else:
-            env[str(env_name)] = str(value)
+            env[variable] = str(value)
     env.update(extra)
     env["PYTHONPATH"] = str(ROOT)
     return env

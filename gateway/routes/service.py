@@ -122,15 +122,7 @@ async def _check_workers(request: web.Request) -> None:
 async def get_healthcheck(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, HealthcheckQuery)
     if not request.app[READINESS].ready:
-        return json_response(
-            {
-                "error_code": 2,
-                "desc": "Service unavailable",
-                "detail": "The gateway is stopping",
-                "errors": [],
-            },
-            status=503,
-        )
+        return _unavailable("The gateway is stopping", [], status=503)
     started = time.perf_counter()
     timeout = 3.0
     checks = [
@@ -147,16 +139,14 @@ async def get_healthcheck(request: web.Request) -> web.StreamResponse:
     failures = [r for r in results if r is not None]
     if failures:
         names = ", ".join(f["service"] for f in failures)
-        return json_response(
-            {
-                "error_code": 2,
-                "desc": "Service unavailable",
-                "detail": f"Healthcheck failed: {names}",
-                "errors": failures,
-            },
-            status=502,
-        )
+        return _unavailable(f"Healthcheck failed: {names}", failures, status=502)
     return json_response({"execution_time": round(time.perf_counter() - started, 6)})
+
+
+def _unavailable(detail: str, errors: list[dict[str, Any]], status: int) -> web.Response:
+    """A :class:`HealthcheckFailure` answer."""
+    body = {"error_code": 2, "desc": "Service unavailable", "detail": detail, "errors": errors}
+    return json_response(body, status=status)
 
 
 @api.route(

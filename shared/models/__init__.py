@@ -5,7 +5,6 @@ the complete effective settings (every default that applied). A failure becomes 
 12022 detail with :func:`format_validation_error`.
 """
 
-from shared.errors import NotConvertible
 from shared.models.common import (
     GROUP_NAME_PATTERN,
     INT32_MAX,
@@ -119,7 +118,6 @@ __all__ = [
     "LivenessPolicyV1",
     "LivenessPolicyV2",
     "Location",
-    "NotConvertible",
     "PoliciesV1",
     "PreviewUrl",
     "PreviewUrls",

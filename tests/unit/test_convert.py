@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.errors import NotConvertible
 from shared.models import (
     STREAM_DATA_V1,
     STREAM_DATA_V2,
     EventHandlerV1,
-    NotConvertible,
     PoliciesV1,
     v1_to_v2,
     v2_to_v1,

@@ -72,15 +72,6 @@ def test_refused_values_stay_value_errors() -> None:
     assert issubclass(InvalidValue, ValueError)
 
 
-def test_moved_classes_are_the_same_where_they_were_imported_from() -> None:
-    from shared.embedded_mongo import EmbeddedUnavailable as from_embedded
-    from shared.models import NotConvertible as from_models
-    from shared.models.convert import NotConvertible as from_convert
-
-    assert from_embedded is EmbeddedUnavailable
-    assert from_convert is NotConvertible and from_models is NotConvertible
-
-
 # --- RabbitMQ ---------------------------------------------------------------------------
 
 BROKER_DRIVER_ERRORS = [
