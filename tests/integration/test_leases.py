@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from shared.jobs import TICK  # how often the scheduler looks at the leases
 from shared.mongo import Database
 from shared.settings import Settings
 from tests.processes import Component, running, wait_for, worker
@@ -22,7 +23,6 @@ from tests.processes import Component, running, wait_for, worker
 pytestmark = pytest.mark.slow
 
 PERIOD = 1.0
-TICK = 0.5  # the scheduler's tick (shared.worker_runtime.schedule_forever)
 JOBS = ("autorestart_sweep", "downgrade", "reconcile", "outbox_sweep")
 WINDOW = 6.0
 
