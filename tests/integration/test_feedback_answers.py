@@ -82,6 +82,12 @@ async def test_overload_is_answered_at_once(client: Client, settings: Settings) 
     body = {"streams": [report(stream_id)]}
     resp = await client.post("/1/streams/processing/feedback", json=body)
     assert resp.status == 504
+    names = QueueNames(settings.queue_prefix)
+
+    async def expired() -> bool:  # RabbitMQ drops the timed-out batch (its TTL) a bit later
+        return await queue_depth(settings, names.feedback) == 0
+
+    await wait_for(expired, timeout=10, interval=0.1)  # so the next batch is let through
     in_flight = asyncio.create_task(client.post("/1/streams/processing/feedback", json=body))
     await asyncio.sleep(0.3)
     started = time.monotonic()
