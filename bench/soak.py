@@ -78,7 +78,9 @@ async def churn(url: str, until: float, stats: AgentStats) -> None:
             await asyncio.sleep(0.5)
 
 
-async def main(minutes: float, streams: int, agents: int, period: float) -> dict[str, Any]:
+async def main(
+    minutes: float, streams: int, agents: int, period: float, in_step: bool = False
+) -> dict[str, Any]:
     obsoleting = str(max(20.0, 5 * period))
     with running_stack(STREAM_STATUS_OBSOLETING_PERIOD=obsoleting) as stack:
         pids = children_of(stack.pid)
@@ -92,9 +94,11 @@ async def main(minutes: float, streams: int, agents: int, period: float) -> dict
             feedback_period=period,
             request_period=1.0,
             batch_size=100,
+            stagger=not in_step,
         )
         churn_stats = AgentStats()
-        until = time.monotonic() + duration
+        started = time.monotonic()
+        until = started + duration
         load = asyncio.gather(
             run_agents(config, agents, duration), churn(stack.url, until, churn_stats)
         )
@@ -107,13 +111,16 @@ async def main(minutes: float, streams: int, agents: int, period: float) -> dict
     agent_stats.merge(churn_stats)
     summary = agent_stats.summary()
     summary.pop("claimed_ids", None)
+    per_minute = agent_stats.by_period(started, 60.0)
     report: dict[str, Any] = {
         "minutes": minutes,
         "streams": streams,
         "agents": agents,
         "feedback_period_s": period,
+        "agents_in_step": in_step,
         "summary": summary,
         "handler_lost_rows": lost,
+        "latency_ms_per_minute": per_minute,
         "rss_mib": {
             k: {
                 "start": round(start_rss[k], 1),
@@ -134,10 +141,18 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=10)
     parser.add_argument("--feedback-period", type=float, default=2.0)
     parser.add_argument(
+        "--in-step",
+        action="store_true",
+        help="every agent reports at the same instants (a fleet restarted at once: the "
+        "worst case); by default each starts at a random moment of its first period",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit 1 on any error or on RSS growth over 10%%"
     )
     args = parser.parse_args()
-    report = asyncio.run(main(args.minutes, args.streams, args.agents, args.feedback_period))
+    report = asyncio.run(
+        main(args.minutes, args.streams, args.agents, args.feedback_period, args.in_step)
+    )
     if args.check:
         errors = report["summary"]["errors"]
         grown = {k: v["growth_pct"] for k, v in report["rss_mib"].items() if v["growth_pct"] > 10}

@@ -28,6 +28,12 @@ import aiohttp
 from shared.statuses import DONE, FAILURE, IN_PROGRESS
 
 
+def _pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (seconds) in milliseconds."""
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
 @dataclass
 class AgentStats:
     claimed: int = 0
@@ -36,10 +42,13 @@ class AgentStats:
     unmodified: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latency: dict[str, list[float]] = field(default_factory=dict)
+    #: when each latency sample ended (``time.monotonic()``), in the same order
+    ended_at: dict[str, list[float]] = field(default_factory=dict)
     claimed_ids: list[str] = field(default_factory=list)
 
     def observe(self, route: str, seconds: float) -> None:
         self.latency.setdefault(route, []).append(seconds)
+        self.ended_at.setdefault(route, []).append(time.monotonic())
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -54,12 +63,23 @@ class AgentStats:
             self.errors[key] = self.errors.get(key, 0) + count
         for route, values in other.latency.items():
             self.latency.setdefault(route, []).extend(values)
+            self.ended_at.setdefault(route, []).extend(other.ended_at[route])
+
+    def by_period(self, start: float, period: float) -> dict[str, list[dict[str, float]]]:
+        """Latency per route in each ``period`` seconds since ``start`` (monotonic)."""
+        out: dict[str, list[dict[str, float]]] = {}
+        for route, values in sorted(self.latency.items()):
+            slots: dict[int, list[float]] = {}
+            for seconds, ended in zip(values, self.ended_at[route], strict=True):
+                slots.setdefault(max(0, int((ended - start) // period)), []).append(seconds)
+            out[route] = [
+                {"from_s": slot * period, "n": len(v), "p50": _pct(v, 0.5), "p99": _pct(v, 0.99)}
+                for slot, v in sorted(slots.items())
+            ]
+        return out
 
     def summary(self) -> dict[str, Any]:
-        def pct(values: list[float], q: float) -> float:
-            ordered = sorted(values)
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
-
+        pct = _pct
         return {
             "claimed": self.claimed,
             "feedback_items": self.feedback_items,
@@ -87,6 +107,10 @@ class AgentConfig:
     feedback_period: float = 2.0
     request_period: float = 1.0
     batch_size: int = 100
+    #: each agent's first report comes at a random moment of its first period, as agents
+    #: started one by one do; False: every agent reports at the same instants (a fleet
+    #: restarted at once, the worst case)
+    stagger: bool = True
     done_probability: float = 0.0
     failure_probability: float = 0.0
     group_names: list[str] | None = None
@@ -195,12 +219,15 @@ class Agent:
                 self.held.pop(entry["stream_id"], None)
 
     async def run(self, until: float) -> AgentStats:
-        next_report = time.monotonic() + self.config.feedback_period
+        period = self.config.feedback_period
+        next_report = time.monotonic() + (
+            random.uniform(0, period) if self.config.stagger else period
+        )
         while time.monotonic() < until:
             await self.claim()
             if time.monotonic() >= next_report:
                 await self.report()
-                next_report += self.config.feedback_period
+                next_report += period
             await asyncio.sleep(self.config.request_period)
         return self.stats
 
@@ -329,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="group_names",
         help="claim only streams of this group (repeat for several)",
     )
+    add(
+        "--in-step",
+        action="store_true",
+        help="every agent reports at the same instants (a fleet restarted at once); by "
+        "default each starts at a random moment of its first feedback period",
+    )
     add("--progress-period", type=float, default=5.0, help="seconds between progress lines")
     add("--quiet", action="store_true", help="no progress lines, only the totals")
     add("--json", action="store_true", help="progress lines and totals as JSON objects")
@@ -346,6 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         done_probability=args.done_probability,
         failure_probability=args.failure_probability,
         group_names=args.group_names,
+        stagger=not args.in_step,
     )
     problem = asyncio.run(probe(args.url))
     if problem is not None:

@@ -35,6 +35,14 @@ from shared.streams.changes import Change, StreamChanges, insert_log_rows, log_r
 
 RECENT_FEEDBACK_IDS = 64
 SHOWN = ("video_info", "preview")
+#: the fields of a stream that deciding a report needs (and its log row: ``account_id``)
+DECIDE: Doc = {"status": 1, "version": 1, "last_error": 1, "account_id": 1} | {
+    key: 1 for key in SHOWN
+}
+#: and recognising what an earlier delivery of a batch applied
+REDELIVERY: Doc = {"claim.feedback_ids": 1, "outbox": 1}
+#: a stream a report changes: all but the settings no change reads
+WHOLE: Doc = {"data": 0, "event_handler": 0, "policies": 0, "location": 0, "description": 0}
 
 
 @dataclass(slots=True)
@@ -86,15 +94,7 @@ async def apply_feedback(
     database: Database, changes: StreamChanges, batches: list[FeedbackBatch]
 ) -> list[FeedbackResult]:
     """Apply feedback batches that arrived together; one result per batch, in order."""
-    ids = list(dict.fromkeys(item["stream_id"] for b in batches for item in b.items))
-    docs: dict[str, Doc] = {
-        doc["_id"]: doc
-        for doc in await find_by_ids(
-            database.streams,
-            ids,
-            {"data": 0, "event_handler": 0, "policies": 0, "location": 0, "description": 0},
-        )
-    }
+    docs = await _read_streams(database, batches)
     now = now_utc()
     results = [FeedbackResult() for _ in batches]
     recovered: list[Doc] = []
@@ -117,6 +117,35 @@ async def apply_feedback(
         for planned in alive:
             planned.result.modified.append(_entry(planned.item))
     return results
+
+
+async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dict[str, Doc]:
+    """The streams the batches name, by id: what deciding a report needs of each, and the
+    whole stream (its outbox, autorestart settings, groups) where a report changes it.
+
+    Two reads only when some report changes its stream: most reports only prove liveness,
+    and the server pays for every field it reads of every stream."""
+    ids = list(dict.fromkeys(item["stream_id"] for b in batches for item in b.items))
+    projection = DECIDE | (REDELIVERY if any(b.redelivered for b in batches) else {})
+    docs = {doc["_id"]: doc for doc in await find_by_ids(database.streams, ids, projection)}
+    changing = list(
+        dict.fromkeys(
+            item["stream_id"]
+            for b in batches
+            for item in b.items
+            if (doc := docs.get(item["stream_id"])) is not None
+            and _current_version(doc, item)
+            and changes_stream(doc, item)
+        )
+    )
+    if changing:
+        docs.update((d["_id"], d) for d in await find_by_ids(database.streams, changing, WHOLE))
+    return docs
+
+
+def _current_version(doc: Doc, item: Doc) -> bool:
+    """The report is of the version being processed (else it is answered ``unmodified``)."""
+    return bool(doc["status"] == IN_PROGRESS and doc["version"] == item["version"])
 
 
 def _plan(
@@ -142,7 +171,7 @@ def _plan(
                     e["log"] for e in doc.get("outbox") or [] if e["log"]["_id"] == feedback_id
                 ]
                 result.modified.append(_entry(item))
-            elif doc is None or doc["status"] != IN_PROGRESS or doc["version"] != item["version"]:
+            elif doc is None or not _current_version(doc, item):
                 result.unmodified.append(_current(doc, item))
             elif changes_stream(doc, item):
                 planned = _Planned(batch, result, item, feedback_id)

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -37,9 +38,10 @@ from prometheus_client import Counter, Gauge, start_http_server
 from pymongo.errors import PyMongoError
 
 from shared.broker import Broker, open_configured_broker
+from shared.clock import now_utc
 from shared.errors import BackendUnavailable
 from shared.heartbeats import beat_forever, instance_id
-from shared.leases import start_period
+from shared.leases import next_start, start_period
 from shared.lifecycle import Readiness, never_broken
 from shared.mongo import Database, open_configured_database
 from shared.settings import CommonSettings, JobWorkerSettings
@@ -175,6 +177,8 @@ class PeriodicJobs(Middleware):
         self.owner = owner
         self._task: concurrent.futures.Future[None] | None = None
         self.sent = 0
+        #: per job, before when no period can start (no need to ask the lease)
+        self._not_before: dict[str, datetime] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._task = asyncio.run_coroutine_threadsafe(self._run(), _loop_thread().loop)
@@ -200,10 +204,17 @@ class PeriodicJobs(Middleware):
 
     async def _schedule(self, job: PeriodicJob) -> None:
         lease = f"{self.spec.kind}:{job.name}"
+        now = now_utc()
+        if now < self._not_before.get(job.name, now):
+            return
         try:
-            if await start_period(self.clients.database, lease, job.period, self.owner):
+            database = self.clients.database
+            if await start_period(database, lease, job.period, self.owner, now=now):
+                self._not_before[job.name] = now + timedelta(seconds=job.period)
                 await asyncio.to_thread(self.actors[job.name].send)
                 self.sent += 1
+            else:
+                self._not_before[job.name] = await next_start(database, lease, job.period, now)
         except (BackendUnavailable, PyMongoError, BrokerError) as exc:
             log.warning("%s not scheduled: %s: %s", job.name, type(exc).__name__, exc)
         except Exception:  # a bug: said with its traceback; the schedule must go on

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -19,7 +19,7 @@ from queue_worker.worker import FeedbackWorker
 from shared.autorestart import restart_due
 from shared.broker import Broker, open_broker
 from shared.downgrade import downgrade_silent
-from shared.leases import start_period
+from shared.leases import next_start, start_period
 from shared.mongo import Database
 from shared.settings import Settings
 from shared.streams.changes import StreamChanges
@@ -163,3 +163,18 @@ async def test_a_lease_starts_one_period_for_one_owner(database: Database) -> No
     lease = await database.leases.find_one({"_id": "job"})
     assert lease is not None
     assert (lease["runs"], lease["owner"]) == (2, "owner-1")
+
+
+async def test_a_replica_asks_the_lease_again_only_when_the_next_period_can_start(
+    database: Database,
+) -> None:
+    t0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert await next_start(database, "job", 10.0, now=t0) == t0  # never ran: now
+    assert await start_period(database, "job", 10.0, "owner-0", now=t0)
+    # the replica that lost learns when to ask again: not before the period ends
+    assert not await start_period(database, "job", 10.0, "owner-1", now=t0 + timedelta(seconds=1))
+    assert await next_start(database, "job", 10.0) == t0 + timedelta(seconds=10)
+    await database.leases.delete_one({"_id": "job"})  # a lease lost: ask at once
+    assert await next_start(database, "job", 10.0, now=t0 + timedelta(seconds=3)) == t0 + (
+        timedelta(seconds=3)
+    )
