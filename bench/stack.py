@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
-from shared.broker import QueueNames
+from shared.broker import QueueNames, node_urls
 from shared.embedded_mongo import embedded_uri
 from shared.jobs import AUTORESTART, JANITOR
 
@@ -106,7 +106,7 @@ def delete_queues(amqp_url: str, prefix: str) -> None:
         for kind in (AUTORESTART, JANITOR)
         for suffix in ("", ".DQ", ".XQ")
     ]
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection = pika.BlockingConnection([pika.URLParameters(u) for u in node_urls(amqp_url)])
     try:
         channel = connection.channel()
         for name in [*names.every([]), *jobs]:

@@ -20,6 +20,8 @@ consumer channels) wrap those calls in it; callers catch ``BrokerUnavailable`` o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractQueue,
@@ -34,9 +37,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     DeliveryMode,
 )
+from yarl import URL
 
 from shared.errors import BrokerUnavailable
 from shared.settings import CommonSettings
+
+log = logging.getLogger("luna_streams.broker")
 
 #: what aio-pika raises when RabbitMQ is away, or a connection or channel is lost or
 #: refuses a call; any other error (a bare RuntimeError included) is not translated
@@ -60,6 +66,14 @@ def broker_errors() -> Iterator[None]:
         yield
     except DRIVER_ERRORS as exc:
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+def _refused(exc: BaseException) -> bool:
+    """A publish RabbitMQ refused (a negative confirm), not one it returned as unroutable."""
+    cause = exc.__cause__ if isinstance(exc, BrokerUnavailable) else exc
+    return isinstance(cause, aiormq.exceptions.DeliveryError) and not isinstance(
+        cause, aiormq.exceptions.PublishError
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +223,24 @@ class Broker:
         try:
             with broker_errors():
                 await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
-        except BaseException:  # re-raised: whatever stopped it, the queue may be gone
+        except BaseException as exc:  # re-raised: whatever stopped it, the queue may be gone
             self._queues.pop(routing_key, None)  # declared again before the next publish
+            if _refused(exc):
+                await self._renew_channel()
             raise
+
+    async def _renew_channel(self) -> None:
+        """Close the channel and open it again (its queues and consumers restored).
+
+        After a quorum queue's leader was lost, RabbitMQ 3.10 was seen refusing (nacking)
+        every further publish of a channel that published to it before, while a new
+        channel's publishes went through (tests/fault/test_broker_node_kill.py): the next
+        publish starts on a fresh channel."""
+        log.warning("RabbitMQ refused a publish: the channel is opened again")
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await self.channel.close()
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await self.channel.reopen()
 
     async def is_open(self) -> bool:
         return not self.connection.is_closed and not self.channel.is_closed
@@ -219,6 +248,65 @@ class Broker:
     async def close(self) -> None:
         with broker_errors():
             await self.connection.close()
+
+
+def node_urls(url: str) -> list[str]:
+    """The broker nodes of ``LUNA_STREAMS_AMQP_URL``: one URL, or several separated by
+    commas (the nodes of one cluster)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+#: seconds between two attempts to reach a node after the connection was lost
+RECONNECT_INTERVAL = 1.0
+
+
+class NodeListConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection, to one node of a list at a time: every attempt after
+    the first goes to the next node. So a process whose node goes away reconnects to
+    another node of the cluster, restores its channels, queues and consumers there, and
+    carries on without a restart; a node that does not answer is skipped the same way.
+
+    aio-pika reconnects to its one URL only (mosquito/aio-pika#141), so this class turns to
+    the next node in the one place every attempt passes through: aio-pika's private
+    ``__connect_transport`` (its name-mangled form, tested against the pinned version in
+    ``tests/unit/test_broker_nodes.py``).
+    """
+
+    def __init__(self, urls: list[str], **kwargs: Any) -> None:
+        self.nodes = [URL(url) for url in urls]
+        self.node = 0
+        self._attempts = 0
+        super().__init__(self.nodes[0], **kwargs)
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        if self._attempts:
+            self.node = (self.node + 1) % len(self.nodes)
+            self.url = self.nodes[self.node]
+        self._attempts += 1
+        await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+
+
+async def connect_nodes(url: str, *, timeout: float) -> NodeListConnection:  # noqa: ASYNC109
+    """A :class:`NodeListConnection` to the first node of ``url`` that answers (each is
+    given ``timeout`` seconds); the last node's error when none does."""
+    nodes = node_urls(url)
+    if not nodes:
+        raise BrokerUnavailable("no RabbitMQ URL given")
+    for index in range(len(nodes)):
+        # this node first, then the others in order: the connection turns to them later
+        connection = NodeListConnection(
+            nodes[index:] + nodes[:index], reconnect_interval=RECONNECT_INTERVAL
+        )
+        try:
+            with broker_errors():
+                await connection.connect(timeout=timeout)
+        except BrokerUnavailable:
+            await connection.close()
+            if index == len(nodes) - 1:
+                raise
+            continue
+        return connection
+    raise AssertionError("unreachable")
 
 
 async def open_broker(
@@ -231,8 +319,7 @@ async def open_broker(
 ) -> Broker:
     """Connect (robust: it reconnects and restores channels) and declare the topology;
     :class:`~shared.errors.BrokerUnavailable` when RabbitMQ does not let us."""
-    with broker_errors():
-        connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
+    connection = await connect_nodes(url, timeout=connect_timeout)
     try:
         with broker_errors():
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

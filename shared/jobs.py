@@ -31,13 +31,14 @@ from typing import Any
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.common import xq_name
 from dramatiq.errors import BrokerError
 from dramatiq.middleware import AsyncIO, Middleware
 from prometheus_client import Counter, Gauge, start_http_server
 from pymongo.errors import PyMongoError
 
-from shared.broker import Broker, open_configured_broker
+from shared.broker import Broker, node_urls, open_configured_broker
 from shared.clock import now_utc
 from shared.errors import BackendUnavailable
 from shared.heartbeats import beat_forever, instance_id
@@ -242,6 +243,31 @@ class JobCounts(Middleware):
             self.failed += 1
 
 
+class JobsBroker(RabbitmqBroker):
+    """dramatiq's RabbitMQ broker, its queues of ``LUNA_STREAMS_QUEUE_TYPE``.
+
+    dramatiq declares classic queues, and a classic queue lives on one node: in a cluster
+    that loses that node, the jobs would stop until it came back. Quorum queues (the
+    default) are replicated, as the token and feedback queues are; dramatiq has no option
+    for the queue type, so the two methods that build its declarations add it.
+    """
+
+    def __init__(self, *, queue_type: str, **kwargs: Any) -> None:
+        self.queue_type = queue_type
+        super().__init__(**kwargs)
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+        return {**arguments, "x-queue-type": self.queue_type}
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(
+            queue=xq_name(queue_name),
+            durable=True,
+            arguments={"x-message-ttl": DEAD_MESSAGE_TTL, "x-queue-type": self.queue_type},
+        )
+
+
 def _loop_thread() -> Any:
     thread = get_event_loop_thread()
     assert thread is not None, "the AsyncIO middleware has not booted"
@@ -256,7 +282,12 @@ class JobWorker:
         self.settings = settings
         self.readiness = Readiness()
         self.queue = jobs_queue(settings, spec.kind)
-        self.broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+        # pika tries the nodes in order, at every (re)connection of every thread
+        self.broker = JobsBroker(
+            queue_type=settings.queue_type,
+            url=node_urls(settings.amqp_url),
+            confirm_delivery=True,
+        )
         self.clients = JobClients(settings)
         self.counts = JobCounts()
         actors = declare_actors(self.broker, spec, self.queue, self.clients)

@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -106,6 +107,21 @@ class CommonSettings(LoggingSettings):
         default="amqp://guest:guest@127.0.0.1:5672/",
         validation_alias=_env("LUNA_STREAMS_AMQP_URL"),
     )
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_nodes(cls, value: str) -> str:
+        """One AMQP URL, or the comma-separated URLs of a cluster's nodes."""
+        nodes = [part.strip() for part in value.split(",") if part.strip()]
+        if not nodes:
+            raise ValueError("give one amqp:// URL, or several separated by commas")
+        for node in nodes:
+            parts = urlsplit(node)
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+                raise ValueError(
+                    f"{mask_uri(node)!r} is not an amqp:// or amqps:// URL with a host"
+                )
+        return value
+
     queue_prefix: str = Field(
         default="luna_streams",
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",

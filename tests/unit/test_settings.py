@@ -69,3 +69,17 @@ def test_every_password_of_a_list_of_urls_is_masked() -> None:
         mask_uri("mongodb://u:pw@a:1,b:2/?replicaSet=rs")
         == "mongodb://u:********@a:1,b:2/?replicaSet=rs"
     )
+
+
+def test_the_broker_url_is_one_node_or_a_comma_separated_list_of_them(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = "amqp://guest:one@a:5672/, amqps://guest:two@b:5671/vh"
+    assert CommonSettings(amqp_url=nodes).amqp_url == nodes
+    for bad in ("", " , ", "http://a/", "amqp://g:secret@a/,rabbit-b"):
+        monkeypatch.setenv("LUNA_STREAMS_AMQP_URL", bad)
+        with pytest.raises(SystemExit):
+            load_settings(CommonSettings)
+        said = capsys.readouterr().err
+        assert "LUNA_STREAMS_AMQP_URL" in said or "amqp_url" in said, said
+        assert "secret" not in said, said
