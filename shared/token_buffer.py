@@ -27,6 +27,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from shared.broker import Broker, broker_errors
 from shared.errors import BrokerUnavailable
@@ -38,6 +39,15 @@ FIRST_DELIVERY_WAIT = 0.2
 #: how long a claim waits for more tokens when the buffer ran dry (deliveries in flight)
 REFILL_WAIT = 0.01
 MAX_BUFFERS = 64
+
+
+def _channel_open(message: AbstractIncomingMessage) -> bool:
+    """Whether the channel a token came on is still open (aio-pika raises, rather than
+    answer, for a closed one: after a lost connection, the tokens of the old channel)."""
+    try:
+        return not message.channel.is_closed
+    except ChannelInvalidStateError:
+        return False
 
 
 class TokenBuffer:
@@ -90,7 +100,7 @@ class TokenBuffer:
             taken: list[AbstractIncomingMessage] = []
             while self._held and len(taken) < count:
                 _, message = self._held.popleft()
-                if not message.channel.is_closed:  # else the broker redelivers it
+                if _channel_open(message):  # else the broker redelivers it
                     taken.append(message)
             return taken
 
