@@ -210,7 +210,8 @@ class Broker:
         expiration: float | None = None,
         persistent: bool = True,
     ) -> None:
-        """Publish through the default exchange; returns once RabbitMQ confirmed it."""
+        """Publish through the default exchange; returns once RabbitMQ confirmed it. A
+        publish RabbitMQ refuses is tried once more, on a fresh channel."""
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -220,14 +221,22 @@ class Broker:
             reply_to=reply_to,
             expiration=expiration,
         )
-        try:
-            with broker_errors():
-                await self.channel.default_exchange.publish(message, routing_key, mandatory=True)
-        except BaseException as exc:  # re-raised: whatever stopped it, the queue may be gone
-            self._queues.pop(routing_key, None)  # declared again before the next publish
-            if _refused(exc):
-                await self._renew_channel()
-            raise
+        for attempt in (1, 2):
+            try:
+                with broker_errors():
+                    await self.channel.default_exchange.publish(
+                        message, routing_key, mandatory=True
+                    )
+                return
+            except BaseException as exc:  # re-raised: whatever stopped it, the queue may be gone
+                self._queues.pop(routing_key, None)  # declared again before the next publish
+                if attempt == 1 and _refused(exc):
+                    # most likely not enqueued: once more, on a fresh channel (a duplicate,
+                    # should the refusal have been wrong, is harmless: tokens and feedback
+                    # batches are idempotent)
+                    await self._renew_channel()
+                    continue
+                raise
 
     async def _renew_channel(self) -> None:
         """Close the channel and open it again (its queues and consumers restored).

@@ -107,6 +107,7 @@ class CommonSettings(LoggingSettings):
         default="amqp://guest:guest@127.0.0.1:5672/",
         validation_alias=_env("LUNA_STREAMS_AMQP_URL"),
     )
+
     @field_validator("amqp_url")
     @classmethod
     def _amqp_nodes(cls, value: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
+from shared.broker import node_urls
 from shared.cli import MODULES
 from shared.settings import Settings
 
@@ -22,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ("mongo", "rabbitmq")
 APP_SERVICES = ("gateway", "queue-worker", "autorestart-worker", "log-janitor")
 HEALTHCHECKED = ("mongo", "rabbitmq", "gateway")
+#: the "cluster" profile: three RabbitMQ nodes, a three-member replica set, the app again
+CLUSTER_INFRA = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3", "mongo-1", "mongo-2", "mongo-3")
+CLUSTER_APP = tuple(f"{name}-cluster" for name in APP_SERVICES)
+RABBIT_NODES = [f"rabbitmq-{n}" for n in (1, 2, 3)]
 ENV_NAME = re.compile(r"^(LUNA_STREAMS_|STREAM_STATUS_)")
 
 
@@ -77,7 +82,45 @@ def healthcheck_command(service: dict[str, Any]) -> list[str]:
 
 
 def test_every_expected_service_exists(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {*INFRA, *APP_SERVICES}
+    assert set(services) == {*INFRA, *APP_SERVICES, *CLUSTER_INFRA, *CLUSTER_APP}
+    for name in (*INFRA, *APP_SERVICES):
+        assert "profiles" not in services[name], name
+    for name in (*CLUSTER_INFRA, *CLUSTER_APP):
+        assert services[name]["profiles"] == ["cluster"], name
+
+
+def test_the_cluster_profile_connects_every_process_to_every_node(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    for name in CLUSTER_APP:
+        service = services[name]
+        env = environment(service)
+        assert node_urls(env["LUNA_STREAMS_AMQP_URL"]) == [
+            f"amqp://guest:guest@{node}:5672/" for node in RABBIT_NODES
+        ], name
+        assert env["LUNA_STREAMS_MONGO_URI"] == (
+            "mongodb://mongo-1:27017,mongo-2:27017,mongo-3:27017/?replicaSet=rs1"
+        ), name
+        Settings(amqp_url=env["LUNA_STREAMS_AMQP_URL"])  # a valid setting
+        for infra in ("mongo-1", *RABBIT_NODES):
+            assert service["depends_on"][infra]["condition"] == "service_healthy", (name, infra)
+        assert services[name]["command"] == [name.removesuffix("-cluster")]
+    # the nodes form one cluster: one cookie, one list of peers naming each by its hostname
+    peers = compose["configs"]["rabbitmq-cluster"]["content"]
+    for n, node in enumerate(RABBIT_NODES, start=1):
+        service = services[node]
+        assert service["hostname"] == node
+        assert f"classic_config.nodes.{n} = rabbit@{node}" in peers
+        sources = {c["source"]: c for c in service["configs"]}
+        assert sources["rabbitmq-cookie"]["target"] == "/var/lib/rabbitmq/.erlang.cookie"
+        assert sources["rabbitmq-cookie"]["mode"] == 0o400
+        assert sources["rabbitmq-cluster"]["target"].startswith("/etc/rabbitmq/conf.d/")
+    # the replica set has all three members, initiated by the first one's health check
+    script = " ".join(healthcheck_command(services["mongo-1"]))
+    for n in (1, 2, 3):
+        command = services[f"mongo-{n}"]["command"]
+        assert command[command.index("--replSet") + 1] == "rs1"
+        assert f"host: 'mongo-{n}:27017'" in script
 
 
 def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
@@ -191,6 +234,7 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
                 used.add(source)
     assert used == declared
     assert {"mongo-data", "rabbitmq-data"} <= used
+    assert len({v for v in used if v.startswith(("mongo-", "rabbitmq-"))}) == 8
 
 
 def test_dockerfile_runs_luna_streams_on_port_5160(dockerfile: list[tuple[str, str]]) -> None:
@@ -243,7 +287,7 @@ def test_third_party_images_are_pinned_to_a_patch_release(
     services: dict[str, dict[str, Any]], dockerfile: list[tuple[str, str]]
 ) -> None:
     """``mongo:7`` or ``rabbitmq:3.13-management`` start whatever was published last."""
-    for name in INFRA:
+    for name in (*INFRA, *CLUSTER_INFRA):
         image = services[name]["image"]
         assert PINNED_TAG.match(image), (name, image)
     bases = [args.split()[0] for instruction, args in dockerfile if instruction == "FROM"]
