@@ -20,7 +20,6 @@ consumer channels) wrap those calls in it; callers catch ``BrokerUnavailable`` o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -114,6 +113,8 @@ class Broker:
     _queues: OrderedDict[str, AbstractQueue] = field(default_factory=OrderedDict)
     cache_size: int = DECLARED_QUEUES_CACHE
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: how many times the channel was renewed (:meth:`_renew_channel`)
+    _channel_generation: int = 0
 
     @property
     def queue_arguments(self) -> dict[str, Any]:
@@ -191,13 +192,27 @@ class Broker:
     async def open_channel(self, prefetch: int) -> AbstractChannel:
         """A channel of its own (a consumer's), delivering at most ``prefetch`` unacknowledged
         messages."""
-        if self.connection.is_closed or self.connection.transport is None:
+        if not self._connection_open():
             # closed, or reconnecting: aio-pika would raise a bare RuntimeError
             raise BrokerUnavailable("the connection to RabbitMQ is not open")
-        with broker_errors():
-            channel = await self.connection.channel()
-            await channel.set_qos(prefetch_count=prefetch)
+        try:
+            with broker_errors():
+                channel = await self.connection.channel()
+                await channel.set_qos(prefetch_count=prefetch)
+        except RuntimeError as exc:
+            if self._connection_open():
+                raise  # not a lost connection: a bug, said as one
+            # lost while the channel opened: aiormq says so with a bare RuntimeError
+            raise BrokerUnavailable(str(exc)) from exc
         return channel
+
+    def _connection_open(self) -> bool:
+        transport = self.connection.transport
+        return (
+            not self.connection.is_closed
+            and transport is not None
+            and not transport.connection.is_closed
+        )
 
     async def publish(
         self,
@@ -222,6 +237,7 @@ class Broker:
             expiration=expiration,
         )
         for attempt in (1, 2):
+            generation = self._channel_generation
             try:
                 with broker_errors():
                     await self.channel.default_exchange.publish(
@@ -230,26 +246,39 @@ class Broker:
                 return
             except BaseException as exc:  # re-raised: whatever stopped it, the queue may be gone
                 self._queues.pop(routing_key, None)  # declared again before the next publish
-                if attempt == 1 and _refused(exc):
+                if attempt == 1 and _refused(exc) and await self._renew_channel(generation):
                     # most likely not enqueued: once more, on a fresh channel (a duplicate,
                     # should the refusal have been wrong, is harmless: tokens and feedback
                     # batches are idempotent)
-                    await self._renew_channel()
                     continue
                 raise
 
-    async def _renew_channel(self) -> None:
-        """Close the channel and open it again (its queues and consumers restored).
+    async def _renew_channel(self, generation: int) -> bool:
+        """Close the channel and open it again (its queues and consumers restored); whether
+        it did.
 
         After a quorum queue's leader was lost, RabbitMQ 3.10 was seen refusing (nacking)
         every further publish of a channel that published to it before, while a new
-        channel's publishes went through (tests/fault/test_broker_node_kill.py): the next
-        publish starts on a fresh channel."""
-        log.warning("RabbitMQ refused a publish: the channel is opened again")
-        with contextlib.suppress(*DRIVER_ERRORS):
-            await self.channel.close()
-        with contextlib.suppress(*DRIVER_ERRORS):
-            await self.channel.reopen()
+        channel's publishes went through (tests/fault/test_broker_node_kill.py). Only a
+        channel of a live connection is renewed: one whose connection is lost is restored
+        with it by the robust connection, and closing it then would keep it closed."""
+        async with self._lock:
+            if generation != self._channel_generation:
+                return True  # renewed since that publish began, by another publish
+            if not self._connection_open():
+                return False
+            if self.channel.is_closed:
+                return False
+            log.warning("RabbitMQ refused a publish: the channel is opened again")
+            self._channel_generation += 1
+            try:
+                with broker_errors():
+                    await self.channel.close()
+                    await self.channel.reopen()
+            except BrokerUnavailable as exc:
+                log.warning("the channel could not be opened again: %s", exc)
+                return False
+            return True
 
     async def is_open(self) -> bool:
         return not self.connection.is_closed and not self.channel.is_closed

@@ -17,14 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from shared.settings import Settings, env_name
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def component_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,18 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.services import free_port
+
 SBIN = Path(os.environ.get("LUNA_STREAMS_RABBITMQ_SBIN", "/usr/lib/rabbitmq/bin"))
 STATE = "cluster.json"
 
 
 def available() -> bool:
     return (SBIN / "rabbitmq-server").exists() and (SBIN / "rabbitmqctl").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +83,7 @@ class Cluster:
         base = base or Path(tempfile.mkdtemp(prefix="luna-streams-rabbit-"))
         tag = secrets.token_hex(3)
         nodes = [
-            Node(f"luna_{tag}_{n}@localhost", _free_port(), _free_port(), base / f"node{n}")
+            Node(f"luna_{tag}_{n}@localhost", free_port(), free_port(), base / f"node{n}")
             for n in range(1, size + 1)
         ]
         cookie = secrets.token_hex(16).upper()
