@@ -5,7 +5,9 @@ Every test and benchmark removes its own queues, but a run that was killed canno
 queues stay (quorum queues, each a small Raft cluster of its own), and hundreds of them slow
 every later declare. Only idle queues (no consumer) of the prefixes the tests and benchmarks
 use are deleted; nothing is done when ``LUNA_STREAMS_AMQP_URL`` names another broker or
-``rabbitmqctl`` is not there. ``.ci/run`` calls it; a developer sharing a broker need not.
+``rabbitmqctl`` is not there. The three-node clusters of :mod:`tests.rabbitmq_cluster` that a
+killed run left running are stopped too. ``.ci/run`` calls it; a developer sharing a broker
+need not.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import aio_pika
 
+from tests.rabbitmq_cluster import STATE, Cluster
 from tests.services import LOCAL_AMQP
 
 #: the queue prefixes of tests/conftest.py, tests/reliability, tests/integration/test_cli.py,
@@ -51,7 +56,18 @@ async def delete(names: list[str]) -> None:
             await channel.queue_delete(name)
 
 
+def stop_left_clusters() -> int:
+    """Stop the test clusters a killed run left (their folders are in the temp folder)."""
+    left = [p.parent for p in Path(tempfile.gettempdir()).glob(f"luna-streams-rabbit-*/{STATE}")]
+    for folder in left:
+        Cluster.load(folder).stop()
+    return len(left)
+
+
 def main() -> int:
+    clusters = stop_left_clusters()
+    if clusters:
+        print(f"broker cleanup: stopped {clusters} test clusters of earlier runs")
     if os.environ.get("LUNA_STREAMS_AMQP_URL"):
         print("broker cleanup: LUNA_STREAMS_AMQP_URL names a broker of its own; nothing done")
         return 0
