@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
-from shared.broker import QueueNames, node_urls
+from shared.broker import QueueNames
 from shared.embedded_mongo import embedded_uri
 from shared.jobs import AUTORESTART, JANITOR
+from shared.settings import node_urls
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

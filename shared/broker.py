@@ -39,7 +39,7 @@ from aio_pika.abc import (
 from yarl import URL
 
 from shared.errors import BrokerUnavailable
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, node_urls
 
 log = logging.getLogger("luna_streams.broker")
 
@@ -286,12 +286,6 @@ class Broker:
     async def close(self) -> None:
         with broker_errors():
             await self.connection.close()
-
-
-def node_urls(url: str) -> list[str]:
-    """The broker nodes of ``LUNA_STREAMS_AMQP_URL``: one URL, or several separated by
-    commas (the nodes of one cluster)."""
-    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 #: seconds between two attempts to reach a node after the connection was lost

@@ -38,14 +38,14 @@ from dramatiq.middleware import AsyncIO, Middleware
 from prometheus_client import Counter, Gauge, start_http_server
 from pymongo.errors import PyMongoError
 
-from shared.broker import Broker, node_urls, open_configured_broker
+from shared.broker import Broker, open_configured_broker
 from shared.clock import now_utc
 from shared.errors import BackendUnavailable
 from shared.heartbeats import beat_forever, instance_id
 from shared.leases import next_start, start_period
 from shared.lifecycle import Readiness, never_broken
 from shared.mongo import Database, open_configured_database
-from shared.settings import CommonSettings, JobWorkerSettings
+from shared.settings import CommonSettings, JobWorkerSettings, node_urls
 
 log = logging.getLogger("luna_streams.jobs")
 

@@ -112,7 +112,7 @@ class CommonSettings(LoggingSettings):
     @classmethod
     def _amqp_nodes(cls, value: str) -> str:
         """One AMQP URL, or the comma-separated URLs of a cluster's nodes."""
-        nodes = [part.strip() for part in value.split(",") if part.strip()]
+        nodes = node_urls(value)
         if not nodes:
             raise ValueError("give one amqp:// URL, or several separated by commas")
         for node in nodes:
@@ -287,6 +287,12 @@ class Settings(
 
 _URI_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/,\s]*):[^@/\s]*@")
 _URI_SECRET_OPTION = re.compile(r"(?i)([?&][^=&]*(?:password|secret|token)[^=&]*=)[^&#]*")
+
+
+def node_urls(url: str) -> list[str]:
+    """The broker nodes of ``LUNA_STREAMS_AMQP_URL``: one URL, or several separated by
+    commas (the nodes of one cluster)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def mask_uri(uri: str) -> str:

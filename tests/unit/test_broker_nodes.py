@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aio_pika import RobustConnection
 
-from shared.broker import NodeListConnection, node_urls
+from shared.broker import NodeListConnection
+from shared.settings import node_urls
 
 
 def test_node_urls_split_on_commas_and_ignore_blanks() -> None:

@@ -15,9 +15,8 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from shared.broker import node_urls
 from shared.cli import MODULES
-from shared.settings import Settings
+from shared.settings import Settings, node_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ("mongo", "rabbitmq")
