@@ -79,7 +79,6 @@ class AgentStats:
         return out
 
     def summary(self) -> dict[str, Any]:
-        pct = _pct
         return {
             "claimed": self.claimed,
             "feedback_items": self.feedback_items,
@@ -89,8 +88,8 @@ class AgentStats:
             "latency_ms": {
                 route: {
                     "n": len(v),
-                    "p50": pct(v, 0.5),
-                    "p99": pct(v, 0.99),
+                    "p50": _pct(v, 0.5),
+                    "p99": _pct(v, 0.99),
                     "mean": round(statistics.fmean(v) * 1000, 2),
                 }
                 for route, v in sorted(self.latency.items())

@@ -8,19 +8,19 @@ import pytest
 from shared.broker import NodeListConnection, connect_nodes, open_broker
 from shared.errors import BrokerUnavailable
 from shared.settings import Settings
-from tests.processes import free_port
+from tests.services import free_port
 
 
-def _dead_node() -> str:
-    return f"amqp://guest:guest@127.0.0.1:{free_port()}/"  # nothing listens there
+def _dead_node(port: int) -> str:
+    return f"amqp://guest:guest@127.0.0.1:{port}/"  # nothing listens there
 
 
 async def test_a_node_that_does_not_answer_is_skipped(settings: Settings) -> None:
-    dead = _dead_node()
-    broker = await open_broker(f"{dead},{settings.amqp_url}", settings.queue_prefix)
+    port = free_port()
+    broker = await open_broker(f"{_dead_node(port)},{settings.amqp_url}", settings.queue_prefix)
     try:
         assert isinstance(broker.connection, NodeListConnection)
-        assert broker.connection.url.port != int(dead.rsplit(":", 1)[1].rstrip("/"))
+        assert broker.connection.url.port != port
         await broker.publish(broker.names.streams, b"{}")
         assert (await broker.queue_depth(broker.names.streams))[0] == 1
     finally:
@@ -32,12 +32,12 @@ async def test_a_node_that_does_not_answer_is_skipped(settings: Settings) -> Non
 
 async def test_no_node_answering_is_a_broker_outage() -> None:
     with pytest.raises(BrokerUnavailable):
-        await connect_nodes(f"{_dead_node()},{_dead_node()}", timeout=2)
+        await connect_nodes(f"{_dead_node(free_port())},{_dead_node(free_port())}", timeout=2)
 
 
 async def test_every_attempt_after_the_first_goes_to_the_next_node(settings: Settings) -> None:
-    dead = _dead_node()
-    connection = await connect_nodes(f"{settings.amqp_url},{dead}", timeout=5)
+    port = free_port()
+    connection = await connect_nodes(f"{settings.amqp_url},{_dead_node(port)}", timeout=5)
     try:
         first = connection.url
         assert connection.node == 0
@@ -47,7 +47,7 @@ async def test_every_attempt_after_the_first_goes_to_the_next_node(settings: Set
         await lost.connection.close()
         with pytest.raises(ConnectionError):
             await connection._RobustConnection__connect_transport()
-        assert (connection.node, connection.url.port) == (1, int(dead.rsplit(":", 1)[1][:-1]))
+        assert (connection.node, connection.url.port) == (1, port)
         await connection._RobustConnection__connect_transport()
         assert (connection.node, connection.url) == (0, first)
     finally:
