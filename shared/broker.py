@@ -43,6 +43,9 @@ from shared.settings import CommonSettings, node_urls
 
 log = logging.getLogger("luna_streams.broker")
 
+#: seconds a close of a channel or a connection may take before it is given up
+CLOSE_TIMEOUT = 5.0
+
 #: what aio-pika raises when RabbitMQ is away, or a connection or channel is lost or
 #: refuses a call; any other error (a bare RuntimeError included) is not translated
 DRIVER_ERRORS: Final[tuple[type[Exception], ...]] = (
@@ -284,8 +287,14 @@ class Broker:
         return not self.connection.is_closed and not self.channel.is_closed
 
     async def close(self) -> None:
-        with broker_errors():
-            await self.connection.close()
+        """Close the connection; a close RabbitMQ does not answer within
+        :data:`CLOSE_TIMEOUT` is given up (the socket goes with the process), so a
+        shutdown never waits on a connection the robust reconnect holds half-open."""
+        try:
+            with broker_errors():
+                await asyncio.wait_for(self.connection.close(), CLOSE_TIMEOUT)
+        except BrokerUnavailable as exc:
+            log.warning("the RabbitMQ connection did not close cleanly: %s", exc)
 
 
 #: seconds between two attempts to reach a node after the connection was lost

@@ -20,7 +20,16 @@ log = logging.getLogger("embedded-mongo")
 
 
 def embedded_uri(port: int) -> str:
-    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    """How every process reaches the embedded server.
+
+    ``retryWrites=false``: SecantusDB keeps the reply of every retryable write for 30
+    minutes, up to 10,000 of them, and prunes that record with a scan (and, once full, a
+    sort) of all of them on every write; measured here, an insert cost 1.4 ms on a fresh
+    server and 21 ms after 10,000 writes, and a soak's feedback p99 grew from 0.4 s to
+    2.5 s in its seventh minute. A retried write buys nothing on one local node (there is
+    no failover to ride out), and every write of ours is idempotent or guarded, so a
+    write that meets a dropped connection fails to its caller, who tries again."""
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
 
 
 def serve_embedded(data_dir: str, port: int) -> None:

@@ -29,7 +29,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from shared.broker import Broker, broker_errors
+from shared.broker import CLOSE_TIMEOUT, Broker, broker_errors
 from shared.errors import BrokerUnavailable
 
 log = logging.getLogger("luna_streams.token_buffer")
@@ -134,7 +134,7 @@ class TokenBuffer:
         if channel is not None and not channel.is_closed:
             # a lost channel is closed already, and its deliveries went back with it
             with contextlib.suppress(BrokerUnavailable), broker_errors():
-                await channel.close()
+                await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT)
 
     async def close(self) -> None:
         async with self._lock:

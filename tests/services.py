@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from shared.embedded_mongo import embedded_uri
+
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
@@ -84,7 +86,7 @@ class EmbeddedServer:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return embedded_uri(self.port)
 
     def start(self) -> EmbeddedServer:
         env = {
