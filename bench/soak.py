@@ -1,6 +1,7 @@
 """Soak: the agent simulator on 1,000 streams with feedback every 2 s, while streams are
-created, patched and deleted; reports latency per route, errors, and the RSS of the
-gateway and the queue worker at start and end.
+created, patched and deleted; reports latency per route, errors, handler_lost rows, the
+streams the operator never touched that are not ``in_progress`` at the end, and the RSS of
+the gateway and the queue worker at start and end.
 
     python -m bench.soak [--minutes 10] [--streams 1000] [--agents 10] [--feedback-period 2]
 
@@ -31,6 +32,25 @@ async def handler_lost_rows(stack: Stack) -> int:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
     try:
         return await client[stack.db_name].stream_logs.count_documents({"status": "handler_lost"})
+    finally:
+        await client.close()
+
+
+async def left_in_progress(stack: Stack, untouched: list[str]) -> dict[str, int]:
+    """Statuses of the streams the operator never touched that are not ``in_progress`` at
+    the end (there should be none: every one was claimed and reported on throughout)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
+    try:
+        left: dict[str, int] = {}
+        cursor = client[stack.db_name].streams.find(
+            {"_id": {"$in": untouched}, "status": {"$ne": "in_progress"}}, {"status": 1}
+        )
+        async for doc in cursor:
+            left[doc["status"]] = left.get(doc["status"], 0) + 1
+        found = await client[stack.db_name].streams.count_documents({"_id": {"$in": untouched}})
+        if found < len(untouched):
+            left["gone"] = len(untouched) - found
+        return left
     finally:
         await client.close()
 
@@ -86,7 +106,7 @@ async def main(
         pids = children_of(stack.pid)
         watched = {"gateway": pids["gateway"], "queue-worker": pids["queue_worker"]}
         async with aiohttp.ClientSession() as session:
-            await create(session, stack.url, streams)
+            untouched = await create(session, stack.url, streams)
         duration = minutes * 60
         config = AgentConfig(
             url=stack.url,
@@ -108,6 +128,7 @@ async def main(
         agent_stats, _ = await load
         end_rss = {k: rss_mib(pid) for k, pid in watched.items()}
         lost = await handler_lost_rows(stack)
+        left = await left_in_progress(stack, untouched)
     agent_stats.merge(churn_stats)
     summary = agent_stats.summary()
     summary.pop("claimed_ids", None)
@@ -120,6 +141,7 @@ async def main(
         "agents_in_step": in_step,
         "summary": summary,
         "handler_lost_rows": lost,
+        "untouched_streams_not_in_progress": left,
         "latency_ms_per_minute": per_minute,
         "rss_mib": {
             k: {
@@ -147,7 +169,10 @@ if __name__ == "__main__":
         "worst case); by default each starts at a random moment of its first period",
     )
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 on any error or on RSS growth over 10%%"
+        "--check",
+        action="store_true",
+        help="exit 1 on any error, handler_lost row or untouched stream no longer in_progress, "
+        "on RSS growth over 10%%, or on a feedback p99 of 1 s or more",
     )
     args = parser.parse_args()
     report = asyncio.run(
@@ -156,9 +181,12 @@ if __name__ == "__main__":
     if args.check:
         errors = report["summary"]["errors"]
         grown = {k: v["growth_pct"] for k, v in report["rss_mib"].items() if v["growth_pct"] > 10}
-        if errors or grown or report["handler_lost_rows"]:
+        left = report["untouched_streams_not_in_progress"]
+        p99 = report["summary"]["latency_ms"]["feedback"]["p99"]
+        if errors or grown or report["handler_lost_rows"] or left or p99 >= 1000:
             print(
                 f"soak check failed: errors {errors}, RSS growth over 10% {grown}, "
-                f"handler_lost rows {report['handler_lost_rows']}"
+                f"handler_lost rows {report['handler_lost_rows']}, untouched streams no "
+                f"longer in_progress {left}, feedback p99 {p99} ms"
             )
             raise SystemExit(1)
