@@ -41,8 +41,9 @@ DECIDE: Doc = {"status": 1, "version": 1, "last_error": 1, "account_id": 1} | {
 }
 #: and recognising what an earlier delivery of a batch applied
 REDELIVERY: Doc = {"claim.feedback_ids": 1, "outbox": 1}
-#: a stream a report changes: all but the settings no change reads
-WHOLE: Doc = {"data": 0, "event_handler": 0, "policies": 0, "location": 0, "description": 0}
+#: and of a stream a report changes, what the change reads: its groups and account (for its
+#: log row), the outbox it replaces, the autorestart settings a failure arms
+CHANGE: Doc = DECIDE | {"groups": 1, "outbox": 1, "autorestart": 1}
 
 
 @dataclass(slots=True)
@@ -102,7 +103,7 @@ async def apply_feedback(
         batches, results, docs, await _rows_of_redeliveries(database, batches), now, recovered
     )
     # rows of changes an earlier delivery made but did not get to write
-    await insert_log_rows(database, recovered)
+    await changes.write_rows(recovered)
     for round_ in rounds:
         await _apply_changes(database, changes, round_)
     if alive:
@@ -120,8 +121,8 @@ async def apply_feedback(
 
 
 async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dict[str, Doc]:
-    """The streams the batches name, by id: what deciding a report needs of each, and the
-    whole stream (its outbox, autorestart settings, groups) where a report changes it.
+    """The streams the batches name, by id: what deciding a report needs of each, and what
+    changing it needs (:data:`CHANGE`) where a report changes it.
 
     Two reads only when some report changes its stream: most reports only prove liveness,
     and the server pays for every field it reads of every stream."""
@@ -139,7 +140,7 @@ async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dic
         )
     )
     if changing:
-        docs.update((d["_id"], d) for d in await find_by_ids(database.streams, changing, WHOLE))
+        docs.update((d["_id"], d) for d in await find_by_ids(database.streams, changing, CHANGE))
     return docs
 
 

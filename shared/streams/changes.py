@@ -10,7 +10,8 @@ row" holds here, for every caller:
 
 1. rows of the outbox the writer *read* that are younger than :data:`CARRY_HORIZON` are
    written first (their own writer may have died after its update: the new change is about
-   to replace them), by their fixed ``_id``, so writing them again is harmless;
+   to replace them), by their fixed ``_id``, so writing them again is harmless; rows this
+   process itself wrote are skipped (:class:`WrittenRows`);
 2. the guarded updates, in one (unordered) bulk write;
 3. the rows of the changes that landed, in one insert, then their tokens.
 
@@ -23,9 +24,10 @@ costs one stale compare-and-set, never a double claim).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,6 +195,41 @@ def tokens_of(entries: Sequence[Doc]) -> list[Doc]:
     return [entry["token"] for entry in entries if "token" in entry]
 
 
+#: outbox rows a process remembers having written (about 100 bytes each)
+WRITTEN_ROWS = 20_000
+
+
+class WrittenRows:
+    """Ids of the outbox rows this process wrote, the most recent :data:`WRITTEN_ROWS`.
+
+    A change writes again the rows of the outbox it replaces (step 1 above), in case their
+    writer died before writing them. Most often that writer was this very process, and it
+    knows it wrote them: an id goes in only once its insert was acknowledged, journaled
+    (or found the row there), so skipping it loses nothing. What a dead writer left is
+    not here (its process is gone) and is written as before; so is what was forgotten.
+    On the hot path this spares the server an insert of duplicates with every change of
+    a stream changed within :data:`CARRY_HORIZON` (a claim after its create, reports
+    after their claim), about 15 ms per 100 rows on the embedded server.
+    """
+
+    def __init__(self, size: int = WRITTEN_ROWS) -> None:
+        self.size = size
+        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
+
+    def add(self, ids: Iterable[str]) -> None:
+        for row_id in ids:
+            self._ids.pop(row_id, None)
+            self._ids[row_id] = None
+        for _ in range(len(self._ids) - self.size):
+            del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, row_id: object) -> bool:
+        return row_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class StreamChanges:
     def __init__(
         self,
@@ -203,15 +240,28 @@ class StreamChanges:
         self.database = database
         self.publisher = publisher
         self.sweep_delay = sweep_delay
+        self.written = WrittenRows()
+
+    def _carried(self, streams: Sequence[Doc], now: datetime) -> list[Doc]:
+        """The rows of the outboxes read with ``streams`` that may not be written yet."""
+        return [
+            row
+            for stream in streams
+            for row in carried_rows(stream, now)
+            if row["_id"] not in self.written
+        ]
+
+    async def write_rows(self, rows: list[Doc]) -> None:
+        """Insert outbox rows (:func:`insert_log_rows`), and remember them as written."""
+        await insert_log_rows(self.database, rows)
+        self.written.add(row["_id"] for row in rows)
 
     async def apply(self, changes: Sequence[Change]) -> list[Change]:
         """Apply guarded changes; the ones that landed (a lost race is not an error)."""
         if not changes:
             return []
         now = now_utc()
-        await insert_log_rows(
-            self.database, [row for c in changes for row in carried_rows(c.stream, now)]
-        )
+        await self.write_rows(self._carried([c.stream for c in changes], now))
         if len(changes) == 1:
             result = await self.database.streams.update_one(
                 changes[0].filter(), changes[0].update(), hint=BY_ID
@@ -245,7 +295,7 @@ class StreamChanges:
 
     async def finish(self, landed: Sequence[Change]) -> None:
         """Write the rows of landed changes, then publish their tokens."""
-        await insert_log_rows(self.database, [e["log"] for c in landed for e in c.entries])
+        await self.write_rows([e["log"] for c in landed for e in c.entries])
         await self.publish(tokens_of([e for c in landed for e in c.entries]))
 
     async def publish(self, tokens: list[Doc]) -> bool:
@@ -253,9 +303,11 @@ class StreamChanges:
             return True
         if self.publisher is None:
             return False
-        try:
-            for token in tokens:
-                await self.publisher.publish_token(
+        publisher = self.publisher
+        # together: each publish waits for its own confirm, so N in turn cost N round trips
+        outcomes = await asyncio.gather(
+            *(
+                publisher.publish_token(
                     QueueToken(
                         stream_id=token["stream_id"],
                         version=token["version"],
@@ -263,8 +315,26 @@ class StreamChanges:
                     ),
                     token["groups"],
                 )
-        except BrokerUnavailable as exc:  # the sweep (and the reconciler) publish later
-            log.warning("token publish deferred for %s: %s", tokens[0]["stream_id"], exc)
+                for token in tokens
+            ),
+            return_exceptions=True,
+        )
+        failed = [
+            (token, outcome)
+            for token, outcome in zip(tokens, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        for _, outcome in failed:
+            if not isinstance(outcome, BrokerUnavailable):
+                raise outcome
+        if failed:  # the sweep (and the reconciler) publish them later
+            token, exc = failed[0]
+            log.warning(
+                "token publish deferred for %d streams (%s first): %s",
+                len(failed),
+                token["stream_id"],
+                exc,
+            )
             return False
         return True
 
@@ -279,7 +349,7 @@ class StreamChanges:
         else:
             await self.database.streams.insert_many(list(docs), ordered=False)
         entries = [e for doc in docs for e in doc["outbox"]]
-        await insert_log_rows(self.database, [e["log"] for e in entries])
+        await self.write_rows([e["log"] for e in entries])
         await self.publish(tokens_of(entries))
 
     async def delete(self, docs: Sequence[Doc]) -> list[Doc]:
@@ -292,7 +362,7 @@ class StreamChanges:
         if not docs:
             return []
         now = now_utc()
-        rows = [row for doc in docs for row in carried_rows(doc, now)]
+        rows = self._carried(docs, now)
         deleted_rows = {doc["_id"]: deleted_row(doc, now) for doc in docs}
         await insert_log_rows(self.database, [*rows, *deleted_rows.values()])
         outcome = await self.database.streams.bulk_write(
@@ -356,7 +426,7 @@ class StreamChanges:
             )
         }
         missing = [row for row in rows if row["_id"] not in existing]
-        await insert_log_rows(self.database, missing)
+        await self.write_rows(missing)
         waiting = {
             (d["_id"], d["version"], d["queued_at"])
             for d in docs
