@@ -44,8 +44,8 @@ class Tally:
     faults: Counter[str] = field(default_factory=Counter)
     #: stream id -> reports answered ``modified``
     modified: Counter[str] = field(default_factory=Counter)
-    #: what succeeded, when (monotonic)
     #: per gateway, when each claim and each feedback that was answered (200) was sent
+    #: (monotonic)
     claims_at: dict[str, list[float]] = field(default_factory=dict)
     feedback_at: dict[str, list[float]] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import random
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -27,32 +28,23 @@ from shared.agent_sim import AgentConfig, AgentStats, run_agents
 from tests.fault.figures import BODY
 
 
-async def handler_lost_rows(stack: Stack) -> int:
-    """Streams the agents held but lost to the handler-lost rule (there should be none)."""
+async def end_state(stack: Stack, untouched: list[str]) -> tuple[int, dict[str, int]]:
+    """What should be nothing at the end: handler_lost rows (streams the agents held but
+    lost to the handler-lost rule), and the statuses of the streams the operator never
+    touched that are not ``in_progress`` (``gone``: deleted), when every one was claimed
+    and reported on throughout."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
     try:
-        return await client[stack.db_name].stream_logs.count_documents({"status": "handler_lost"})
+        database = client[stack.db_name]
+        lost = await database.stream_logs.count_documents({"status": "handler_lost"})
+        found = database.streams.find({"_id": {"$in": untouched}}, {"status": 1})
+        statuses = Counter([doc["status"] async for doc in found])
     finally:
         await client.close()
-
-
-async def left_in_progress(stack: Stack, untouched: list[str]) -> dict[str, int]:
-    """Statuses of the streams the operator never touched that are not ``in_progress`` at
-    the end (there should be none: every one was claimed and reported on throughout)."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
-    try:
-        left: dict[str, int] = {}
-        cursor = client[stack.db_name].streams.find(
-            {"_id": {"$in": untouched}, "status": {"$ne": "in_progress"}}, {"status": 1}
-        )
-        async for doc in cursor:
-            left[doc["status"]] = left.get(doc["status"], 0) + 1
-        found = await client[stack.db_name].streams.count_documents({"_id": {"$in": untouched}})
-        if found < len(untouched):
-            left["gone"] = len(untouched) - found
-        return left
-    finally:
-        await client.close()
+    left = {status: n for status, n in statuses.items() if status != "in_progress"}
+    if (gone := len(untouched) - statuses.total()) > 0:
+        left["gone"] = gone
+    return lost, left
 
 
 async def create(session: aiohttp.ClientSession, url: str, count: int) -> list[str]:
@@ -127,8 +119,7 @@ async def main(
         start_rss = {k: rss_mib(pid) for k, pid in watched.items()}
         agent_stats, _ = await load
         end_rss = {k: rss_mib(pid) for k, pid in watched.items()}
-        lost = await handler_lost_rows(stack)
-        left = await left_in_progress(stack, untouched)
+        lost, left = await end_state(stack, untouched)
     agent_stats.merge(churn_stats)
     summary = agent_stats.summary()
     summary.pop("claimed_ids", None)

@@ -331,8 +331,7 @@ async def connect_nodes(url: str, *, timeout: float) -> NodeListConnection:  # n
     """A :class:`NodeListConnection` to the first node of ``url`` that answers (each is
     given ``timeout`` seconds); the last node's error when none does."""
     nodes = node_urls(url)
-    if not nodes:
-        raise BrokerUnavailable("no RabbitMQ URL given")
+    refused = BrokerUnavailable("no RabbitMQ URL given")
     for index in range(len(nodes)):
         # this node first, then the others in order: the connection turns to them later
         connection = NodeListConnection(
@@ -341,13 +340,12 @@ async def connect_nodes(url: str, *, timeout: float) -> NodeListConnection:  # n
         try:
             with broker_errors():
                 await connection.connect(timeout=timeout)
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
             await connection.close()
-            if index == len(nodes) - 1:
-                raise
+            refused = exc
             continue
         return connection
-    raise AssertionError("unreachable")
+    raise refused
 
 
 async def open_broker(
