@@ -35,6 +35,11 @@ RUN pip install --no-cache-dir -c constraints.txt . \
 
 USER luna
 
+# In a container the gateway and the workers' metrics must answer other containers: listen on
+# every interface (outside one, both default to 127.0.0.1).
+ENV LUNA_STREAMS_HOST=0.0.0.0 \
+    LUNA_STREAMS_METRICS_HOST=0.0.0.0
+
 EXPOSE 5160
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["luna-streams"]

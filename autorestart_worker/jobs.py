@@ -1,4 +1,5 @@
-"""What the autorestart worker runs: four periodic jobs, each a dramatiq actor."""
+"""What the autorestart worker runs: four periodic jobs, each a dramatiq actor, and the
+fleet census (:mod:`shared.fleet`) beside them."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from datetime import timedelta
 
 from shared.autorestart import restart_due
 from shared.downgrade import downgrade_silent
+from shared.fleet import census_forever
 from shared.jobs import AUTORESTART, JobClients, JobWorkerSpec, PeriodicJob
 from shared.reconciler import reconcile_tokens
 from shared.settings import AutorestartWorkerSettings
 from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
+from shared.webhooks.job import webhook_job
 
 
 def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
@@ -40,6 +43,10 @@ def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
     async def outbox_sweep(clients: JobClients) -> int:
         return await changes(clients).sweep()
 
+    async def fleet_census(clients: JobClients) -> None:
+        await census_forever(clients.database, settings.fleet_census_interval)
+
+    webhooks = webhook_job(settings)
     return JobWorkerSpec(
         component="autorestart-worker",
         kind=AUTORESTART,
@@ -50,5 +57,7 @@ def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
             PeriodicJob("downgrade", downgrade, settings.stream_status_obsoleting_interval),
             PeriodicJob("reconcile", reconcile, settings.reconcile_interval),
             PeriodicJob("outbox_sweep", outbox_sweep, settings.reconcile_interval),
+            webhooks.periodic,
         ],
+        background=(fleet_census, webhooks.pool_lifetime),
     )

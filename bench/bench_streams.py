@@ -71,12 +71,13 @@ async def measure(size: int, client: object, database: object, repeat: int) -> d
 
     async def first() -> None:
         resp = await client.get("/1/streams", params={"page_size": "100"})
-        assert resp.status == 200
+        assert resp.status == 200, await resp.text()
         await resp.read()
 
     async def last() -> None:
         resp = await client.get("/1/streams", params={"page_size": "100", "page": str(last_page)})
-        assert len((await resp.json())["streams"]) == 100
+        answer = await resp.json()
+        assert resp.status == 200 and len(answer["streams"]) == 100, answer
 
     async def count() -> None:
         resp = await client.get("/1/streams/count", params={"account_id": ACCOUNT})

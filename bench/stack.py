@@ -132,6 +132,44 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The most memory a process has held resident so far (``VmHWM``), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (``/proc/PID/stat``: utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: how the benchmarks name the stack's processes (``python -m <module>``)
+COMPONENT_NAMES = {"shared.cli": "embedded-mongo"}
+
+
+class CpuMeter:
+    """CPU seconds each component process of a stack spends between two :meth:`lap` calls."""
+
+    def __init__(self, stack_pid: int) -> None:
+        self.pids = {
+            COMPONENT_NAMES.get(module, module): pid
+            for module, pid in children_of(stack_pid).items()
+        }
+        self._last = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def lap(self) -> dict[str, float]:
+        now = self._read()
+        spent = {name: now[name] - self._last[name] for name in now}
+        self._last = now
+        return spent
+
+
 def children_of(pid: int) -> dict[str, int]:
     """The stack's component processes by module name (``python -m <module>``)."""
     found: dict[str, int] = {}

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.limits import cap_connections
 from shared.lifecycle import Readiness, main, never_broken
-from shared.settings import GatewaySettings
+from shared.settings import GatewaySettings, listen_address
 
 log = logging.getLogger("gateway")
 
@@ -39,7 +39,7 @@ class Gateway:
         cap_connections(self.runner.server, settings.max_connections)
         site = web.TCPSite(self.runner, settings.host, settings.port, reuse_port=True)
         await site.start()
-        log.info("LUNA Streams API listening on http://%s:%d", settings.host, settings.port)
+        log.info("LUNA Streams API listening on %s", listen_address(settings.host, settings.port))
 
     async def broken(self) -> str:
         return await never_broken()  # the gateway reports its dependencies in /healthcheck

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from shared.access.roles import Access
 from shared.errors import BadQueryParams, LunaError
 
 ACCOUNT_PARAMETER = "account_id"
@@ -43,6 +44,14 @@ class Operation:
     errors: tuple[type[LunaError], ...]
     description: str = ""
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: what a caller needs when authentication is on (None: read for GET, write otherwise)
+    access: Access | None = None
+
+    @property
+    def required_access(self) -> Access:
+        if self.access is not None:
+            return self.access
+        return Access.READ if self.method == "GET" else Access.WRITE
 
     @property
     def route_label(self) -> str:
@@ -79,6 +88,7 @@ class Api:
         description: str = "",
         operation_id: str | None = None,
         headers: Mapping[str, Mapping[str, Any]] | None = None,
+        access: Access | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorator(handler: Handler) -> Handler:
             self.add(
@@ -93,6 +103,7 @@ class Api:
                 description=description,
                 operation_id=operation_id,
                 headers=headers,
+                access=access,
             )
             return handler
 
@@ -112,6 +123,7 @@ class Api:
         description: str = "",
         operation_id: str | None = None,
         headers: Mapping[str, Mapping[str, Any]] | None = None,
+        access: Access | None = None,
     ) -> None:
         op_id = operation_id or _operation_id(method, path)
         self.operations.append(
@@ -128,6 +140,7 @@ class Api:
                 errors=errors,
                 description=description,
                 headers=headers or {},
+                access=access,
             )
         )
 
@@ -151,8 +164,23 @@ def refusing_account(handler: Handler) -> Handler:
     return guarded
 
 
+#: each served operation by method and route (HEAD as GET): what the access check reads
+OPERATIONS = web.AppKey("operations", dict[tuple[str, str], Operation])
+
+
+def operation_of(request: web.Request) -> Operation | None:
+    """The operation ``request`` was routed to; None when the router found none."""
+    info = request.match_info
+    resource = info.route.resource
+    if info.http_exception is not None or resource is None:
+        return None
+    method = "GET" if request.method == "HEAD" else request.method
+    return request.app[OPERATIONS].get((method, resource.canonical))
+
+
 def register(app: web.Application, apis: list[Api]) -> None:
     """Every operation into the router; every GET also answers HEAD (headers, no body)."""
+    app[OPERATIONS] = {(op.method, op.path): op for op in all_operations(apis)}
     for api in apis:
         for op in api.operations:
             handler = op.handler if op.query_takes_account else refusing_account(op.handler)

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.api import Api, all_operations, register
+from gateway.auth import access_middleware
 from gateway.docs import build_docs
+from gateway.gatekeeper import Gatekeeper
 from gateway.keys import (
     BROKER,
     CLAIMS,
@@ -15,6 +17,7 @@ from gateway.keys import (
     DOCS,
     EVENTS,
     FEEDBACK,
+    GATE,
     GROUPS,
     METRICS,
     PREVIEWS,
@@ -23,10 +26,28 @@ from gateway.keys import (
     STREAMS,
 )
 from gateway.metrics import GatewayMetrics
-from gateway.middlewares import error_middleware, metrics_middleware, request_id_middleware
+from gateway.middlewares import (
+    error_middleware,
+    host_middleware,
+    metrics_middleware,
+    request_id_middleware,
+)
 from gateway.openapi import build_spec
 from gateway.preview_client import PreviewClient
-from gateway.routes import console, events, groups, logs, preview, queue, service, streams
+from gateway.probes import probes_context
+from gateway.routes import (
+    access,
+    bulk,
+    console,
+    events,
+    groups,
+    logs,
+    preview,
+    queue,
+    service,
+    streams,
+    webhooks,
+)
 from shared.broker import open_configured_broker
 from shared.claims import ClaimService
 from shared.event_hub import StreamEventHub
@@ -42,12 +63,15 @@ from shared.tokens import BrokerTokenPublisher
 # order matters: fixed paths (/1/streams/count, /logs, /processing/...) before /{stream_id}
 APIS: list[Api] = [
     console.api,
+    access.api,
     service.api,
     groups.api,
     queue.api,
     logs.api,
     preview.api,
     events.api,
+    webhooks.api,
+    bulk.api,
     streams.api,
 ]
 
@@ -60,6 +84,12 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = await open_configured_database(app[SETTINGS])
     yield
     await app[DATABASE].close()
+
+
+async def access_context(app: web.Application) -> AsyncIterator[None]:
+    """The database of API tokens and of the audit trail (LUNA_STREAMS_AUTH)."""
+    app[GATE].open(app[DATABASE])
+    yield
 
 
 async def broker_context(app: web.Application) -> AsyncIterator[None]:
@@ -91,7 +121,6 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[FEEDBACK] = FeedbackClient(broker, settings.feedback_timeout)
     await app[FEEDBACK].start()
-    app[METRICS].watch_feedback(lambda: float(app[FEEDBACK].backlog), app[FEEDBACK].estimated_wait)
     yield
     await app[CLAIMS].close()
 
@@ -102,6 +131,7 @@ async def events_context(app: web.Application) -> AsyncIterator[None]:
     app[EVENTS] = StreamEventHub(
         app[DATABASE],
         max_subscribers=settings.events_max_connections,
+        max_per_client=settings.events_max_per_client,
         buffer_size=settings.events_buffer,
         history_size=settings.events_history,
     )
@@ -126,17 +156,26 @@ def create_app(settings: GatewaySettings, readiness: Readiness | None = None) ->
             # from the connection's start: a request head not complete by then closes it
             "keepalive_timeout": settings.header_timeout,
         },
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            error_middleware,
+            host_middleware,
+            access_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
     app[READINESS] = readiness or Readiness(ready=True)
+    app[GATE] = Gatekeeper(settings)
     register(app, APIS)
     app[DOCS] = build_docs(build_spec(all_operations(APIS)))
     app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(access_context)
     app.cleanup_ctx.append(broker_context)
     app.cleanup_ctx.append(services_context)
     app.cleanup_ctx.append(preview_client_context)
     app.cleanup_ctx.append(events_context)
+    app.cleanup_ctx.append(probes_context)
     app.on_shutdown.append(end_event_streams)
     return app

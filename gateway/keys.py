@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.docs import DocsBundle
+from gateway.gatekeeper import Gatekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.preview_client import PreviewClient
+from shared.access.roles import Principal
 from shared.broker import Broker
 from shared.claims import ClaimService
 from shared.event_hub import StreamEventHub
@@ -30,3 +32,8 @@ PREVIEWS = web.AppKey("previews", PreviewClient)
 CLAIMS = web.AppKey("claims", ClaimService)
 FEEDBACK = web.AppKey("feedback", FeedbackClient)
 EVENTS = web.AppKey("events", StreamEventHub)
+#: who the request acts as (:mod:`gateway.auth`); absent on a public route without credential
+PRINCIPAL = web.RequestKey("principal", Principal)
+#: the account a request named in its query or body (for the audit trail)
+ACCOUNT_NAMED = web.RequestKey("account_named", str)
+GATE = web.AppKey("gate", Gatekeeper)

@@ -7,6 +7,9 @@
 - ``LUNA_STREAMS_BODY_TIMEOUT``: a request body must arrive whole within this many seconds
   (:func:`gateway.parsing.read_json`).
 - ``LUNA_STREAMS_MAX_CONNECTIONS``: connections beyond this many are closed as they open.
+  Event subscribers hold their connections, so they may take only part of them
+  (``LUNA_STREAMS_EVENTS_MAX_CONNECTIONS`` is kept below this cap, and
+  ``LUNA_STREAMS_EVENTS_MAX_PER_CLIENT`` bounds one client's: :mod:`shared.event_hub`).
 """
 
 from __future__ import annotations

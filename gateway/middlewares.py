@@ -1,21 +1,23 @@
-"""Middlewares: request id and access log, LUNA error bodies, request metrics.
+"""Middlewares: request id and access log, LUNA error bodies, request metrics, the Host check.
 
-Order (outermost first): request id -> metrics -> errors, so that the request id is echoed
-and every answer, errors included, is counted under its route and logged once
-(``gateway.access``: method, path, status, duration, request id).
+Order (outermost first): request id -> metrics -> errors -> Host check, so that the request
+id is echoed and every answer, errors included (a refused Host too), is counted under its
+route and logged once (``gateway.access``: method, path, status, duration, request id).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gateway.keys import METRICS, SETTINGS
 from shared.errors import (
     BackendUnavailable,
+    BadHost,
     BadRequestId,
     DependencyUnavailable,
     InternalError,
@@ -87,6 +89,30 @@ def log_access(request: web.Request, status: int, started: float, request_id: st
             "request_id": request_id,
         },
     )
+
+
+#: a Host header: a name or an IPv4 address, or an IPv6 address in brackets; then a port
+_HOST = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^:\[\]]+)(?::[0-9]{1,5})?")
+
+
+def host_name(header: str) -> str | None:
+    """The host a ``Host`` header names, without its port, lowercase (``[::1]`` for IPv6);
+    None when it is not ``host[:port]``."""
+    match = _HOST.fullmatch(header.strip().lower())
+    return match["name"].rstrip(".") if match else None
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """12031 for a ``Host`` naming none of ``LUNA_STREAMS_ALLOWED_HOSTS``: a web page whose
+    name was rebound to the gateway's address (DNS rebinding) cannot use the browser to
+    reach a gateway that listens on loopback. A request without a ``Host`` (HTTP/1.0) is
+    not a browser's and passes."""
+    allowed = request.app[SETTINGS].allowed_hosts
+    given = request.headers.get(hdrs.HOST)
+    if given is not None and "*" not in allowed and host_name(given) not in allowed:
+        raise BadHost(host=given[:200])
+    return await handler(request)
 
 
 @web.middleware

@@ -16,18 +16,23 @@ from pydantic.json_schema import models_json_schema
 from gateway.api import Operation
 from gateway.parsing import PATH_ID
 from shared import __version__
+from shared.access.roles import GRANTS, SCOPABLE, Access
 from shared.errors import (
     BadContentType,
+    BadHost,
     BadInputJson,
     BadJson,
     BadPathId,
     BadQueryParams,
     BadRequestId,
     DependencyUnavailable,
+    Forbidden,
     InternalError,
     LunaError,
     PageNotFound,
     RequestTooLarge,
+    TooManyAuthFailures,
+    Unauthorized,
 )
 from shared.request_id import HEADER, PATTERN
 
@@ -56,7 +61,27 @@ only the objects of the `account_id` it is given (all accounts without one); an 
 with `x-account-scope: refused` has no account scope (agents, the queue, the v2 previews,
 the service routes) and answers an `account_id` query parameter with 12012. `DELETE
 /{1,2}/streams/logs` takes an `account_id` as an extension of the reference API.
+
+Authentication (`LUNA_STREAMS_AUTH=on`; off by default, as in the reference service): every
+operation but the public ones needs `Authorization: Bearer <token>` (or the console's
+session cookie, or a client address inside `LUNA_STREAMS_AGENT_NETWORKS`, which acts as an
+`agent`). `x-access` names what an operation needs and `x-roles` the roles that have it;
+a viewer or operator token made for one account reaches only the operations with
+`x-account-scope: account_id`, with that account (none given: that one; another: 403).
+Without a valid credential: 401 (12040); a role or account that does not reach: 403
+(12041); too many wrong credentials from one address: 429 (12042).
 """
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (lst_...)"},
+    "console": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "luna_streams_token",
+        "description": "The console's session (POST /console/session); requests that "
+        "change something also send X-CSRF-Token",
+    },
+}
 
 
 def _models(ops: list[Operation]) -> list[type[BaseModel]]:
@@ -110,12 +135,15 @@ def _implied_errors(op: Operation) -> list[type[LunaError]]:
     # and 12012 on every route: a bad query parameter, or an account_id where none is taken
     implied: list[type[LunaError]] = [
         BadRequestId,
+        BadHost,
         InternalError,
         DependencyUnavailable,
         BadQueryParams,
     ]
     if op.body is not None:
         implied += [BadInputJson, BadJson, BadContentType, RequestTooLarge]
+    if op.required_access is not Access.PUBLIC:
+        implied += [Unauthorized, Forbidden, TooManyAuthFailures]
     names = _PATH_PARAM.findall(op.path)
     if any(name.endswith("_id") for name in names):
         implied.append(BadPathId)
@@ -182,6 +210,18 @@ def _operation(op: Operation, names: dict[type[BaseModel], str]) -> dict[str, An
         out["description"] = op.description
     # which operations are scoped by account: the others refuse an account_id (12012)
     out["x-account-scope"] = "account_id" if op.takes_account else "refused"
+    access = op.required_access
+    out["x-access"] = access.value
+    if access in (Access.PUBLIC, Access.SIGNED_IN):
+        out["x-roles"] = ["*"]
+    else:
+        out["x-roles"] = sorted(role.value for role, grants in GRANTS.items() if access in grants)
+    if access is Access.PUBLIC:
+        out["security"] = []
+    else:
+        out["security"] = [{"bearer": []}, {"console": []}]
+        if not op.takes_account and SCOPABLE & {r for r in GRANTS if access in GRANTS[r]}:
+            out["x-account-scoped-tokens"] = "refused"
     if op.body is not None:
         out["requestBody"] = {
             "required": True,
@@ -209,5 +249,5 @@ def build_spec(ops: list[Operation]) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": [{"name": tag} for tag in sorted({op.tag for op in ops})],
         "paths": dict(paths),
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
     }

@@ -14,8 +14,16 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway.keys import SETTINGS
-from shared.errors import BadContentType, BadInputJson, BadJson, BadPathId, BadQueryParams
+from gateway.keys import ACCOUNT_NAMED, PRINCIPAL, SETTINGS
+from shared.access.roles import scope_refusal
+from shared.errors import (
+    BadContentType,
+    BadInputJson,
+    BadJson,
+    BadPathId,
+    BadQueryParams,
+    Forbidden,
+)
 from shared.models.common import UUID_PATTERN, format_validation_error
 from shared.settings import MASK
 
@@ -27,6 +35,25 @@ _WITHHELD = "invalid value (not shown: it is, or is next to, a credential)"
 
 #: what a ``*_id`` path segment must be (the OpenAPI spec documents this very pattern)
 PATH_ID = re.compile(UUID_PATTERN)
+
+ACCOUNT = "account_id"
+
+
+def scope_account(request: web.Request, raw: dict[str, Any], model: type[BaseModel]) -> None:
+    """The account rule of an account-scoped token, for a query or a body that takes an
+    ``account_id``: none given means the token's; another one is 403."""
+    if ACCOUNT not in model.model_fields:
+        return
+    principal = request.get(PRINCIPAL)
+    given = raw.get(ACCOUNT)
+    if principal is not None and principal.account_id is not None:
+        if given is None:
+            raw[ACCOUNT] = given = principal.account_id
+        reason = scope_refusal(principal, given if isinstance(given, str) else None)
+        if reason is not None:
+            raise Forbidden(reason=reason)
+    if isinstance(given, str):
+        request[ACCOUNT_NAMED] = given
 
 
 def _is_list_field(annotation: Any) -> bool:
@@ -52,6 +79,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
             raise BadQueryParams(name=key)
         else:
             raw[key] = values[0]
+    scope_account(request, raw, model)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -145,7 +173,10 @@ def _explain(exc: ValidationError, data: dict[str, Any], model: type[BaseModel])
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
-    return validate_body(await read_json(request), model)
+    data = await read_json(request)
+    if isinstance(data, dict):
+        scope_account(request, data, model)
+    return validate_body(data, model)
 
 
 def path_uuid(request: web.Request, name: str) -> str:

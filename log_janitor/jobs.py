@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from shared.clock import now_utc
 from shared.jobs import JANITOR, JobClients, JobWorkerSpec, PeriodicJob
+from shared.metrics import LOG_ROWS_REMOVED
 from shared.settings import LogJanitorSettings
 from shared.stream_logs import StreamLogService
 
@@ -17,7 +18,9 @@ def spec(settings: LogJanitorSettings) -> JobWorkerSpec:
         if not interval.active:
             return 0
         bound = now_utc() - timedelta(seconds=interval.max_age_seconds)
-        return await StreamLogService(clients.database).delete_older_than(bound)
+        removed = await StreamLogService(clients.database).delete_older_than(bound)
+        LOG_ROWS_REMOVED.inc(removed)
+        return removed
 
     return JobWorkerSpec(
         component="log-janitor",

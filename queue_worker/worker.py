@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -31,8 +31,16 @@ from shared.broker import Broker, broker_errors, open_configured_broker
 from shared.errors import BrokerUnavailable
 from shared.feedback import FeedbackBatch, apply_feedback
 from shared.lifecycle import Readiness
+from shared.metrics import (
+    CONSUMER_UP,
+    FEEDBACK_BATCHES,
+    FEEDBACK_ITEMS,
+    RECEIVED_AT,
+    feedback_applied,
+)
 from shared.models import FeedbackRequest
 from shared.mongo import Database, open_configured_database
+from shared.probes import probe_forever
 from shared.settings import QueueWorkerSettings
 from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
@@ -68,6 +76,7 @@ class FeedbackWorker:
         self._arrived: list[tuple[float, AbstractIncomingMessage]] = []
         self._wake = asyncio.Event()
         self._applier: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._in_hand = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -85,6 +94,9 @@ class FeedbackWorker:
         self.broker = await open_configured_broker(settings)
         self.changes = StreamChanges(self.database, BrokerTokenPublisher(self.broker))
         self._applier = asyncio.create_task(self._apply_forever())
+        self._probe = asyncio.create_task(
+            probe_forever(lambda: self.database, self._broker_probe, self.healthy)
+        )
         with broker_errors():
             await self.broker.channel.set_qos(prefetch_count=settings.feedback_prefetch)
         self._queue = await self.broker.declare_feedback_queue()
@@ -131,6 +143,7 @@ class FeedbackWorker:
                 # its gateway has answered already (a 504): applying it now would only
                 # delay the batches someone still waits for; dropped as the queue would
                 self.expired_batches += 1
+                FEEDBACK_BATCHES.labels(outcome="expired").inc()
                 await message.reject(requeue=False)
                 continue
             batch = await self._parse(message)
@@ -143,6 +156,7 @@ class FeedbackWorker:
             results = await apply_feedback(self.database, self.changes, [b for _, b in batches])
         except PyMongoError as exc:
             self.failed_batches += len(batches)
+            FEEDBACK_BATCHES.labels(outcome="requeued").inc(len(batches))
             log.warning("%d feedback batches not applied, requeued: %s", len(batches), exc)
             await asyncio.sleep(random.uniform(0.2, 1.0))
             for message, _ in batches:
@@ -151,9 +165,15 @@ class FeedbackWorker:
         except Exception:
             # a bug or a batch the rules cannot take: answer and dead-letter, never spin
             log.exception("feedback batches failed; dead-lettering %d", len(batches))
+            FEEDBACK_ITEMS.labels(outcome="rejected").inc(sum(len(b.items) for _, b in batches))
             for message, _ in batches:
                 await self._reject(message, "feedback batch could not be applied")
             return
+        feedback_applied(
+            [(len(result.modified), len(result.unmodified)) for result in results],
+            [(message.headers or {}).get(RECEIVED_AT) for message, _ in batches],
+            time.monotonic() - started,
+        )
         log.debug(
             "applied %d batches (%d items) in %.3f s",
             len(batches),
@@ -183,6 +203,7 @@ class FeedbackWorker:
 
     async def _reject(self, message: AbstractIncomingMessage, reason: str) -> None:
         self.rejected_messages += 1
+        FEEDBACK_BATCHES.labels(outcome="rejected").inc()
         await self._reply(message, {"error": reason})
         await message.reject(requeue=False)  # to the dead-letter queue
 
@@ -199,6 +220,9 @@ class FeedbackWorker:
             )
         except BrokerUnavailable as exc:  # the gateway went away: its client gets a timeout
             log.info("reply to %s not delivered: %s", message.reply_to, exc)
+
+    def _broker_probe(self) -> Callable[[], Awaitable[bool]] | None:
+        return self.broker.is_open if self.broker is not None else None
 
     def healthy(self) -> bool:
         """The connection, channel and consumer are up (a robust connection restores them)."""
@@ -266,6 +290,9 @@ class FeedbackWorker:
     async def close(self) -> None:
         if self._applier is not None:
             self._applier.cancel()
+        if self._probe is not None:
+            self._probe.cancel()
+        CONSUMER_UP.set(0)
         if self.broker is not None:
             await self.broker.close()
             self.broker = None

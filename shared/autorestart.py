@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import now_utc
+from shared.metrics import AUTORESTARTS, RESTARTED
 from shared.mongo import Database, Doc
 from shared.statuses import (
     AUTORESTART_DISABLED,
@@ -112,6 +113,7 @@ async def restart_due(
     if not docs:
         return 0
     landed = await changes.apply([_restart(doc, now) for doc in docs])
+    AUTORESTARTS.labels(outcome=RESTARTED).inc(len(landed))
     for change in landed:
         log.info("stream %s restarted", change.stream_id)
     return len(landed)

@@ -227,6 +227,7 @@ class Broker:
         reply_to: str | None = None,
         expiration: float | None = None,
         persistent: bool = True,
+        headers: dict[str, Any] | None = None,
     ) -> None:
         """Publish through the default exchange; returns once RabbitMQ confirmed it. A
         publish RabbitMQ refuses is tried once more, on a fresh channel."""
@@ -238,6 +239,7 @@ class Broker:
             message_id=message_id,
             reply_to=reply_to,
             expiration=expiration,
+            headers=headers,
         )
         for attempt in (1, 2):
             generation = self._channel_generation

@@ -41,6 +41,7 @@ from shared.mongo import Database, Doc
 from shared.statuses import IN_PROGRESS, PENDING
 from shared.streams.changes import Change, StreamChanges
 from shared.streams.documents import V1_VISIBLE
+from shared.streams.shown import with_reports
 from shared.token_buffer import TokenBuffers
 from shared.tokens import QueueToken
 
@@ -158,7 +159,7 @@ class ClaimService:
             .sort([("queued_at", 1), ("_id", 1)])
             .limit(limit)
         )
-        return await cursor.to_list()
+        return await with_reports(self.database, await cursor.to_list())
 
     async def _room(self, limit: int) -> int:
         """How many more streams may start (``LUNA_STREAMS_MAX_ACTIVE_STREAMS``, 0 = no cap)."""
@@ -238,12 +239,17 @@ class ClaimService:
             for name in list(live):
                 try:
                     buffer = await self.buffers.get(name)
-                    messages = await buffer.take(limit - len(claimed))
+                    wanted = limit - len(claimed)
+                    messages = await buffer.take(wanted)
                     if not messages:
                         live.remove(name)
                         continue
                     budget -= len(messages)
                     claimed += await self._claim_tokens(buffer.give_back, messages, filters)
+                    if claimed and len(messages) < wanted:
+                        # what the buffer held is taken: answer now rather than wait for
+                        # more deliveries (fewer is a normal answer; the agent asks again)
+                        live.remove(name)
                 except BrokerUnavailable:
                     if not claimed:
                         raise

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 
@@ -19,6 +19,7 @@ from shared.embedded_mongo import embedded_uri, serve_embedded
 from shared.errors import EmbeddedUnavailable
 from shared.log_setup import setup_logging
 from shared.settings import (
+    METRICS_PORT_FIELDS,
     AutorestartWorkerSettings,
     CommonSettings,
     EmbeddedSettings,
@@ -28,8 +29,10 @@ from shared.settings import (
     QueueWorkerSettings,
     Settings,
     env_name,
+    listen_address,
     load_settings,
     mask_uri,
+    node_urls,
 )
 
 MODULES = {
@@ -54,8 +57,9 @@ COMMANDS: dict[str, Command] = {
         "Start the embedded MongoDB-wire server (unless LUNA_STREAMS_MONGO_URI is set), the "
         "gateway, the queue worker, the autorestart worker and the log janitor as child "
         "processes. Ctrl-C (or SIGTERM) stops them all, the workers first, and prints one "
-        "line per component; a second Ctrl-C kills what is still running. RabbitMQ must "
-        "answer at LUNA_STREAMS_AMQP_URL.",
+        "line per component; a second Ctrl-C kills what is still running. Each worker "
+        "serves its metrics on the gateway's port + 1, + 2, + 3 unless its own port is set; "
+        "the stack prints where. RabbitMQ must answer at LUNA_STREAMS_AMQP_URL.",
         Settings,
     ),
     "gateway": Command(
@@ -89,6 +93,21 @@ COMMANDS: dict[str, Command] = {
         "with its data in LUNA_STREAMS_EMBEDDED_DATA_DIR (kept across runs), until SIGTERM "
         "or SIGINT.",
         EmbeddedSettings,
+    ),
+    "tokens": Command(
+        "make, list and revoke API tokens (LUNA_STREAMS_AUTH=on)",
+        "See `luna-streams tokens --help`.",
+        None,
+    ),
+    "export": Command(
+        "write an account's streams as JSON lines (through the HTTP API)",
+        "See `luna-streams export --help`.",
+        None,
+    ),
+    "import": Command(
+        "make streams from JSON lines, all or nothing (through the HTTP API)",
+        "See `luna-streams import --help`.",
+        None,
     ),
     "agent-sim": Command(
         "simulate stream-handler agents against a running API",
@@ -148,15 +167,21 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def check_rabbitmq(settings: CommonSettings) -> str | None:
-    """None when RabbitMQ answers at ``LUNA_STREAMS_AMQP_URL``, else a one-line reason."""
+    """None when RabbitMQ answers at ``LUNA_STREAMS_AMQP_URL`` (at any of its nodes, when it
+    names a cluster's: each process connects to the first that answers), else a one-line
+    reason naming every node tried."""
     from urllib.parse import urlsplit
 
-    url = urlsplit(settings.amqp_url)
-    host, port = url.hostname or "127.0.0.1", url.port or 5672
-    if _port_open(host, port, timeout=2.0):
-        return None
+    nodes = node_urls(settings.amqp_url)
+    for node in nodes:
+        url = urlsplit(node)
+        default_port = 5671 if url.scheme == "amqps" else 5672
+        if _port_open(url.hostname or "127.0.0.1", url.port or default_port, timeout=2.0):
+            return None
+    tried = ", ".join(mask_uri(node) for node in nodes)
+    which = " (no node of LUNA_STREAMS_AMQP_URL answered)" if len(nodes) > 1 else ""
     return (
-        f"luna-streams: RabbitMQ is not reachable at {mask_uri(settings.amqp_url)}; "
+        f"luna-streams: RabbitMQ is not reachable at {tried}{which}; "
         "start one (`rabbitmq-server -detached`, or `docker compose up rabbitmq`) "
         "or set LUNA_STREAMS_AMQP_URL"
     )
@@ -254,11 +279,11 @@ def run_all(settings: Settings) -> int:
             failed = _start_embedded(stack, settings, env)
             if failed is not None:
                 return failed
+        env.update(worker_metrics_ports(settings, env))
         for name, module in MODULES.items():
             stack.start(name, [sys.executable, "-m", module], env)
-        _say(
-            f"API on http://{_shown_host(settings.host)}:{settings.port} (Ctrl-C stops everything)"
-        )
+        _say(f"API on {listen_address(settings.host, settings.port)} (Ctrl-C stops everything)")
+        _say(f"metrics: {', '.join(metrics_locations(settings, env))}")
         while not stack.stopping:
             dead = stack.dead()
             if dead:
@@ -271,8 +296,25 @@ def run_all(settings: Settings) -> int:
         stack.stop(settings.shutdown_timeout + 5)
 
 
-def _shown_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+def worker_metrics_ports(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """The metrics port of each worker not set in ``env``: the gateway's port + 1, + 2, + 3
+    (:data:`~shared.settings.METRICS_PORT_FIELDS` in order), so that no two bind one."""
+    ports = {}
+    for offset, field in enumerate(METRICS_PORT_FIELDS.values(), start=1):
+        variable = env_name(Settings, field)
+        if variable not in env and settings.port + offset <= 65535:
+            ports[variable] = str(settings.port + offset)
+    return ports
+
+
+def metrics_locations(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """Where each process of the stack serves its metrics (``off`` for port 0)."""
+    shown = [f"gateway {listen_address(settings.host, settings.port, '/metrics')}"]
+    for component, field in METRICS_PORT_FIELDS.items():
+        port = int(env.get(env_name(Settings, field), "0"))
+        where = listen_address(settings.metrics_host, port, "/metrics") if port else "off"
+        shown.append(f"{component} {where}")
+    return shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=textwrap.fill(command.description, 79),
             epilog=environment_help(command.settings),
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            add_help=name != "agent-sim",
+            add_help=name not in ("agent-sim", "tokens", "export", "import"),
         )
     return parser
 
@@ -299,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if args.command == "tokens":
+        from shared.tokens_cli import main as tokens
+
+        tokens(rest)
+        return
+    if args.command in ("export", "import"):
+        from shared.transfer_cli import main as transfer
+
+        transfer(args.command, rest)
+        return
     if args.command == "agent-sim":
         from shared.agent_sim import main as agent_sim
 

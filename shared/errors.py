@@ -57,11 +57,18 @@ class DependencyUnavailable(LunaError):
     template = "{reason}"
 
 
+#: seconds an event subscriber refused for a cap is told to wait (``Retry-After``)
+EVENTS_RETRY_AFTER = 5
+
+
 class EventSubscribersLimit(DependencyUnavailable):
     template = (
         "The gateway serves at most {limit} event subscribers "
         "(LUNA_STREAMS_EVENTS_MAX_CONNECTIONS); retry later or on another gateway"
     )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(EVENTS_RETRY_AFTER)}
 
 
 class FeedbackTimeout(LunaError):
@@ -158,6 +165,30 @@ class BadRequestId(LunaError):
     )
 
 
+class BadHost(LunaError):
+    """A ``Host`` header naming none of ``LUNA_STREAMS_ALLOWED_HOSTS`` (DNS rebinding)."""
+
+    error_code = 12031
+    http_status = 400
+    desc = "Bad/incomplete input data"
+    template = "Bad header 'Host': '{host}' is not an allowed host (LUNA_STREAMS_ALLOWED_HOSTS)"
+
+
+class EventSubscribersPerClientLimit(LunaError):
+    """One client address holds ``LUNA_STREAMS_EVENTS_MAX_PER_CLIENT`` event streams already."""
+
+    error_code = 12032
+    http_status = 429
+    desc = "Too many requests"
+    template = (
+        "At most {limit} event subscribers per client address "
+        "(LUNA_STREAMS_EVENTS_MAX_PER_CLIENT); close one or retry later"
+    )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(EVENTS_RETRY_AFTER)}
+
+
 class BadPathId(LunaError):
     error_code = 12030
     http_status = 404
@@ -238,6 +269,84 @@ class StreamNotConvertible(LunaError):
     )
 
 
+# --- authentication (LUNA_STREAMS_AUTH=on): codes of luna-streams' own --------------------
+
+
+class Unauthorized(LunaError):
+    """No credential, or one that is not valid (authentication is on)."""
+
+    error_code = 12040
+    http_status = 401
+    desc = "Unauthorized"
+    template = "{reason}"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="luna-streams"'}
+
+
+class Forbidden(LunaError):
+    """A valid credential whose role or account does not reach what it asked for."""
+
+    error_code = 12041
+    http_status = 403
+    desc = "Forbidden"
+    template = "{reason}"
+
+
+class TokenNotFound(LunaError):
+    error_code = 12043
+    http_status = 404
+    desc = "Object not found"
+    template = "API token with id '{token_id}' not found"
+
+
+class TooManyAuthFailures(LunaError):
+    """Too many requests with a wrong credential from one address."""
+
+    error_code = 12042
+    http_status = 429
+    desc = "Too many requests"
+    template = (
+        "Too many requests with a wrong credential from this address; retry after {retry_after} s"
+    )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.params["retry_after"])}
+
+
+# --- webhooks, bulk work: codes of luna-streams' own ----------------------------------
+
+
+class WebhookNotFound(LunaError):
+    error_code = 12044
+    http_status = 404
+    desc = "Object not found"
+    template = "Webhook with id '{webhook_id}' not found"
+
+
+class WebhookLimit(LunaError):
+    error_code = 12045
+    http_status = 409
+    desc = "Too many webhooks"
+    template = "An account has at most {limit} webhooks; delete one first"
+
+
+class ImportLinesInvalid(LunaError):
+    """An import with bad lines: nothing was written; ``lines`` names each one."""
+
+    error_code = 12046
+    http_status = 400
+    desc = "Bad/incomplete input data"
+    template = "{count} of the lines cannot be imported; nothing was written"
+
+    def __init__(self, lines: list[dict[str, Any]]) -> None:
+        super().__init__(count=len(lines))
+        self.lines = lines
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "lines": self.lines}
+
+
 # --- internal errors ------------------------------------------------------------------
 
 
@@ -281,6 +390,10 @@ class InvalidValue(ServiceError, ValueError):
 
 class BadEventId(InvalidValue):
     """The text is not an event id this service gave (:mod:`shared.stream_events`)."""
+
+
+class WebhookUrlRefused(InvalidValue):
+    """A webhook URL the policy refuses (:mod:`shared.webhooks.policy`): the reason."""
 
 
 class PreviewUrlRefused(InvalidValue):

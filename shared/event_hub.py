@@ -1,9 +1,13 @@
-"""The event hub: one change stream on ``streams`` per process, fanned out to subscribers.
+"""The event hub: one change stream of stream changes per process, fanned out to subscribers.
 
 Parameters (``LUNA_STREAMS_EVENTS_*`` settings):
 
 - ``max_subscribers``: open subscriptions at most; one more is refused
-  (:class:`shared.errors.EventSubscribersLimit`).
+  (:class:`shared.errors.EventSubscribersLimit`). Kept below the gateway's connection cap
+  (the settings refuse more), so subscribers never hold every connection.
+- ``max_per_client``: open subscriptions of one client (the ``client`` a subscription
+  names: the gateway passes the client's address) at most; one more is refused
+  (:class:`shared.errors.EventSubscribersPerClientLimit`), so one client cannot take them all.
 - ``buffer_size``: events queued for one subscriber at most. A subscriber that falls that far
   behind is dropped (its ``on_overflow`` callback closes its connection); it comes back with
   the id of the last event it got and misses nothing.
@@ -22,8 +26,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
 
 from pymongo.asynchronous.change_stream import AsyncChangeStream
@@ -34,6 +38,7 @@ from shared.errors import (
     BadLastEventId,
     DependencyUnavailable,
     EventSubscribersLimit,
+    EventSubscribersPerClientLimit,
 )
 from shared.mongo import Database, Doc
 from shared.stream_events import (
@@ -42,11 +47,13 @@ from shared.stream_events import (
     event_id,
     resume_token,
     shape_change,
+    watch_changes,
 )
 
 log = logging.getLogger("luna_streams.events")
 
-DEFAULT_MAX_SUBSCRIBERS: Final = 1000
+DEFAULT_MAX_SUBSCRIBERS: Final = 250
+DEFAULT_MAX_PER_CLIENT: Final = 20
 DEFAULT_BUFFER_SIZE: Final = 256
 DEFAULT_HISTORY_SIZE: Final = 1024
 #: how long one getMore of the change stream waits for changes, in milliseconds
@@ -160,11 +167,15 @@ class StreamEventHub:
         database: Database,
         *,
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+        max_per_client: int = DEFAULT_MAX_PER_CLIENT,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         history_size: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
         self.database = database
         self.max_subscribers = max_subscribers
+        self.max_per_client = max_per_client
+        #: subscriptions open or opening, by client
+        self.per_client: Counter[str] = Counter()
         self.buffer_size = buffer_size
         self.history_size = history_size
         self.live: set[Subscription] = set()
@@ -184,27 +195,49 @@ class StreamEventHub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, event_filter: EventFilter, last_event_id: str | None = None
+        self,
+        event_filter: EventFilter,
+        last_event_id: str | None = None,
+        client: str | None = None,
     ) -> AsyncIterator[Subscription]:
-        """A subscription to the events after ``last_event_id`` (after now when ``None``).
+        """A subscription to the events after ``last_event_id`` (after now when ``None``),
+        counted against ``client``'s cap (``None``: no client's).
 
-        Raises before yielding: 12012 for an id that cannot be resumed from, the limit of
-        subscribers, 503 when the database has no change streams.
+        Raises before yielding: 12012 for an id that cannot be resumed from, the limits of
+        subscribers (one client's: 429, then all: 503), 503 when the database has no
+        change streams.
         """
+        if client is not None and self.per_client[client] >= self.max_per_client:
+            raise EventSubscribersPerClientLimit(limit=self.max_per_client)
         if len(self.subscriptions) + self._opening >= self.max_subscribers:
             raise EventSubscribersLimit(limit=self.max_subscribers)
-        self._opening += 1
+        with self._counted(client):
+            self._opening += 1
+            try:
+                await self._start()
+                subscription = await self._open(event_filter, last_event_id)
+                self.subscriptions.add(subscription)
+            finally:
+                self._opening -= 1
+            try:
+                yield subscription
+            finally:
+                self.subscriptions.discard(subscription)
+                await subscription.close()
+
+    @contextlib.contextmanager
+    def _counted(self, client: str | None) -> Iterator[None]:
+        """``client``'s subscription, from the moment it is taken until it ends."""
+        if client is None:
+            yield
+            return
+        self.per_client[client] += 1
         try:
-            await self._start()
-            subscription = await self._open(event_filter, last_event_id)
-            self.subscriptions.add(subscription)
+            yield
         finally:
-            self._opening -= 1
-        try:
-            yield subscription
-        finally:
-            self.subscriptions.discard(subscription)
-            await subscription.close()
+            self.per_client[client] -= 1
+            if not self.per_client[client]:
+                del self.per_client[client]
 
     async def _open(self, event_filter: EventFilter, last_event_id: str | None) -> Subscription:
         if last_event_id is None or last_event_id in self._points:
@@ -218,8 +251,8 @@ class StreamEventHub:
         except BadEventId as exc:
             raise BadLastEventId(reason=str(exc)) from None
         try:
-            stream = await self.database.streams.watch(
-                resume_after=token, max_await_time_ms=MAX_AWAIT_MS
+            stream = await watch_changes(
+                self.database, resume_after=token, max_await_time_ms=MAX_AWAIT_MS
             )
         except OperationFailure as exc:
             if exc.code in _BAD_TOKEN_CODES:
@@ -284,7 +317,7 @@ class StreamEventHub:
                 options: dict[str, Any] = {"max_await_time_ms": MAX_AWAIT_MS}
                 if resume is not None:
                     options["start_after" if after_invalidate else "resume_after"] = resume
-                async with await self.database.streams.watch(**options) as stream:
+                async with await watch_changes(self.database, **options) as stream:
                     failures, after_invalidate = 0, False
                     resume = self._note_position(stream.resume_token) or resume
                     self._ready.set()

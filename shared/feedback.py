@@ -7,12 +7,22 @@ status and version (``not_found`` for a deleted stream), so the agent stops.
 Batches that arrive together are applied together, in a constant number of round trips:
 one read of every stream they name, then
 
-- reports that change what the stream shows (status, video_info, preview, error) as
-  guarded :class:`~shared.streams.changes.Change`\\ s, in one bulk write (their rows travel
-  in the change's outbox);
-- reports that only say "still processing, nothing new" (most of them) do not rewrite the
-  stream: their log rows go in one insert, then one liveness record per batch
-  (:mod:`shared.liveness`), which the handler-lost rule reads.
+- reports that change the stream's status (done, failure) as guarded
+  :class:`~shared.streams.changes.Change`\\ s, in one bulk write (their rows travel in the
+  change's outbox);
+- reports that keep it ``in_progress`` do not rewrite the stream: those that change what
+  it shows (video_info, preview, error: a camera's first report) store it where it is
+  cheap (:mod:`shared.streams.shown`, one bulk write of small documents); their log rows,
+  and those of the reports that only say "still processing, nothing new" (most of them),
+  go in one insert, then one liveness record per batch (:mod:`shared.liveness`), which
+  the handler-lost rule reads.
+
+Reports of one stream that are applied together (a stream named twice in a batch, or in two
+batches that arrived together) are decided in order and folded into one: the stream is
+changed once, to what the last of them leaves it showing, with one log row (the last
+report's id; the others are superseded, with no row of their own). A report after one that
+ended processing, or of another version, is ``unmodified`` as before. So a batch costs time
+linear in its size however often it names a stream, and every report gets its answer.
 
 Each item has a feedback id (``<batch id>:<index>``), its log row's ``_id``. A batch
 redelivered after a worker died mid-way recognises what its first delivery applied (the
@@ -22,8 +32,10 @@ apply it again, and reports it ``modified`` as the first delivery would have.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from shared import autorestart
@@ -32,11 +44,12 @@ from shared.liveness import record_reports
 from shared.mongo import Database, Doc, find_by_ids
 from shared.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
 from shared.streams.changes import Change, StreamChanges, insert_log_rows, log_row
+from shared.streams.shown import SHOWN_AT, overlay, report_doc, reports_of, write_reports
 
 RECENT_FEEDBACK_IDS = 64
 SHOWN = ("video_info", "preview")
 #: the fields of a stream that deciding a report needs (and its log row: ``account_id``)
-DECIDE: Doc = {"status": 1, "version": 1, "last_error": 1, "account_id": 1} | {
+DECIDE: Doc = {"status": 1, "version": 1, "last_error": 1, "account_id": 1, SHOWN_AT: 1} | {
     key: 1 for key in SHOWN
 }
 #: and recognising what an earlier delivery of a batch applied
@@ -64,21 +77,79 @@ class FeedbackResult:
 
 
 def changes_stream(doc: Doc, item: Doc) -> bool:
-    """Whether a report changes what the stream shows (else it only proves liveness)."""
-    return (
-        item["status"] != doc["status"]
-        or item.get("error") != doc.get("last_error")
-        or any(item.get(key) is not None and item[key] != doc.get(key) for key in SHOWN)
+    """Whether a report changes the stream's status or what it shows (else it only proves
+    liveness)."""
+    return changes_status(doc, item) or changes_shown(doc, item)
+
+
+def changes_status(doc: Doc, item: Doc) -> bool:
+    """Whether a report changes the stream's status (a guarded change of the stream)."""
+    return bool(item["status"] != doc["status"])
+
+
+def changes_shown(doc: Doc, item: Doc) -> bool:
+    """Whether a report changes what the stream shows (its video_info, preview, error)."""
+    return item.get("error") != doc.get("last_error") or any(
+        item.get(key) is not None and item[key] != doc.get(key) for key in SHOWN
     )
 
 
+#: a report's answer: (its index in its batch, modified?, the entry)
+Answer = tuple[int, bool, dict[str, Any]]
+
+
 @dataclass(slots=True)
-class _Planned:
-    batch: FeedbackBatch
-    result: FeedbackResult
+class _Report:
+    """One item of one batch, and where its answer goes."""
+
+    batch_no: int
+    index: int
     item: Doc
     feedback_id: str
+
+
+@dataclass(slots=True)
+class _Fold:
+    """The reports of one stream applied together, in order (within a batch and across
+    the batches that arrived together), and what they leave the stream showing."""
+
+    doc: Doc
+    reports: list[_Report] = field(default_factory=list)
+    #: what the reports so far leave the stream showing (deciding the next one reads it)
+    state: Doc = field(init=False)
+    #: the one report that stands for them all: the last one's status, version and error,
+    #: and the last video_info and preview any of them gave
+    merged: Doc = field(init=False)
     change: Change | None = None
+
+    def __post_init__(self) -> None:
+        doc = self.doc
+        self.state = {key: doc.get(key) for key in ("_id", "status", "version", "last_error")}
+        self.state |= {key: doc.get(key) for key in SHOWN}
+        self.merged = dict.fromkeys(SHOWN)
+
+    def add(self, report: _Report) -> None:
+        item = report.item
+        self.reports.append(report)
+        self.merged |= {key: item[key] for key in ("stream_id", "status", "version")}
+        self.merged["error"] = item.get("error")
+        self.merged |= {key: item[key] for key in SHOWN if item.get(key) is not None}
+        self.state |= {"status": item["status"], "last_error": item.get("error")}
+        self.state |= {key: item[key] for key in SHOWN if item.get(key) is not None}
+
+    @property
+    def feedback_id(self) -> str:
+        """The last report's: the id of the fold's log row."""
+        return self.reports[-1].feedback_id
+
+    def answer_all(
+        self,
+        answers: list[list[Answer]],
+        modified: bool,
+        entry_of: Callable[[Doc], dict[str, Any]],
+    ) -> None:
+        for report in self.reports:
+            answers[report.batch_no].append((report.index, modified, entry_of(report.item)))
 
 
 def _entry(item: Doc) -> dict[str, Any]:
@@ -94,41 +165,68 @@ def _current(doc: Doc | None, item: Doc) -> dict[str, Any]:
 async def apply_feedback(
     database: Database, changes: StreamChanges, batches: list[FeedbackBatch]
 ) -> list[FeedbackResult]:
-    """Apply feedback batches that arrived together; one result per batch, in order."""
-    docs = await _read_streams(database, batches)
+    """Apply feedback batches that arrived together; one result per batch, in order.
+
+    Reports of one stream among them are folded, in order, into one report that stands for
+    them all (:class:`_Fold`): the stream is changed once, with one log row, however often
+    it is named, so a batch costs time linear in its size. Every report gets its answer."""
+    # the time of the reports' rows, taken before the streams are read: a stream read here
+    # is deleted later, so its ``deleted`` row (timed after the delete) comes after these
     now = now_utc()
-    results = [FeedbackResult() for _ in batches]
+    docs = await _read_streams(database, batches)
+    answers: list[list[Answer]] = [[] for _ in batches]
     recovered: list[Doc] = []
-    rounds, alive = _plan(
-        batches, results, docs, await _rows_of_redeliveries(database, batches), now, recovered
-    )
+    folds = _plan(batches, answers, docs, await _rows_of_redeliveries(database, batches), recovered)
     # rows of changes an earlier delivery made but did not get to write
     await changes.write_rows(recovered)
-    for round_ in rounds:
-        await _apply_changes(database, changes, round_)
+    changing: list[_Fold] = []
+    alive: list[_Fold] = []
+    shown: dict[str, Doc] = {}
+    for fold in folds:
+        if changes_status(fold.doc, fold.merged):
+            fold.change = _change(fold.doc, fold.merged, fold.state, fold.feedback_id, now)
+            changing.append(fold)
+        else:
+            if changes_shown(fold.doc, fold.merged):
+                shown[fold.doc["_id"]] = report_doc(fold.merged["version"], now, fold.state)
+            alive.append(fold)
+    await _apply_changes(database, changes, changing, answers)
+    # before the rows: a redelivered batch whose rows exist was applied, reports and all
+    await write_reports(database, shown)
     if alive:
-        await insert_log_rows(database, [_row(docs, p, now) for p in alive])
-        for batch in batches:
-            await record_reports(
-                database,
-                batch.batch_id,
-                [p.item["stream_id"] for p in alive if p.batch is batch],
-                now,
-            )
-        for planned in alive:
-            planned.result.modified.append(_entry(planned.item))
-    return results
+        await insert_log_rows(database, [_row(fold, now) for fold in alive])
+        reported: list[list[str]] = [[] for _ in batches]
+        for fold in alive:
+            for number in {report.batch_no for report in fold.reports}:
+                reported[number].append(fold.doc["_id"])
+        for batch, stream_ids in zip(batches, reported, strict=True):
+            await record_reports(database, batch.batch_id, stream_ids, now)
+        for fold in alive:
+            fold.answer_all(answers, True, _entry)
+    return [_result(given) for given in answers]
+
+
+def _result(answers: list[Answer]) -> FeedbackResult:
+    """A batch's answers, each list in the order of the batch's items."""
+    result = FeedbackResult()
+    for _, modified, entry in sorted(answers, key=lambda answer: answer[0]):
+        (result.modified if modified else result.unmodified).append(entry)
+    return result
 
 
 async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dict[str, Doc]:
     """The streams the batches name, by id: what deciding a report needs of each, and what
     changing it needs (:data:`CHANGE`) where a report changes it.
 
-    Two reads only when some report changes its stream: most reports only prove liveness,
-    and the server pays for every field it reads of every stream."""
+    Each shows its latest report (:mod:`shared.streams.shown`, one more read). A second
+    read of the streams only when some report changes a stream's status: most reports
+    only prove liveness, and the server pays for every field it reads of every stream."""
     ids = list(dict.fromkeys(item["stream_id"] for b in batches for item in b.items))
     projection = DECIDE | (REDELIVERY if any(b.redelivered for b in batches) else {})
     docs = {doc["_id"]: doc for doc in await find_by_ids(database.streams, ids, projection)}
+    reports = await reports_of(database, docs)
+    for read in docs.values():
+        overlay(read, reports.get(read["_id"]))
     changing = list(
         dict.fromkeys(
             item["stream_id"]
@@ -136,11 +234,14 @@ async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dic
             for item in b.items
             if (doc := docs.get(item["stream_id"])) is not None
             and _current_version(doc, item)
-            and changes_stream(doc, item)
+            and changes_status(doc, item)
         )
     )
     if changing:
-        docs.update((d["_id"], d) for d in await find_by_ids(database.streams, changing, CHANGE))
+        docs.update(
+            (d["_id"], overlay(d, reports.get(d["_id"])))
+            for d in await find_by_ids(database.streams, changing, CHANGE)
+        )
     return docs
 
 
@@ -149,63 +250,83 @@ def _current_version(doc: Doc, item: Doc) -> bool:
     return bool(doc["status"] == IN_PROGRESS and doc["version"] == item["version"])
 
 
+def _applied_before(
+    batch: FeedbackBatch, docs: dict[str, Doc], logged_before: set[str]
+) -> set[int]:
+    """Indexes of the items of a redelivered batch that an earlier delivery applied.
+
+    An item is known by its feedback id: among the stream's recent ones, or the id of a
+    log row. An item folded into a later one of the same stream and version (superseded,
+    so without a row or id of its own) was applied when that later one was."""
+    if not batch.redelivered:
+        return set()
+    applied: set[int] = set()
+    last: dict[tuple[str, int], int] = {}
+    for index, item in enumerate(batch.items):
+        doc = docs.get(item["stream_id"])
+        if doc is None:
+            continue
+        feedback_id = f"{batch.batch_id}:{index}"
+        recent = (doc.get("claim") or {}).get("feedback_ids") or []
+        if feedback_id in recent or feedback_id in logged_before:
+            applied.add(index)
+            last[item["stream_id"], item["version"]] = index
+    for index, item in enumerate(batch.items):
+        if index < last.get((item["stream_id"], item["version"]), -1):
+            applied.add(index)
+    return applied
+
+
 def _plan(
     batches: list[FeedbackBatch],
-    results: list[FeedbackResult],
+    answers: list[list[Answer]],
     docs: dict[str, Doc],
     logged_before: set[str],
-    now: datetime,
     recovered: list[Doc],
-) -> tuple[list[list[_Planned]], list[_Planned]]:
-    """Decide every report: answered now, a change (in rounds: one change of a stream per
-    round, in order), or a liveness report."""
-    rounds: list[list[_Planned]] = []
-    alive: list[_Planned] = []
-    for batch, result in zip(batches, results, strict=True):
+) -> list[_Fold]:
+    """Decide every report, in order, in one pass: answered now (applied before, or not of
+    the version being processed), or folded into its stream's :class:`_Fold`."""
+    folds: dict[str, _Fold] = {}
+    for number, batch in enumerate(batches):
+        given = answers[number]
+        applied_before = _applied_before(batch, docs, logged_before)
         for index, item in enumerate(batch.items):
             feedback_id = f"{batch.batch_id}:{index}"
             doc = docs.get(item["stream_id"])
-            recent = ((doc or {}).get("claim") or {}).get("feedback_ids") or []
-            if doc is not None and (feedback_id in recent or feedback_id in logged_before):
-                # applied by an earlier delivery: its row is written, or in the outbox
+            fold = folds.get(item["stream_id"])
+            if doc is not None and index in applied_before:
+                # its row is written, or in the outbox
                 recovered += [
                     e["log"] for e in doc.get("outbox") or [] if e["log"]["_id"] == feedback_id
                 ]
-                result.modified.append(_entry(item))
-            elif doc is None or not _current_version(doc, item):
-                result.unmodified.append(_current(doc, item))
-            elif changes_stream(doc, item):
-                planned = _Planned(batch, result, item, feedback_id)
-                planned.change = _change(doc, item, feedback_id, now)
-                _round_for(rounds, planned).append(planned)
-                doc.update(planned.change.set)  # a later report of this stream sees it
+                given.append((index, True, _entry(item)))
+            elif doc is None:
+                given.append((index, False, _current(None, item)))
+            elif not _current_version(fold.state if fold else doc, item):
+                given.append((index, False, _current(fold.state if fold else doc, item)))
             else:
-                alive.append(_Planned(batch, result, item, feedback_id))
-    return rounds, alive
+                if fold is None:
+                    fold = folds[item["stream_id"]] = _Fold(doc)
+                fold.add(_Report(number, index, item, feedback_id))
+    return list(folds.values())
 
 
 async def _apply_changes(
-    database: Database, changes: StreamChanges, round_: list[_Planned]
+    database: Database, changes: StreamChanges, folds: list[_Fold], answers: list[list[Answer]]
 ) -> None:
-    landed = {id(c) for c in await changes.apply([p.change for p in round_ if p.change])}
-    for planned in round_:
-        item = planned.item
-        if id(planned.change) in landed:
-            planned.result.modified.append(_entry(item))
-        else:  # lost a race (paused, patched, downgraded meanwhile)
-            fresh = await database.streams.find_one(
-                {"_id": item["stream_id"]}, {"status": 1, "version": 1}
-            )
-            planned.result.unmodified.append(_current(fresh, item))
-
-
-def _round_for(rounds: list[list[_Planned]], planned: _Planned) -> list[_Planned]:
-    stream_id = planned.item["stream_id"]
-    for round_ in rounds:
-        if all(p.item["stream_id"] != stream_id for p in round_):
-            return round_
-    rounds.append([])
-    return rounds[-1]
+    """One bulk write of every fold's change; each report answered by how its fold's went."""
+    if not folds:
+        return
+    landed = {id(c) for c in await changes.apply([f.change for f in folds if f.change])}
+    for fold in folds:
+        if id(fold.change) in landed:
+            fold.answer_all(answers, True, _entry)
+            continue
+        # lost a race (paused, patched, downgraded meanwhile)
+        fresh = await database.streams.find_one(
+            {"_id": fold.doc["_id"]}, {"status": 1, "version": 1}
+        )
+        fold.answer_all(answers, False, partial(_current, fresh))
 
 
 async def _rows_of_redeliveries(database: Database, batches: list[FeedbackBatch]) -> set[str]:
@@ -220,30 +341,31 @@ async def _rows_of_redeliveries(database: Database, batches: list[FeedbackBatch]
     }
 
 
-def _row(docs: dict[str, Doc], planned: _Planned, now: datetime) -> Doc:
-    item = planned.item
+def _row(fold: _Fold, now: datetime) -> Doc:
+    item = fold.merged
     return log_row(
-        docs[item["stream_id"]],
+        fold.doc,
         item["status"],
         item["version"],
         now,
         error=item.get("error"),
         video_info=item.get("video_info"),
         preview=item.get("preview"),
-        row_id=planned.feedback_id,
+        row_id=fold.feedback_id,
     )
 
 
-def _change(doc: Doc, item: Doc, feedback_id: str, now: datetime) -> Change:
-    """The guarded change that applies one report (a failure arms autorestart with it)."""
+def _change(doc: Doc, item: Doc, state: Doc, feedback_id: str, now: datetime) -> Change:
+    """The guarded change that applies one report that changes the stream's status (a
+    failure arms autorestart with it); the stream shows what ``state`` (its latest report
+    and this one) shows, so its stored report is older than what it shows now."""
     fields: Doc = {
         "status": item["status"],
         "last_error": item.get("error"),
         "claim.last_feedback_at": now,
     }
     for key in SHOWN:
-        if item.get(key) is not None:
-            fields[key] = item[key]
+        fields[key] = state.get(key)
     if item["status"] == FAILURE:
         fields.update(autorestart.on_failure(doc, now))
     change = Change(

@@ -32,6 +32,7 @@ from shared.errors import (
     FeedbackOverloaded,
     FeedbackTimeout,
 )
+from shared.metrics import RECEIVED_AT
 
 log = logging.getLogger("luna_streams.feedback_rpc")
 
@@ -95,7 +96,11 @@ class FeedbackClient:
         except ValueError as exc:
             waiter.set_exception(exc)
 
-    async def call(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+    async def call(
+        self, items: list[dict[str, Any]], received_at: float | None = None
+    ) -> dict[str, Any]:
+        """Apply ``items`` through a queue worker; ``received_at`` (Unix time, now by
+        default): when the request arrived, for the worker's feedback-lag metric."""
         await self._sample()
         self._check_overload()
         started = time.monotonic()
@@ -111,6 +116,7 @@ class FeedbackClient:
                     message_id=correlation_id,
                     reply_to=self.reply_queue_name,
                     expiration=self.timeout,
+                    headers={RECEIVED_AT: received_at or time.time()},
                 )
             except BrokerUnavailable as exc:
                 raise DependencyUnavailable(reason=f"RabbitMQ refused the feedback: {exc}") from exc

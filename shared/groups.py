@@ -114,8 +114,9 @@ class GroupService:
     async def delete(self, group_id: str, account_id: str | None) -> Doc:
         """Unlink the group's streams (they stay), remove the group, then its queue."""
         group = await self.get(group_id, account_id)
+        # by name in its account (index ``group_names``): the same streams as by its id
         await self.database.streams.update_many(
-            {"groups": group_id},
+            {"account_id": group["account_id"], "group_names": group["group_name"]},
             {"$pull": {"groups": group_id, "group_names": group["group_name"]}},
         )
         await self.database.groups.delete_one({"_id": group_id})

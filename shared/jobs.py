@@ -23,7 +23,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import xq_name
 from dramatiq.errors import BrokerError
 from dramatiq.middleware import AsyncIO, Middleware
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 from pymongo.errors import PyMongoError
 
 from shared.broker import Broker, open_configured_broker
@@ -45,6 +45,7 @@ from shared.heartbeats import beat_forever, instance_id
 from shared.leases import next_start, start_period
 from shared.lifecycle import Readiness, never_broken
 from shared.mongo import Database, open_configured_database
+from shared.probes import probe_forever
 from shared.settings import CommonSettings, JobWorkerSettings, node_urls
 
 log = logging.getLogger("luna_streams.jobs")
@@ -62,6 +63,9 @@ JOB_EFFECTS = Counter(
     ["job"],
 )
 JOB_LAST_RUN = Gauge("luna_streams_job_last_run_timestamp_seconds", "Last run", ["job"])
+JOB_FAILURES = Counter(
+    "luna_streams_job_failures", "Periodic job runs that raised (dramatiq retries them)", ["job"]
+)
 
 
 def jobs_queue(settings: CommonSettings, kind: str) -> str:
@@ -89,6 +93,12 @@ class JobClients(Middleware):
     def broker(self) -> Broker:
         assert self._broker is not None, "the worker has not booted"
         return self._broker
+
+    def database_if_open(self) -> Database | None:
+        return self._database
+
+    def broker_probe(self) -> Callable[[], Awaitable[bool]] | None:
+        return self._broker.is_open if self._broker is not None else None
 
     async def wait_open(self) -> None:
         await self._opened.wait()
@@ -118,6 +128,8 @@ class JobClients(Middleware):
 
 
 Job = Callable[[JobClients], Awaitable[int]]
+#: a task a worker runs beside its jobs, on their loop, until it stops (the fleet census)
+Background = Callable[[JobClients], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,7 @@ class JobWorkerSpec:
     component: str  # "autorestart-worker" or "log-janitor"
     kind: str  # AUTORESTART or JANITOR: the queue's and the leases' name
     periodic: list[PeriodicJob]
+    background: tuple[Background, ...] = ()
 
 
 def declare_actors(
@@ -140,10 +153,16 @@ def declare_actors(
     """One async actor per periodic job, on ``queue``."""
     actors: dict[str, dramatiq.Actor[Any, Any]] = {}
     for job in spec.periodic:
+        for metric in (JOBS_RUN, JOB_EFFECTS, JOB_FAILURES, JOB_LAST_RUN):
+            metric.labels(job=job.name)  # a series from the start, at zero
 
         def bind(job: PeriodicJob) -> Callable[[], Awaitable[None]]:
             async def run() -> None:
-                effects = await job.run(clients)
+                try:
+                    effects = await job.run(clients)
+                except Exception:
+                    JOB_FAILURES.labels(job=job.name).inc()
+                    raise
                 JOBS_RUN.labels(job=job.name).inc()
                 JOB_EFFECTS.labels(job=job.name).inc(effects)
                 JOB_LAST_RUN.labels(job=job.name).set(time.time())
@@ -178,6 +197,8 @@ class PeriodicJobs(Middleware):
         self.owner = owner
         self._task: concurrent.futures.Future[None] | None = None
         self.sent = 0
+        #: whether the worker's consumers run (set by :class:`JobWorker`)
+        self.consumer_up: Callable[[], bool] = lambda: False
         #: per job, before when no period can start (no need to ask the lease)
         self._not_before: dict[str, datetime] = {}
 
@@ -194,14 +215,22 @@ class PeriodicJobs(Middleware):
 
     async def _run(self) -> None:
         await self.clients.wait_open()
-        heartbeats = asyncio.create_task(beat_forever(self.clients.database, self.spec.component))
+        clients = self.clients
+        tasks = [
+            asyncio.create_task(beat_forever(clients.database, self.spec.component)),
+            asyncio.create_task(
+                probe_forever(clients.database_if_open, clients.broker_probe, self.consumer_up)
+            ),
+            *(asyncio.create_task(task(clients)) for task in self.spec.background),
+        ]
         try:
             while True:
                 for job in self.spec.periodic:
                     await self._schedule(job)
                 await asyncio.sleep(TICK)
         finally:
-            heartbeats.cancel()
+            for task in tasks:
+                task.cancel()
 
     async def _schedule(self, job: PeriodicJob) -> None:
         lease = f"{self.spec.kind}:{job.name}"
@@ -292,6 +321,7 @@ class JobWorker:
         self.counts = JobCounts()
         actors = declare_actors(self.broker, spec, self.queue, self.clients)
         self.periodic = PeriodicJobs(spec, self.clients, actors, instance_id(spec.component))
+        self.periodic.consumer_up = self.consuming
         for middleware in (AsyncIO(), self.clients, self.periodic, self.counts):
             self.broker.add_middleware(middleware)
         self.worker = dramatiq.Worker(
@@ -299,9 +329,12 @@ class JobWorker:
         )
         self._started = False
 
+    def consuming(self) -> bool:
+        """Every consumer thread of the dramatiq worker runs."""
+        consumers = list(self.worker.consumers.values())
+        return bool(consumers) and all(c.is_alive() and c.running for c in consumers)
+
     async def start(self) -> None:
-        if self.settings.worker_metrics_port:
-            start_http_server(self.settings.worker_metrics_port)
         await asyncio.to_thread(self.worker.start)
         self._started = True
         if self.clients.error is not None:

@@ -9,6 +9,10 @@ and the log janitor.
    redelivered: every consumer acknowledges after its write);
 5. log the counts, close, exit 0.
 
+A worker serves its Prometheus metrics (the default registry: its jobs, the process) on
+``LUNA_STREAMS_METRICS_HOST`` and a port setting of its own (:data:`METRICS_PORT_FIELDS`), from
+before it starts until it exits; the gateway serves them at ``/metrics`` on its own port.
+
 A component that can no longer work (:meth:`Component.broken` returns: a consumer stalled
 or down past its bound) takes the same way out with exit code 1, so its supervisor
 restarts it. Every process is a :class:`Component`; :func:`serve` is the only place this
@@ -25,8 +29,19 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import NoReturn, Protocol, TypeVar
 
+from prometheus_client import start_http_server
+
+from shared.errors import ConfigurationError
 from shared.log_setup import setup_logging
-from shared.settings import CommonSettings, load_settings, mask_uri
+from shared.settings import (
+    METRICS_PORT_FIELDS,
+    CommonSettings,
+    WorkerSettings,
+    env_name,
+    listen_address,
+    load_settings,
+    mask_uri,
+)
 
 log = logging.getLogger("luna_streams.lifecycle")
 
@@ -137,11 +152,31 @@ async def _until_stopped(component: Component, stop: asyncio.Event) -> int:
 S = TypeVar("S", bound=CommonSettings)
 
 
+def serve_metrics(name: str, settings: CommonSettings) -> None:
+    """Serve the Prometheus metrics of worker ``name`` when its port is set (a thread of
+    prometheus_client's); a port that cannot be bound fails the start."""
+    field = METRICS_PORT_FIELDS.get(name)
+    if field is None or not isinstance(settings, WorkerSettings):
+        return
+    port: int = getattr(settings, field)
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=settings.metrics_host)
+    except OSError as exc:
+        variable = env_name(type(settings), field)
+        raise ConfigurationError(
+            f"cannot serve metrics on {settings.metrics_host}:{port} ({variable}): {exc}"
+        ) from None
+    log.info("%s metrics on %s", name, listen_address(settings.metrics_host, port, "/metrics"))
+
+
 def main(name: str, kind: type[S], build: Callable[[S], Component]) -> NoReturn:
     """The ``python -m`` entry of a process: its settings, logging, :func:`serve`, exit."""
     settings = load_settings(kind)
     setup_logging(settings.log_level, settings.log_format, name)
     try:
+        serve_metrics(name, settings)
         code = asyncio.run(serve(build(settings), settings.shutdown_timeout))
     except Exception as exc:  # a failed start: one clear line, exit 1
         log.error("%s failed: %s: %s", name, type(exc).__name__, mask_uri(str(exc)))

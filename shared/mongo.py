@@ -13,6 +13,7 @@ operation) are answers the code that asked handles, and stay pymongo's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, Final
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared import clock
 from shared.errors import ConfigurationError, DatabaseUnavailable
@@ -35,31 +36,42 @@ STREAM_LOGS = "stream_logs"
 LEASES = "leases"
 HEARTBEATS = "heartbeats"
 LIVENESS = "stream_liveness"
+STREAM_REPORTS = "stream_reports"
+API_TOKENS = "api_tokens"
+AUDIT = "audit"
+WEBHOOKS = "webhooks"
+WEBHOOK_DELIVERIES = "webhook_deliveries"
 
+#: every index serves a query of the API or of a periodic job (docs/architecture.md lists
+#: them beside their queries): each one is paid for on every write of its collection
 INDEXES: Mapping[str, list[IndexModel]] = {
     STREAMS: [
+        # lists without an account, by creation time (and their create_time filters)
         IndexModel([("create_time", ASCENDING), ("_id", ASCENDING)], name="create_time"),
+        # lists and counts of an account, by creation time
         IndexModel(
             [("account_id", ASCENDING), ("create_time", ASCENDING), ("_id", ASCENDING)],
             name="account_create_time",
         ),
+        # the queue (peek, direct claims) by queued_at; and, by its status prefix, the
+        # statuses' counts, the handler-lost watchdog (in_progress) and the autorestart
+        # sweep (failure)
         IndexModel(
             [("status", ASCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)],
             name="status_queued_at",
         ),
+        # lists, claims and deletes by name
         IndexModel([("name", ASCENDING)], name="name"),
+        # lists by source reference
         IndexModel([("data.reference", ASCENDING)], name="reference"),
-        IndexModel([("groups", ASCENDING)], name="groups"),
+        # a group's streams (group names are unique per account): lists and counts by
+        # ``group_name``, claims filtered by group names, group deletes
         IndexModel([("group_names", ASCENDING)], name="group_names"),
+        # the change sweep walks changes by time
         IndexModel([("outbox.log.log_time", ASCENDING)], name="outbox"),
-        IndexModel(
-            [("status", ASCENDING), ("autorestart.due_at", ASCENDING)], name="autorestart_due"
-        ),
-        IndexModel(
-            [("status", ASCENDING), ("claim.claimed_at", ASCENDING)],
-            name="status_claimed_at",
-        ),
     ],
+    # what streams in processing show (shared.streams.shown): found by _id only
+    STREAM_REPORTS: [],
     GROUPS: [
         IndexModel(
             [("account_id", ASCENDING), ("group_name", ASCENDING)],
@@ -78,6 +90,27 @@ INDEXES: Mapping[str, list[IndexModel]] = {
     HEARTBEATS: [IndexModel([("seen_at", ASCENDING)], name="ttl", expireAfterSeconds=600)],
     # shared.liveness.RETENTION
     LIVENESS: [IndexModel([("at", ASCENDING)], name="ttl", expireAfterSeconds=3600)],
+    # a token is found by the hash of what the client sends (shared.access.credentials)
+    API_TOKENS: [IndexModel([("hash", ASCENDING)], name="hash", unique=True)],
+    AUDIT: [
+        IndexModel([("time", DESCENDING), ("_id", DESCENDING)], name="time"),
+        IndexModel([("account_id", ASCENDING), ("time", DESCENDING)], name="account_time"),
+        # each row carries its own end (LUNA_STREAMS_AUDIT_RETENTION_DAYS when written)
+        IndexModel([("expire_at", ASCENDING)], name="ttl", expireAfterSeconds=0),
+    ],
+    WEBHOOKS: [
+        IndexModel([("account_id", ASCENDING), ("create_time", ASCENDING)], name="account"),
+    ],
+    # shared.webhooks.delivery: the due ones by time, a webhook's newest first; each
+    # finished delivery carries its own end (shared.webhooks.delivery.RETENTION)
+    WEBHOOK_DELIVERIES: [
+        IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="due"),
+        IndexModel(
+            [("webhook_id", ASCENDING), ("create_time", DESCENDING), ("_id", DESCENDING)],
+            name="webhook_time",
+        ),
+        IndexModel([("expire_at", ASCENDING)], name="ttl", expireAfterSeconds=0),
+    ],
 }
 
 
@@ -111,6 +144,26 @@ class Database:
     @property
     def liveness(self) -> AsyncCollection[Doc]:
         return self.db[LIVENESS]
+
+    @property
+    def stream_reports(self) -> AsyncCollection[Doc]:
+        return self.db[STREAM_REPORTS]
+
+    @property
+    def api_tokens(self) -> AsyncCollection[Doc]:
+        return self.db[API_TOKENS]
+
+    @property
+    def audit(self) -> AsyncCollection[Doc]:
+        return self.db[AUDIT]
+
+    @property
+    def webhooks(self) -> AsyncCollection[Doc]:
+        return self.db[WEBHOOKS]
+
+    @property
+    def webhook_deliveries(self) -> AsyncCollection[Doc]:
+        return self.db[WEBHOOK_DELIVERIES]
 
     async def ping(self) -> None:
         """The server answers; the process's clock follows the server's (one clock)."""
@@ -197,7 +250,19 @@ async def open_configured_database(settings: CommonSettings) -> Database:
     return await open_database(settings.mongo_uri, settings.db_name, journal=settings.mongo_journal)
 
 
+#: indexes earlier versions made that no query needs any more: dropped at start
+OBSOLETE_INDEXES: Mapping[str, tuple[str, ...]] = {
+    STREAMS: ("groups", "autorestart_due", "status_claimed_at"),
+}
+
+
 async def create_indexes(database: Database) -> None:
     for name, models in INDEXES.items():
         if models:
             await database.db[name].create_indexes(models)
+    for name, obsolete in OBSOLETE_INDEXES.items():
+        present = {index["name"] async for index in await database.db[name].list_indexes()}
+        for index in obsolete:
+            if index in present:
+                with contextlib.suppress(OperationFailure):  # dropped meanwhile by another
+                    await database.db[name].drop_index(index)

@@ -11,6 +11,11 @@ reported, so a URL is accepted only where it points at that agent:
   or lies inside one of ``agent_networks``;
 - never the gateway itself (an address of this host and one of the gateway's ports).
 
+What the gateway relays of it is only an image (:func:`image_type`): JPEG, PNG or WebP, as
+its ``Content-Type`` says *and* its first bytes prove. Anything else an agent serves (HTML,
+SVG, a script, an image type that can carry script) would run on the gateway's origin when
+a user opens the preview in a tab.
+
 :meth:`PreviewPolicy.check_feedback` refuses a feedback batch with a bad URL (12022 at
 ``streams.N.preview.<kind>.url``, before anything is written); :meth:`PreviewPolicy.fetchable`
 checks a stored URL again before it is fetched.
@@ -22,6 +27,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Final
 
 from yarl import URL
 
@@ -35,6 +41,32 @@ SCHEMES = ("http", "https")
 HOST_INVALID = "URL host invalid"
 SCHEME_INVALID = "URL scheme invalid: expected http or https"
 USERINFO_INVALID = "URL must not carry user info"
+
+
+#: the image types a preview is relayed as, each with the bytes its data starts with
+#: (WebP: ``RIFF``, four bytes of length, ``WEBP``); ``image/jpg`` is a common misspelling
+IMAGE_MAGIC: Final[dict[str, tuple[tuple[int, bytes], ...]]] = {
+    "image/jpeg": ((0, b"\xff\xd8\xff"),),
+    "image/png": ((0, b"\x89PNG\r\n\x1a\n"),),
+    "image/webp": ((0, b"RIFF"), (8, b"WEBP")),
+}
+IMAGE_ALIASES: Final = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
+#: how many first bytes :func:`image_type` needs to see
+IMAGE_HEAD: Final = 12
+
+
+def image_type(content_type: str | None, data: bytes) -> str | None:
+    """The image type ``data`` is relayed as (``image/jpeg``, ``image/png`` or
+    ``image/webp``), or None: ``content_type`` must name one of them and ``data`` must start
+    as that type does. A lying header (HTML sent as ``image/jpeg``) does not pass."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    media = IMAGE_ALIASES.get(media, media)
+    magic = IMAGE_MAGIC.get(media)
+    if magic is None:
+        return None
+    if all(data[at : at + len(head)] == head for at, head in magic):
+        return media
+    return None
 
 
 def parse_address(text: str | None) -> Address | None:

@@ -1,10 +1,12 @@
-"""Stream events: MongoDB change events of ``streams``, shaped as the API's live events.
+"""Stream events: MongoDB change events of ``streams`` and ``stream_reports``, shaped as the
+API's live events.
 
 A change of a stream the API shows (created; its status, version, settings, error, video
-info or preview changed; deleted) becomes one :class:`StreamEvent`. Bookkeeping writes (the
-outbox, claims, liveness, autorestart due times) make none. The event id is the change's
-resume token, so a subscriber that saw event *n* resumes right after it
-(:mod:`shared.event_hub`), from any gateway of the same database.
+info or preview changed, in the stream or in its stored report: :mod:`shared.streams.shown`;
+deleted) becomes one :class:`StreamEvent`. Bookkeeping writes (the outbox, claims, liveness,
+autorestart due times) make none. The event id is the change's resume token (of one change
+stream on the database, of these two collections), so a subscriber that saw event *n*
+resumes right after it (:mod:`shared.event_hub`), from any gateway of the same database.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from typing import Any, Final, Literal
 
 import bson
 from bson.errors import BSONError
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 
 from shared.errors import BadEventId, StreamNotConvertible
-from shared.mongo import Database, Doc
+from shared.mongo import STREAM_REPORTS, STREAMS, Database, Doc
 from shared.statuses import DELETED
+from shared.streams.changes import deleted_account
 from shared.streams.documents import VIEW_PROJECTION, format_time, stream_view
+from shared.streams.shown import SHOWN, with_report
 
 EventKind = Literal["created", "changed", "deleted"]
 
@@ -133,6 +138,14 @@ class StreamEvent:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+async def watch_changes(database: Database, **options: Any) -> AsyncChangeStream[Doc]:
+    """A change stream of the collections whose changes are events (``options``: pymongo's
+    ``watch`` options, such as ``resume_after``)."""
+    return await database.db.watch(
+        [{"$match": {"ns.coll": {"$in": [STREAMS, STREAM_REPORTS]}}}], **options
+    )
+
+
 def visible_changes(description: Mapping[str, Any]) -> tuple[str, ...]:
     """The visible top-level fields an update touched (dotted or nested, as servers say)."""
     touched: dict[str, None] = {}
@@ -153,16 +166,6 @@ def visible_changes(description: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(touched)
 
 
-async def _deleted_account(database: Database, stream_id: str) -> str | None:
-    """A deleted stream's account, from the ``deleted`` log row written before the delete."""
-    row = await database.stream_logs.find_one(
-        {"stream_id": stream_id, "status": DELETED},
-        {"account_id": 1},
-        sort=[("log_time", -1)],
-    )
-    return None if row is None else str(row["account_id"])
-
-
 async def shape_change(database: Database, change: Mapping[str, Any]) -> StreamEvent | None:
     """The event of a change of ``streams``, or ``None`` when the API shows no change."""
     operation = change.get("operationType")
@@ -170,6 +173,8 @@ async def shape_change(database: Database, change: Mapping[str, Any]) -> StreamE
     if "_id" not in key:
         return None
     stream_id = str(key["_id"])
+    if (change.get("ns") or {}).get("coll") == STREAM_REPORTS:
+        return await _report_change(database, change, stream_id)
     doc: Doc | None = None
     changed: tuple[str, ...] = ()
     kind: EventKind
@@ -184,7 +189,9 @@ async def shape_change(database: Database, change: Mapping[str, Any]) -> StreamE
             changed = tuple(sorted(VISIBLE_FIELDS))
         if not changed:
             return None
-        doc = await database.streams.find_one({"_id": stream_id}, VIEW_PROJECTION)
+        doc = await with_report(
+            database, await database.streams.find_one({"_id": stream_id}, VIEW_PROJECTION)
+        )
         if doc is None:
             return None  # deleted since: its ``deleted`` event follows
         updated = (change.get("updateDescription") or {}).get("updatedFields") or {}
@@ -195,12 +202,42 @@ async def shape_change(database: Database, change: Mapping[str, Any]) -> StreamE
         return None
     account_id = doc.get("account_id") if doc is not None else None
     if kind == "deleted":
-        account_id = await _deleted_account(database, stream_id)
+        account_id = await deleted_account(database, stream_id)
     return StreamEvent(
         event_id=event_id(change["_id"]),
         kind=kind,
         stream_id=stream_id,
         account_id=account_id,
+        changed=changed,
+        time=change.get("wallTime"),
+        doc=doc,
+    )
+
+
+async def _report_change(
+    database: Database, change: Mapping[str, Any], stream_id: str
+) -> StreamEvent | None:
+    """The event of a stream's stored report written (what the stream shows changed)."""
+    operation = change.get("operationType")
+    if operation == "update":
+        updated = (change.get("updateDescription") or {}).get("updatedFields") or {}
+        changed = tuple(key for key in SHOWN if key in updated)
+    elif operation in ("insert", "replace"):
+        changed = SHOWN
+    else:
+        return None  # removed with its stream, whose ``deleted`` event says so
+    if not changed:
+        return None
+    doc = await with_report(
+        database, await database.streams.find_one({"_id": stream_id}, VIEW_PROJECTION)
+    )
+    if doc is None:
+        return None
+    return StreamEvent(
+        event_id=event_id(change["_id"]),
+        kind="changed",
+        stream_id=stream_id,
+        account_id=doc.get("account_id"),
         changed=changed,
         time=change.get("wallTime"),
         doc=doc,

@@ -34,7 +34,8 @@ from shared.errors import BrokerUnavailable
 
 log = logging.getLogger("luna_streams.token_buffer")
 
-#: how long a claim waits for the first tokens of a consumer it has just started
+#: how long a claim waits for the first tokens of a consumer it has just started on a queue
+#: that has some (an empty queue is not waited for)
 FIRST_DELIVERY_WAIT = 0.2
 #: how long a claim waits for more tokens when the buffer ran dry (deliveries in flight)
 REFILL_WAIT = 0.01
@@ -69,7 +70,8 @@ class TokenBuffer:
         return self._tag is not None and self._channel is not None and not self._channel.is_closed
 
     async def _consume(self) -> bool:
-        """Start consuming; True when this call started it."""
+        """Start consuming; True when this call started it on a queue that has tokens
+        ready (their first deliveries are worth waiting for)."""
         if self.consuming:
             return False
         await self._close_channel()
@@ -80,7 +82,8 @@ class TokenBuffer:
                 self.queue_name, durable=True, arguments=self.broker.queue_arguments
             )
             self._tag = await self._queue.consume(self._on_message)
-        return True
+        ready = getattr(self._queue.declaration_result, "message_count", None)
+        return ready is None or ready > 0
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._held.append((time.monotonic(), message))

@@ -14,6 +14,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from gateway.api import Api, Response
+from shared.access.roles import Access
 from shared.errors import PageNotFound
 from shared.streams.filters import AccountQuery
 
@@ -63,6 +64,7 @@ def _file(name: str) -> web.Response:
     "opens the console on that account (read by the page, so a view can be bookmarked).",
     query=AccountQuery,
     responses={200: Response("The console page", content_type="text/html", schema=_TEXT)},
+    access=Access.PUBLIC,
     errors=(PageNotFound,),
     operation_id="getConsole",
 )
@@ -77,6 +79,7 @@ async def get_console(request: web.Request) -> web.StreamResponse:
     f"{CONSOLE_PREFIX}/{{name}}",
     summary="A file of the console (HTML, CSS, JavaScript module, licence text)",
     responses={200: Response("The file", content_type="text/*", schema=_TEXT)},
+    access=Access.PUBLIC,
     operation_id="getConsoleFile",
 )
 async def get_console_file(request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api import Api, Response
 from gateway.keys import EVENTS, SETTINGS
 from gateway.parsing import parse_query
-from shared.errors import BadLastEventId, EventSubscribersLimit
+from gateway.preview_client import policy_of
+from shared.errors import BadLastEventId, EventSubscribersLimit, EventSubscribersPerClientLimit
 from shared.event_hub import Subscription
 from shared.log_setup import request_id_var
 from shared.request_id import HEADER
@@ -51,7 +52,9 @@ and last error this change wrote). Its `id` is a change-stream resume token: rec
 after it, none lost and none repeated, from this gateway or another one of the same database. A
 subscriber that falls `LUNA_STREAMS_EVENTS_BUFFER` events behind is disconnected and resumes
 the same way. `: keep-alive` comments come every `LUNA_STREAMS_EVENTS_KEEPALIVE` seconds. A
-gateway serves at most `LUNA_STREAMS_EVENTS_MAX_CONNECTIONS` subscribers. Needs a database with
+gateway serves at most `LUNA_STREAMS_EVENTS_MAX_CONNECTIONS` subscribers (one more: 503,
+error code 2), and at most `LUNA_STREAMS_EVENTS_MAX_PER_CLIENT` of them from one client address
+(one more: 429, error code 12032); both answers carry `Retry-After`. Needs a database with
 change streams (a MongoDB replica set, or the embedded server).
 Event ids are at most {MAX_EVENT_ID} hexadecimal characters.
 """
@@ -104,6 +107,14 @@ def _last_event_id(request: web.Request, query: EventsQuery) -> str | None:
     return given
 
 
+def _client(request: web.Request) -> str:
+    """The subscriber's address, as the preview policy tells senders apart: the peer, or
+    the ``X-Forwarded-For`` address a trusted proxy gave."""
+    forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, [])
+    sender = policy_of(request.app[SETTINGS]).sender(request.remote, forwarded)
+    return str(sender) if sender is not None else f"unknown {request.remote}"
+
+
 def _gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -144,7 +155,8 @@ def add_event_routes(version: int) -> None:
             stream_ids=frozenset(query.stream_ids) if query.stream_ids is not None else None,
         )
         last_event_id = _last_event_id(request, query)
-        async with request.app[EVENTS].subscribe(event_filter, last_event_id) as subscription:
+        hub = request.app[EVENTS]
+        async with hub.subscribe(event_filter, last_event_id, _client(request)) as subscription:
             response = web.StreamResponse()
             response.headers[hdrs.CONTENT_TYPE] = "text/event-stream; charset=utf-8"
             response.headers[hdrs.CACHE_CONTROL] = "no-cache"
@@ -175,7 +187,7 @@ def add_event_routes(version: int) -> None:
                 "An endless event stream", content_type="text/event-stream", schema=EVENT_SCHEMA
             )
         },
-        errors=(BadLastEventId, EventSubscribersLimit),
+        errors=(BadLastEventId, EventSubscribersLimit, EventSubscribersPerClientLimit),
         headers={
             LAST_EVENT_ID: {
                 "required": False,

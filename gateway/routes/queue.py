@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api import Api, Response
-from gateway.keys import CLAIMS, FEEDBACK, SETTINGS
+from gateway.keys import CLAIMS, FEEDBACK, METRICS, SETTINGS
 from gateway.parsing import json_response, parse_body, parse_query
 from gateway.preview_client import check_feedback_previews
 from gateway.responses import StreamListV1, StreamListV2
+from shared.access.roles import Access
 from shared.claims import QueueFilters
 from shared.errors import (
     DependencyUnavailable,
@@ -81,14 +84,17 @@ def add_queue_routes(version: int) -> None:
 
     async def claim_streams(request: web.Request) -> web.StreamResponse:
         body = await parse_body(request, QueueClaimRequest)
+        started = time.perf_counter()
         docs = await request.app[CLAIMS].claim(queue_filters(body.filters, version), body.limit)
+        request.app[METRICS].observe_claim(len(docs), time.perf_counter() - started)
         return json_response({"streams": [stream_view(doc, version) for doc in docs]})
 
     async def post_feedback(request: web.Request) -> web.StreamResponse:
+        received_at = time.time()
         body = await parse_body(request, FeedbackRequest)
         check_feedback_previews(request, request.app[SETTINGS], body.streams)
         items = [item.model_dump(mode="json") for item in body.streams]
-        reply = await request.app[FEEDBACK].call(items)
+        reply = await request.app[FEEDBACK].call(items, received_at)
         return json_response(reply)
 
     list_view = LIST_VIEW[version]
@@ -99,6 +105,7 @@ def add_queue_routes(version: int) -> None:
         summary="See the pending streams in queue order (changes nothing)",
         query=QueuePeekQuery,
         responses={200: Response("Pending streams", list_view)},
+        access=Access.QUEUE,
         errors=(StreamNotConvertible,),
         operation_id=f"getQueueV{version}",
     )
@@ -112,6 +119,7 @@ def add_queue_routes(version: int) -> None:
         "when no more are pending or LUNA_STREAMS_MAX_ACTIVE_STREAMS is reached.",
         body=QueueClaimRequest,
         responses={200: Response("Claimed streams", list_view)},
+        access=Access.PROCESS,
         errors=(StreamNotConvertible,),
         operation_id=f"postQueueV{version}",
     )
@@ -125,6 +133,7 @@ def add_queue_routes(version: int) -> None:
         "(not_found for a deleted stream).",
         body=FeedbackRequest,
         responses={200: Response("Outcome", FeedbackResponse)},
+        access=Access.PROCESS,
         errors=(FeedbackOverloaded, FeedbackTimeout, DependencyUnavailable),
         operation_id=f"postStreamsFeedbackV{version}",
     )

@@ -15,6 +15,7 @@ from gateway.keys import BROKER, DATABASE, DOCS, METRICS, READINESS, SETTINGS
 from gateway.negotiation import negotiate
 from gateway.parsing import json_response, parse_query
 from shared import __version__
+from shared.access.roles import Access
 from shared.errors import BackendUnavailable, UnsupportedMediaType
 from shared.heartbeats import silent_components
 from shared.settings import GatewaySettings
@@ -71,6 +72,7 @@ class PluginsResponse(BaseModel):
     "GET",
     "/version",
     summary="Get service version",
+    access=Access.PUBLIC,
     responses={200: Response("Service version", VersionResponse)},
 )
 async def get_version(request: web.Request) -> web.StreamResponse:
@@ -110,6 +112,7 @@ async def _check_workers(request: web.Request) -> None:
     "GET",
     "/healthcheck",
     summary="Check that MongoDB and RabbitMQ answer",
+    access=Access.PUBLIC,
     query=HealthcheckQuery,
     responses={
         200: Response("Every dependency answered", HealthcheckOk),
@@ -171,6 +174,7 @@ CONFIG_TYPES = ("application/json", "text/plain")
     "GET",
     "/config",
     summary="Effective settings, passwords and tokens masked",
+    access=Access.ADMIN,
     responses={
         200: Response("Settings", schema={"type": "object"}),
     },
@@ -212,6 +216,7 @@ SPEC_TYPES = ("application/x-yaml", "application/yaml", "application/json", "tex
     "GET",
     "/docs/spec",
     summary="OpenAPI specification (YAML, JSON or HTML)",
+    access=Access.PUBLIC,
     description="`Accept: application/x-yaml` (as in the reference) or `application/yaml`: "
     "the YAML, also for any type (`*/*`, what curl sends) and an absent header; "
     "`application/json`: the same document as JSON; `text/html`: a readable page. "
@@ -246,6 +251,7 @@ async def get_spec(request: web.Request) -> web.StreamResponse:
     "GET",
     "/docs/dev",
     summary="Developer manual (redirects to /docs/dev/index.html)",
+    access=Access.PUBLIC,
     responses={302: Response("Redirect to /docs/dev/index.html")},
     headers={
         "Accept": {
@@ -264,6 +270,7 @@ async def get_dev_docs(request: web.Request) -> web.StreamResponse:
     "GET",
     "/docs/dev/{page}",
     summary="A page of the developer manual (`configuration.html`, or `configuration`)",
+    access=Access.PUBLIC,
     responses={200: Response("HTML page", content_type="text/html", schema={"type": "string"})},
 )
 async def get_dev_page(request: web.Request) -> web.StreamResponse:

@@ -46,6 +46,11 @@ DATE_TIME_PATTERN: Final = (
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 )
 INT32_MAX: Final = 2_147_483_647
+#: bounds of what an agent writes into a stream with its feedback (the reference documents
+#: none; a real agent stays far below them): ``error`` text, a preview URL, a date-time
+ERROR_MAX_LENGTH: Final = 4096
+URL_MAX_LENGTH: Final = 2048
+DATE_TIME_MAX_LENGTH: Final = 64
 
 STREAM_STATUSES_CREATE: Final = CREATE_STATUSES
 STREAM_STATUSES_PATCH: Final = PATCH_STATUSES
@@ -140,7 +145,9 @@ def _in_utc(value: datetime) -> datetime:
 
 UUIDStr = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
 GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME_PATTERN)]
-DateTimeStr = Annotated[str, AfterValidator(_check_date_time)]
+DateTimeStr = Annotated[
+    str, StringConstraints(max_length=DATE_TIME_MAX_LENGTH), AfterValidator(_check_date_time)
+]
 #: the one time type of every query filter (streams, logs): RFC 3339, in range, in UTC
 QueryTime = Annotated[AwareDatetime, BeforeValidator(_query_date_time), AfterValidator(_in_utc)]
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
@@ -177,7 +184,11 @@ class AutorestartSettings(StrictModel):
 
 
 class PreviewUrl(StrictModel):
-    url: str
+    url: Annotated[
+        str,
+        StringConstraints(max_length=URL_MAX_LENGTH),
+        Field(description=f"At most {URL_MAX_LENGTH} characters."),
+    ]
 
 
 class PreviewUrls(StrictModel):
@@ -263,20 +274,37 @@ def _as_list(expected: str) -> str:
     return repr(values)
 
 
+#: a value quoted back in a message is cut past this many characters (a 4 MB string an
+#: agent sent is not sent back whole), and the message then says how long it was
+QUOTE_MAX = 1024
+QUOTE_KEPT = 61
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` as jsonschema quotes it, cut to :data:`QUOTE_MAX` characters."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_MAX else text[:QUOTE_KEPT] + "..."
+
+
 def _length_message(value: Any, limit: int, *, too_long: bool) -> str:
+    shown = _shown(value)
     if too_long:
-        return f"{value!r} is expected to be empty" if limit == 0 else f"{value!r} is too long"
-    return f"{value!r} should be non-empty" if limit == 1 else f"{value!r} is too short"
+        message = f"{shown} is expected to be empty" if limit == 0 else f"{shown} is too long"
+        if shown.endswith("...") and isinstance(value, str | list):
+            unit = "characters" if isinstance(value, str) else "items"
+            message += f" ({len(value)} {unit}, at most {limit})"
+        return message
+    return f"{shown} should be non-empty" if limit == 1 else f"{shown} is too short"
 
 
 def _bound_message(kind: str, value: Any, ctx: dict[str, Any]) -> str:
     if kind == "greater_than_equal":
-        return f"{value!r} is less than the minimum of {ctx['ge']!r}"
+        return f"{_shown(value)} is less than the minimum of {ctx['ge']!r}"
     if kind == "less_than_equal":
-        return f"{value!r} is greater than the maximum of {ctx['le']!r}"
+        return f"{_shown(value)} is greater than the maximum of {ctx['le']!r}"
     if kind == "greater_than":
-        return f"{value!r} is less than or equal to the minimum of {ctx['gt']!r}"
-    return f"{value!r} is greater than or equal to the maximum of {ctx['lt']!r}"
+        return f"{_shown(value)} is less than or equal to the minimum of {ctx['gt']!r}"
+    return f"{_shown(value)} is greater than or equal to the maximum of {ctx['lt']!r}"
 
 
 def _union_message(error: Any, path: list[int | str]) -> tuple[list[int | str], str]:
@@ -285,10 +313,10 @@ def _union_message(error: Any, path: list[int | str]) -> tuple[list[int | str], 
     ctx = error.get("ctx", {})
     key = _UNION_FIELDS.get(str(path[-1])) if path else None
     if not isinstance(value, dict) or key is None:
-        return path, f"{value!r} is not of type 'object'"
+        return path, f"{_shown(value)} is not of type 'object'"
     if error["type"] == "union_tag_not_found":
         return path, f"{key!r} is a required property"
-    return [*path, key], f"{value.get(key)!r} is not one of {_as_list(ctx['expected_tags'])}"
+    return [*path, key], f"{_shown(value.get(key))} is not one of {_as_list(ctx['expected_tags'])}"
 
 
 def _message(error: Any, path: list[int | str]) -> tuple[list[int | str], str]:
@@ -298,7 +326,7 @@ def _message(error: Any, path: list[int | str]) -> tuple[list[int | str], str]:
     if kind == "missing":
         return path[:-1], f"{path[-1]!r} is a required property"
     if kind in _JSON_TYPES:
-        return path, f"{value!r} is not of type {_JSON_TYPES[kind]!r}"
+        return path, f"{_shown(value)} is not of type {_JSON_TYPES[kind]!r}"
     if kind in ("string_too_long", "too_long"):
         return path, _length_message(value, ctx["max_length"], too_long=True)
     if kind in ("string_too_short", "too_short"):
@@ -306,13 +334,13 @@ def _message(error: Any, path: list[int | str]) -> tuple[list[int | str], str]:
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return path, _bound_message(kind, value, ctx)
     if kind == "string_pattern_mismatch":
-        return path, f"{value!r} does not match {ctx['pattern']!r}"
+        return path, f"{_shown(value)} does not match {ctx['pattern']!r}"
     if kind == "literal_error":
-        return path, f"{value!r} is not one of {_as_list(ctx['expected'])}"
+        return path, f"{_shown(value)} is not one of {_as_list(ctx['expected'])}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return _union_message(error, path)
     if kind == "format":
-        return path, f"{value!r} is not a {ctx['format']!r}"
+        return path, f"{_shown(value)} is not a {ctx['format']!r}"
     return path, str(error["msg"])
 
 
@@ -337,6 +365,8 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
         )
         verb = "was" if len(extras) == 1 else "were"
         names = ", ".join(repr(name) for name in extras)
+        if len(names) > QUOTE_MAX:
+            names = names[:QUOTE_KEPT] + "..."
         return _dotted(parent), f"Additional properties are not allowed ({names} {verb} unexpected)"
     where, message = _message(first, path)
     return _dotted(where), message

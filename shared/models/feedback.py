@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from shared.models.common import (
+    ERROR_MAX_LENGTH,
     INT32_MAX,
     GroupName,
     PositiveCount,
@@ -21,6 +22,10 @@ from shared.models.common import (
 )
 from shared.statuses import FeedbackStatus
 
+#: reports in one feedback batch (FaceStream sends one per stream it holds; the API's other
+#: lists of streams stop at 1000 too)
+FEEDBACK_MAX_ITEMS = 1000
+
 
 class FeedbackItem(StrictModel):
     """One stream's report: its status for the version the agent claimed."""
@@ -28,13 +33,24 @@ class FeedbackItem(StrictModel):
     stream_id: UUIDStr
     status: FeedbackStatus
     version: Annotated[int, Field(ge=1, le=INT32_MAX)]
-    error: str | None = None
+    error: (
+        Annotated[
+            str,
+            StringConstraints(max_length=ERROR_MAX_LENGTH),
+            Field(description=f"What went wrong, at most {ERROR_MAX_LENGTH} characters."),
+        ]
+        | None
+    ) = None
     video_info: VideoInfo | None = None
     preview: PreviewUrls | None = None
 
 
 class FeedbackRequest(StrictModel):
-    streams: list[FeedbackItem]
+    streams: list[FeedbackItem] = Field(
+        max_length=FEEDBACK_MAX_ITEMS,
+        description=f"One report per stream, at most {FEEDBACK_MAX_ITEMS}; a stream named "
+        "more than once is reported in order, and only the last of its reports is logged.",
+    )
 
 
 class QueueClaimFilters(StrictModel):

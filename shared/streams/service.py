@@ -2,7 +2,9 @@
 
 Every state change is one :class:`~shared.streams.changes.Change`, guarded by the status and
 version it was computed from (:mod:`shared.streams.changes` applies it with its log rows and
-queue token). A lost race is retried from a fresh read.
+queue token). A lost race is retried from a fresh read. A delete removes the streams it
+names first, chunk by chunk, then writes their ``deleted`` rows
+(:meth:`StreamChanges.delete`): a stream removed is not found by any change any more.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import autorestart, statuses
+from shared import statuses
 from shared.clock import now_utc
 from shared.coalesce import Coalescer
 from shared.errors import (
@@ -20,9 +22,11 @@ from shared.errors import (
     StreamNotFound,
 )
 from shared.mongo import Database, Doc
-from shared.streams.changes import Change, StreamChanges
+from shared.streams.changes import Change, Deletion, StreamChanges
 from shared.streams.documents import VIEW_PROJECTION, new_stream, settings_fields
 from shared.streams.filters import StreamFiltersV2, StreamListQueryV2
+from shared.streams.shown import with_report, with_reports
+from shared.streams.status_change import patch_change
 
 MAX_CAS_ATTEMPTS = 20
 
@@ -80,6 +84,7 @@ class StreamService:
         doc = await self.database.streams.find_one(_scope(stream_id, account_id), VIEW_PROJECTION)
         if doc is None:
             raise StreamNotFound(stream_id=stream_id)
+        await with_report(self.database, doc)
         return doc
 
     async def page(self, query: StreamListQueryV2) -> list[Doc]:
@@ -89,7 +94,7 @@ class StreamService:
             .skip(query.skip)
             .limit(query.page_size)
         )
-        return await cursor.to_list()
+        return await with_reports(self.database, await cursor.to_list())
 
     async def count(self, filters: StreamFiltersV2) -> int:
         return await self.database.streams.count_documents(filters.mongo_filter())
@@ -115,27 +120,9 @@ class StreamService:
                 if status is not None
                 else []
             )
-            fields: Doc = {}
-            if description is not None:
-                fields["description"] = description
-            now = now_utc()
-            if path:
-                target = path[-1]
-                fields["status"] = target
-                if target == statuses.PENDING:
-                    fields["queued_at"] = now
-                    fields["autorestart"] = autorestart.fresh_state(doc["autorestart"])
-                if doc["status"] == statuses.IN_PROGRESS:
-                    fields["claim"] = None
-            if not fields:
+            change = patch_change(doc, path, now_utc(), description)
+            if change is None:
                 return
-            change = Change(
-                doc,
-                path,
-                guard={"status": doc["status"], "version": doc["version"]},
-                set=fields,
-                when=now,
-            )
             if await self.changes.apply([change]):
                 return
         raise ConcurrentModification(stream_id)
@@ -182,36 +169,20 @@ class StreamService:
         raise ConcurrentModification(stream_id)
 
     async def delete(self, stream_id: str, account_id: str | None) -> None:
-        if not await self._delete(_scope(stream_id, account_id)):
+        if not await self.changes.delete(Deletion(account_id, [stream_id])):
             raise StreamNotFound(stream_id=stream_id)
 
     async def delete_many(
         self, account_id: str | None, stream_ids: list[str] | None, names: list[str] | None
     ) -> int:
-        """Delete streams whose id OR name matches; unknown ids and names are ignored."""
-        either: list[Doc] = []
-        if stream_ids:
-            either.append({"_id": {"$in": list(dict.fromkeys(stream_ids))}})
-        if names:
-            either.append({"name": {"$in": list(dict.fromkeys(names))}})
-        if not either:
-            return 0
-        query: Doc = {"$or": either}
-        if account_id is not None:
-            query["account_id"] = account_id
-        return await self._delete(query)
+        """Delete streams whose id OR name matches; unknown ids and names are ignored.
 
-    async def _delete(self, query: Doc) -> int:
-        """Delete what ``query`` matches, each stream guarded by the state read (a claim
-        or patch landing meanwhile makes it read again)."""
-        deleted = 0
-        for _ in range(MAX_CAS_ATTEMPTS):
-            docs = await self.database.streams.find(query).to_list()
-            if not docs:
-                return deleted
-            done = await self.changes.delete(docs)
-            deleted += len(done)
-            if len(done) == len(docs):
-                return deleted
-            query = {"_id": {"$in": [d["_id"] for d in docs if d not in done]}}
-        raise ConcurrentModification(str(query))
+        Set-based (:meth:`~shared.streams.changes.StreamChanges.delete`): the named streams
+        are removed in chunks, so that no claim or report lands on them any more, then they
+        get their ``deleted`` rows, after every other row of theirs."""
+        if not stream_ids and not names:
+            return 0
+        deletion = Deletion(
+            account_id, list(dict.fromkeys(stream_ids or [])), list(dict.fromkeys(names or []))
+        )
+        return await self.changes.delete(deletion)

@@ -232,3 +232,46 @@ async def test_json_editor_and_edit(client: Client, browser: Any) -> None:
     assert stream["data"]["reference"] == "rtsp://192.0.2.20/1"
     assert problems == []
     await page.close()
+
+
+async def test_sign_in_with_a_token(settings: Any, database: Any, browser: Any) -> None:
+    """Authentication on: the console asks for a token, keeps it in its HttpOnly cookie
+    (the page cannot read it), shows who is signed in, and changes streams with the CSRF
+    header; signing out asks again."""
+    from shared.access.roles import Role
+    from tests.integration.factories import create_stream, v1_body
+    from tests.integration.test_auth import open_stack
+
+    async with open_stack(settings, database) as stack:
+        admin = await stack.as_role(Role.ADMIN)
+        stream_id = await create_stream(admin, v1_body(name="door-7"))
+        token = await stack.token(Role.OPERATOR, ACCOUNT, name="night shift")
+        base = str(stack.server.make_url("")).rstrip("/")
+        page = await browser.new_page()
+        page.set_default_timeout(TIMEOUT)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+
+        await page.goto(f"{base}/")
+        form = page.get_by_role("form", name="Sign in")
+        await form.get_by_label("API token").fill("lst_not-a-token")
+        await form.get_by_role("button", name="Sign in").click()
+        await page.locator("#sign-in-error").filter(has_text="not valid").wait_for()
+
+        await form.get_by_label("API token").fill(token)
+        await form.get_by_role("button", name="Sign in").click()
+        await page.locator("#identity-text").filter(has_text="night shift (operator)").wait_for()
+        assert await page.locator("#account-id").input_value() == ACCOUNT
+        assert "luna_streams_token" not in await page.evaluate("document.cookie")
+        await page.get_by_role("button", name="Pause door-7").click()
+        stored = await stack.database.streams.find_one({"_id": stream_id})
+        for _ in range(50):
+            stored = await stack.database.streams.find_one({"_id": stream_id})
+            if stored and stored["status"] == "pause":
+                break
+            await page.wait_for_timeout(100)
+        assert stored is not None and stored["status"] == "pause"
+
+        await page.get_by_role("button", name="Sign out").click()
+        await page.get_by_role("form", name="Sign in").wait_for()
+        assert not problems, problems

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -36,7 +38,8 @@ async def test_one_access_line_per_request(
     ]
     assert records[0].request_id == GIVEN_ID  # type: ignore[attr-defined]
     for record in records:
-        assert record.duration_ms >= 0  # type: ignore[attr-defined]
+        duration = record.duration_ms  # type: ignore[attr-defined]
+        assert isinstance(duration, float) and f"{duration:.2f} ms" in record.getMessage()
         assert len(record.request_id) == 47  # type: ignore[attr-defined]
         assert "secret-name" not in record.getMessage()  # the query string is not logged
 
@@ -66,3 +69,46 @@ def test_text_line_without_request_has_no_brackets() -> None:
     assert f" INFO gateway [{GIVEN_ID}] luna_streams.worker: " in TextFormatter("gateway").format(
         record
     )
+
+
+FORGED = "\n2024-01-01 00:00:00,000 INFO gateway [x] gateway.access: GET /1/streams 200 1.00 ms"
+
+
+async def test_a_client_string_cannot_forge_a_text_line(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``%0A`` (and every other control character) in a path stays on its record's line."""
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    caplog.handler.setFormatter(TextFormatter("gateway"))
+    path = "/version" + quote(FORGED + "\r\x1b[2J\u2028end", safe="/")
+    resp = await client.get(path, headers={"Luna-Request-Id": GIVEN_ID})
+    assert resp.status == 404
+    (record,) = access_records(caplog)
+    assert record.path == "/version" + FORGED + "\r\x1b[2J\u2028end"  # type: ignore[attr-defined]
+    lines = caplog.text.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        f" INFO gateway [{GIVEN_ID}] gateway.access: GET /version\\n2024-01-01 00:00:00,000 "
+        "INFO gateway [x] gateway.access: GET /1/streams 200 1.00 ms\\r\\x1b[2J\\u2028end "
+        f"404 {record.duration_ms:.2f} ms"  # type: ignore[attr-defined]
+    )
+    # JSON lines were safe already: the same record is one line, and reads back as sent
+    _RequestIdFilter().filter(record)
+    text = JsonFormatter().format(record)
+    assert len(text.splitlines()) == 1
+    assert json.loads(text)["path"] == record.path  # type: ignore[attr-defined]
+
+
+def test_a_traceback_is_indented_under_its_record() -> None:
+    """No line of a traceback (its message may carry a client's string) reads as a record."""
+    try:
+        raise ValueError("bad name" + FORGED + "\r" + FORGED.lstrip("\n"))
+    except ValueError:
+        record = logging.LogRecord(
+            "gateway.errors", logging.ERROR, "", 0, "failed on %s", ("/x\n/y",), sys.exc_info()
+        )
+    _RequestIdFilter().filter(record)
+    head, *rest = TextFormatter("gateway").format(record).splitlines()
+    assert head.endswith(" ERROR gateway gateway.errors: failed on /x\\n/y")
+    assert rest[0] == "    Traceback (most recent call last):"
+    assert len(rest) > 3 and all(line.startswith("    ") for line in rest), rest

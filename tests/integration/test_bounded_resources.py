@@ -85,7 +85,7 @@ async def test_slow_clients_are_closed(impatient: Client) -> None:
     slow = []
     for _ in range(50):  # slowloris: request heads that never end
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /version HTTP/1.1\r\nHost: x\r\nX-a: ")
+        writer.write(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
         await writer.drain()
         slow.append((reader, writer))
     # beyond the cap of 20, connections are closed at once; the others after the header timeout
@@ -94,7 +94,7 @@ async def test_slow_clients_are_closed(impatient: Client) -> None:
     # a body that never completes: an error, not a connection held
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        b"POST /1/groups HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /1/groups HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100\r\n\r\n{"
     )
     await writer.drain()

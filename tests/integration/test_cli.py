@@ -56,9 +56,19 @@ def cli_env(tmp_path: Path, amqp_url: str, **extra: str) -> dict[str, str]:
         LUNA_STREAMS_PORT=str(free_port()),
         LUNA_STREAMS_HOST="127.0.0.1",
         LUNA_STREAMS_SHUTDOWN_TIMEOUT="3",
+        # free ports: the gateway's port + 1, + 2, + 3 (the defaults) may be someone's
+        **{variable: str(free_port()) for variable in METRICS_PORTS.values()},
     )
     env.update(extra)
     return env
+
+
+#: each worker's metrics port setting
+METRICS_PORTS = {
+    "queue-worker": "LUNA_STREAMS_QUEUE_WORKER_METRICS_PORT",
+    "autorestart-worker": "LUNA_STREAMS_AUTORESTART_METRICS_PORT",
+    "log-janitor": "LUNA_STREAMS_JANITOR_METRICS_PORT",
+}
 
 
 def children(pid: int) -> dict[int, str]:
@@ -238,7 +248,7 @@ def test_command_help_lists_its_environment_with_defaults() -> None:
     assert re.search(r"LUNA_STREAMS_PORT\s+default: 5160\n", text)
     assert re.search(r"LUNA_STREAMS_MONGO_URI\s+default: not set\n", text)
     gateway = run_cli("gateway", "--help")
-    assert re.search(r"LUNA_STREAMS_HOST\s+default: 0\.0\.0\.0\n", gateway)
+    assert re.search(r"LUNA_STREAMS_HOST\s+default: 127\.0\.0\.1\n", gateway)
     assert "LUNA_STREAMS_LOGS_CLEAR_INTERVAL" not in gateway
     janitor = run_cli("log-janitor", "--help")
     assert "LUNA_STREAMS_LOGS_CLEAR_INTERVAL" in janitor
@@ -285,3 +295,83 @@ def test_every_password_of_an_amqp_list_stays_masked_at_start() -> None:
     assert "RabbitMQ is not reachable at amqp://guest:********@" in result.stderr
     assert "first-secret" not in result.stderr
     assert "second-secret" not in result.stderr
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text: str = resp.read().decode()
+        return text
+
+
+def scrape_until(port: int, pattern: str, timeout: float = 30) -> str:
+    """The metrics of ``port`` once ``pattern`` is in them (a worker's job has run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = scrape(port)
+        if re.search(pattern, text, re.M) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_all_serves_every_process_metrics_on_a_port_of_its_own(
+    tmp_path: Path, amqp_url: str
+) -> None:
+    """The two job workers read one port setting, so ``luna-streams all`` with it died; now
+    each worker has its own, and the stack says where each process's metrics are, and on
+    which address the API listens (every interface here, not 127.0.0.1 as it said)."""
+    env = cli_env(
+        tmp_path,
+        amqp_url,
+        LUNA_STREAMS_HOST="0.0.0.0",
+        LUNA_STREAMS_LOGS_CLEAR_INTERVAL='{"check_interval": 1}',
+    )
+    port = int(env["LUNA_STREAMS_PORT"])
+    ports = {name: int(env[variable]) for name, variable in METRICS_PORTS.items()}
+    proc = subprocess.Popen(
+        [*CLI, "all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_version(port, 60)
+        assert "luna_streams_http_requests_total" in scrape(port)
+        assert "process_cpu_seconds_total" in scrape_until(
+            ports["queue-worker"], r"^process_cpu_seconds_total "
+        )
+        for name, job in (
+            ("autorestart-worker", "autorestart_sweep"),
+            ("log-janitor", "clear_logs"),
+        ):
+            text = scrape_until(ports[name], rf'^luna_streams_jobs_total\{{job="{job}"\}} ')
+            assert re.search(rf'^luna_streams_jobs_total\{{job="{job}"\}} [1-9]', text, re.M), name
+        assert proc.poll() is None  # nothing died
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        out, err = proc.communicate()
+        assert f"API on http://0.0.0.0:{port} (every interface)" in out
+        shown = (
+            f"metrics: gateway http://0.0.0.0:{port}/metrics (every interface), "
+            f"queue-worker http://127.0.0.1:{ports['queue-worker']}/metrics, "
+            f"autorestart-worker http://127.0.0.1:{ports['autorestart-worker']}/metrics, "
+            f"log-janitor http://127.0.0.1:{ports['log-janitor']}/metrics"
+        )
+        assert shown in out, out
+        assert f"listening on http://0.0.0.0:{port} (every interface)" in err
+        assert " ERROR " not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_removed_worker_metrics_port_stops_the_start(tmp_path: Path, amqp_url: str) -> None:
+    env = cli_env(tmp_path, amqp_url, LUNA_STREAMS_WORKER_METRICS_PORT="9464")
+    for command in ("all", "autorestart-worker", "log-janitor"):
+        result = subprocess.run(
+            [*CLI, command], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.strip() == (
+            "luna-streams: LUNA_STREAMS_WORKER_METRICS_PORT is no longer read: both job "
+            "workers bound this one port; set LUNA_STREAMS_AUTORESTART_METRICS_PORT and "
+            "LUNA_STREAMS_JANITOR_METRICS_PORT (one port each) instead"
+        ), command

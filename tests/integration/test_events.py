@@ -237,7 +237,13 @@ async def test_resume_from_the_ready_id_loses_nothing(client: Client) -> None:
         assert summary([await resumed.next()]) == [("created", stream_id, "pending")]
 
 
-async def test_200_concurrent_subscribers(client: Client) -> None:
+async def test_200_concurrent_subscribers(settings: Settings) -> None:
+    many = settings.model_copy(update={"events_max_per_client": 200})  # all from 127.0.0.1
+    async with gateway(many) as client:
+        await _200_concurrent_subscribers(client)
+
+
+async def _200_concurrent_subscribers(client: Client) -> None:
     url = str(client.make_url("/2/streams/events"))
     async with ClientSession(
         connector=TCPConnector(limit=0), timeout=ClientTimeout(total=120)

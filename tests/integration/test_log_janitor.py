@@ -130,7 +130,7 @@ async def test_inactive_janitor_deletes_nothing(
         "log_janitor",
         settings,
         LUNA_STREAMS_LOGS_CLEAR_INTERVAL=clear_interval(False),
-        LUNA_STREAMS_WORKER_METRICS_PORT=str(port),
+        LUNA_STREAMS_JANITOR_METRICS_PORT=str(port),
     )
     with running(janitor):
 

@@ -22,19 +22,26 @@ ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
 OTHER_ACCOUNT = "8950722f-3fd4-4223-b48f-03f95f0e8dfb"
 FRAME = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40 + b"\xff\xd9"
 BOUNDARY = "frame"
-PARTS = [f"part-{n}".encode() * 50 for n in range(4)]
+PARTS = [b"\xff\xd8\xff\xe0" + f"part-{n}".encode() * 50 + b"\xff\xd9" for n in range(4)]
 SHORT_TIMEOUT = 0.5
 SMALL_CAP = 1000
 
 
-def mjpeg_part(payload: bytes) -> bytes:
+def mjpeg_part(payload: bytes, boundary: str = BOUNDARY) -> bytes:
     return (
         (
-            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(payload)}\r\n\r\n"
         ).encode()
         + payload
         + b"\r\n"
     )
+
+
+def boundary_of(resp: Any) -> str:
+    """The boundary the gateway frames a live preview with (its own, not the agent's)."""
+    media, _, boundary = resp.headers["Content-Type"].partition("; boundary=")
+    assert media == "multipart/x-mixed-replace" and boundary.startswith("luna-streams-")
+    return boundary
 
 
 @dataclass
@@ -217,13 +224,13 @@ async def test_live_relays_parts_in_order_as_they_come(
     await set_preview(database, stream_id, live=agent.url("/live"))
     resp = await client.get(path(2, stream_id, "live", handler))
     assert resp.status == 200
-    assert resp.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+    boundary = boundary_of(resp)
     assert "Luna-Request-Id" in resp.headers
-    first_parts = b"".join(mjpeg_part(p) for p in PARTS[:-1])
+    first_parts = b"".join(mjpeg_part(p, boundary) for p in PARTS[:-1])
     received = await resp.content.readexactly(len(first_parts))  # before the last part exists
     assert received == first_parts
     agent.release_last_part.set()
-    assert await resp.read() == mjpeg_part(PARTS[-1])
+    assert await resp.read() == mjpeg_part(PARTS[-1], boundary) + f"--{boundary}--\r\n".encode()
 
 
 async def test_live_stops_when_the_client_leaves(
@@ -233,7 +240,8 @@ async def test_live_stops_when_the_client_leaves(
     await set_preview(database, stream_id, live=agent.url("/endless"))
     resp = await client.get(path(1, stream_id, "live"))
     assert resp.status == 200
-    assert (await resp.content.readexactly(len(mjpeg_part(PARTS[0])))) == mjpeg_part(PARTS[0])
+    first = mjpeg_part(PARTS[0], boundary_of(resp))
+    assert (await resp.content.readexactly(len(first))) == first
     resp.close()
     await asyncio.wait_for(agent.endless_done.wait(), timeout=5)
 
@@ -357,7 +365,7 @@ async def test_live_relay_ends_at_its_maximum_duration(
         resp = await client.get(path(1, stream_id, "live"))
         assert resp.status == 200
         body = await asyncio.wait_for(resp.read(), timeout=10)
-        assert body.startswith(mjpeg_part(PARTS[0]))
+        assert body.startswith(mjpeg_part(PARTS[0], boundary_of(resp)))
         assert 1.0 <= loop.time() - started < 5
         await asyncio.wait_for(agent.endless_done.wait(), timeout=5)
 

@@ -88,9 +88,9 @@ async def test_metrics_count_requests(client: Client) -> None:
     resp = await client.get("/metrics")
     assert resp.status == 200
     text = await resp.text()
-    line = 'request_count_total{path="GET:/version",status_code="200"} 2.0'
+    line = 'luna_streams_http_requests_total{path="GET:/version",status_code="200"} 2.0'
     assert line in text
-    assert "request_duration_seconds_bucket" in text
+    assert "luna_streams_http_request_duration_seconds_bucket" in text
 
 
 async def test_config_masks_secrets(mongo_uri: str, amqp_url: str) -> None:

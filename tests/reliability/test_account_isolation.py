@@ -8,6 +8,7 @@ routes are read from the operation table, so a new one fails
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from tests.reliability.conftest import Client
 
 A = "aaaaaaaa-0000-4000-a000-00000000000a"
 B = "bbbbbbbb-0000-4000-a000-00000000000b"
+#: A's webhook target: loopback (allowed in these tests); nothing is ever delivered here
+A_HOOK = "http://127.0.0.1:9/hook"
+#: an id of nothing (tokens are of no account: the route refuses B's account before looking)
+NO_SUCH_ID = "00000000-0000-4000-a000-000000000000"
 A_ONLY_GROUP = "a-team"
 SHARED_GROUP = "same-name"
 UNREACHABLE = "http://127.0.0.1:1/frame"
@@ -49,6 +54,7 @@ class World:
     a_shared_group: str
     b_streams: dict[int, str]
     b_group: str
+    a_webhook: str
 
     @property
     def a_stream_ids(self) -> list[str]:
@@ -89,7 +95,14 @@ async def world(module_client: Client, module_database: Database) -> World:
         json={"action": "attach", "group_id": a_shared, "stream_ids": list(a_streams.values())},
     )
     assert resp.status == 204, await resp.text()
-    return World(a_streams, a_group, a_shared, b_streams, b_group)
+    a_webhook = await ok(
+        client,
+        "POST",
+        "/1/webhooks",
+        201,
+        json={"account_id": A, "url": A_HOOK, "events": ["failure", "deleted"], "secret": "a" * 32},
+    )
+    return World(a_streams, a_group, a_shared, b_streams, b_group, a_webhook["webhook_id"])
 
 
 async def ok(client: Client, method: str, url: str, status: int = 200, **kwargs: Any) -> Any:
@@ -118,7 +131,7 @@ async def view_of_a(client: Client, database: Database, world: World) -> dict[st
         "groups_count": await ok(client, "GET", "/1/groups/count", params=as_a),
         "logs": await ok(client, "GET", "/1/streams/logs", params={**as_a, "page_size": 1000}),
     }
-    for name in ("streams", "groups", "stream_logs"):
+    for name in ("streams", "groups", "stream_logs", "webhooks", "webhook_deliveries"):
         view[f"stored {name}"] = (
             await database.db[name].find({"account_id": A}).sort("_id", 1).to_list()
         )
@@ -314,15 +327,126 @@ async def stream_events(client: Client, world: World, v: int) -> None:
 async def delete_logs(client: Client, world: World, v: int) -> None:
     """Honoured as an extension: B's old rows go, A's stay (each stream keeps its newest)."""
     bound = {"log_time__lt": datetime.now(UTC).isoformat()}
+    of_b = as_b(stream_ids=",".join(world.b_streams.values()), page_size=1000)
+    before = await ok(client, "GET", f"/{v}/streams/logs", params=of_b)
     deleted = await ok(client, "DELETE", f"/{v}/streams/logs", params=as_b(**bound))
-    assert deleted["deleted_count"] >= 0
-    b_logs = await ok(
-        client,
-        "GET",
-        f"/{v}/streams/logs",
-        params=as_b(stream_ids=",".join(world.b_streams.values()), page_size=1000),
-    )
+    b_logs = await ok(client, "GET", f"/{v}/streams/logs", params=of_b)
     assert len(b_logs["logs"]) == len(world.b_streams)  # only B's newest rows are left
+    assert deleted["deleted_count"] == len(before["logs"]) - len(b_logs["logs"])
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+@attack("POST /{v}/webhooks")
+async def make_webhook(client: Client, world: World, v: int) -> None:
+    """B's webhook is B's: listed for B only, never told of A's streams."""
+    made = await ok(
+        client,
+        "POST",
+        f"/{v}/webhooks",
+        201,
+        json={"account_id": B, "url": A_HOOK, "events": ["failure"], "secret": "b" * 32},
+    )
+    mine = await ok(client, "GET", f"/{v}/webhooks/{made['webhook_id']}", params=as_b())
+    assert mine["account_id"] == B
+    await ok(client, "DELETE", f"/{v}/webhooks/{made['webhook_id']}", 204, params=as_b())
+
+
+@attack("GET /{v}/webhooks")
+async def list_webhooks(client: Client, world: World, v: int) -> None:
+    listed = await ok(client, "GET", f"/{v}/webhooks", params=as_b())
+    assert world.a_webhook not in {w["webhook_id"] for w in listed["webhooks"]}
+    assert {w["account_id"] for w in listed["webhooks"]} <= {B}
+    control = await ok(client, "GET", f"/{v}/webhooks", params={"account_id": A})
+    assert [w["webhook_id"] for w in control["webhooks"]] == [world.a_webhook]
+
+
+@attack(
+    "GET /{v}/webhooks/{webhook_id}",
+    "DELETE /{v}/webhooks/{webhook_id}",
+    "POST /{v}/webhooks/{webhook_id}/test",
+    "GET /{v}/webhooks/{webhook_id}/deliveries",
+)
+async def reach_webhook(client: Client, world: World, v: int) -> None:
+    hook = f"/{v}/webhooks/{world.a_webhook}"
+    for method, url in (
+        ("GET", hook),
+        ("GET", f"{hook}/deliveries"),
+        ("POST", f"{hook}/test"),
+        ("DELETE", hook),
+    ):
+        await not_found(client, method, url, 12044, params=as_b())
+
+
+# --- bulk changes, export and import -----------------------------------------------------------
+
+
+@attack("PATCH /{v}/streams")
+async def bulk_change(client: Client, world: World, v: int) -> None:
+    """B's filter naming A's streams matches none of them."""
+    answer = await ok(
+        client,
+        "PATCH",
+        f"/{v}/streams",
+        params=as_b(stream_ids=",".join(world.a_stream_ids)),
+        json={"status": "cancel"},
+    )
+    assert answer == {"changed": 0, "skipped": []}
+
+
+@attack("GET /{v}/streams/export")
+async def export(client: Client, world: World, v: int) -> None:
+    resp = await client.get(f"/{v}/streams/export", params=as_b())
+    assert resp.status == 200, await resp.text()
+    lines = [json.loads(line) for line in (await resp.text()).splitlines() if line]
+    exported = {line["stream_id"] for line in lines}
+    assert not exported & set(world.a_stream_ids)
+    listed = await ok(client, "GET", f"/{v}/streams", params=as_b(page_size=1000))
+    assert exported == {s["stream_id"] for s in listed["streams"]}
+
+
+@attack("POST /{v}/streams/import")
+async def import_into_b(client: Client, world: World, v: int) -> None:
+    """A's own export, imported by B, makes B's streams (new ids); A's stay as they were."""
+    resp = await client.get(f"/{v}/streams/export", params={"account_id": A})
+    text = await resp.text()
+    assert resp.status == 200 and text, text
+    answer = await ok(
+        client,
+        "POST",
+        f"/{v}/streams/import",
+        params=as_b(),
+        data=text.encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert answer["created"] + answer["existing"] >= 1, answer
+    listed = await ok(client, "GET", f"/{v}/streams", params=as_b(page_size=1000))
+    made = {s["stream_id"] for s in listed["streams"]} - set(world.b_streams.values())
+    assert made and not made & set(world.a_stream_ids)
+    # B's copies and the groups they brought go again: the other attacks count B's objects
+    await ok(client, "DELETE", f"/{v}/streams", 204, params=as_b(), json={"stream_ids": list(made)})
+    for group in await ok(client, "GET", f"/{v}/groups", params=as_b(page_size=1000)):
+        if group["group_id"] != world.b_group:
+            await ok(client, "DELETE", f"/{v}/groups/{group['group_id']}", 204, params=as_b())
+
+
+# --- API tokens and the audit trail ------------------------------------------------------------
+
+
+@attack("POST /{v}/tokens")
+async def make_token(client: Client, world: World, v: int) -> None:
+    """A token made for B is B's: it names B, and reaches nothing of A's (tests/integration/
+    test_auth.py uses such tokens against A)."""
+    made = await ok(client, "POST", f"/{v}/tokens", 201, json={"role": "viewer", "account_id": B})
+    assert made["account_id"] == B and made["token"].startswith("lst_")
+
+
+@attack("GET /{v}/audit")
+async def read_audit(client: Client, world: World, v: int) -> None:
+    """B's audit rows only (authentication is off here: none are written at all)."""
+    rows = await ok(client, "GET", f"/{v}/audit", params=as_b(page_size=1000))
+    assert {row["account_id"] for row in rows["entries"]} <= {B}
 
 
 # --- groups and the linker --------------------------------------------------------------------
@@ -465,6 +589,7 @@ def fill_path(path: str, world: World) -> str:
         group_id=world.a_group,
         page="index.html",
         name="index.html",
+        token_id=NO_SUCH_ID,
     )
 
 

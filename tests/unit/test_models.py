@@ -376,6 +376,17 @@ FEEDBACK_REFUSALS = [
         "Additional properties are not allowed ('link' was unexpected)",
     ),
     R("streams", {}, "{} is not of type 'array'"),
+    R("streams.0.error", "e" * 4097, f"'{'e' * 60}... is too long (4097 characters, at most 4096)"),
+    R(
+        "streams.0.preview.last_frame.url",
+        "u" * 2049,
+        f"'{'u' * 60}... is too long (2049 characters, at most 2048)",
+    ),
+    R(
+        "streams.0.video_info.start_time",
+        "2024-03-01T10:00:00." + "0" * 44 + "Z",
+        f"'2024-03-01T10:00:00.{'0' * 44}Z' is too long",
+    ),
 ]
 
 
@@ -383,6 +394,15 @@ FEEDBACK_REFUSALS = [
 def test_feedback_refuses(seed_example: Example, case: R) -> None:
     body = set_path(seed_example("v1_feedback"), case.where, case.value)
     assert refusal(FeedbackRequest, body) == case.expected
+
+
+def test_feedback_batch_size(seed_example: Example) -> None:
+    item = seed_example("v1_feedback")["streams"][0]
+    assert len(FeedbackRequest.model_validate({"streams": [item] * 1000}).streams) == 1000
+    path, message = refusal(FeedbackRequest, {"streams": [item] * 1001})
+    assert path == "streams"
+    assert message.endswith("... is too long (1001 items, at most 1000)"), message
+    assert len(message) < 200
 
 
 def test_feedback_optional_fields(seed_example: Example) -> None:

@@ -28,8 +28,19 @@ function query(params) {
   return text ? `?${text}` : "";
 }
 
+// With authentication on, the console's session cookie signs every request in; a request
+// that changes something also echoes the readable CSRF cookie, which no other site can read.
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+
+function csrfToken() {
+  const found = document.cookie.split("; ").find((part) => part.startsWith("luna_streams_csrf="));
+  return found ? decodeURIComponent(found.slice("luna_streams_csrf=".length)) : null;
+}
+
 export async function call(method, path, { params, body } = {}) {
   const init = { method, headers: { Accept: "application/json" } };
+  const csrf = SAFE.has(method) ? null : csrfToken();
+  if (csrf) init.headers["X-CSRF-Token"] = csrf;
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
@@ -68,15 +79,32 @@ export const api = {
   deleteGroup: (id, accountId) =>
     call("DELETE", `/1/groups/${id}`, { params: { account_id: accountId } }),
   link: (accountId, body) => call("PATCH", "/1/linker", { params: { account_id: accountId }, body }),
+  // bulk work: a status for every stream the filters match; delete by ids
+  patchStreams: (params, status) => call("PATCH", "/2/streams", { params, body: { status } }),
+  deleteStreams: (accountId, streamIds) =>
+    call("DELETE", "/1/streams", { params: { account_id: accountId }, body: { stream_ids: streamIds } }),
+  webhooks: (params) => call("GET", "/1/webhooks", { params }),
+  createWebhook: (body) => call("POST", "/1/webhooks", { body }),
+  deleteWebhook: (id, accountId) =>
+    call("DELETE", `/1/webhooks/${id}`, { params: { account_id: accountId } }),
+  testWebhook: (id, accountId) =>
+    call("POST", `/1/webhooks/${id}/test`, { params: { account_id: accountId } }),
+  deliveries: (id, params) => call("GET", `/1/webhooks/${id}/deliveries`, { params }),
+  me: () => call("GET", "/2/auth/me"),
+  signIn: (token) => call("POST", "/console/session", { body: { token } }),
+  signOut: () => call("DELETE", "/console/session"),
 };
 
+// Previews through v1, which takes the stream's account: a token of one account reaches it.
 export function lastFrameUrl(stream) {
   const stamp = encodeURIComponent(`${stream.version}-${stream.preview?.last_frame?.url || ""}`);
-  return `/2/streams/${stream.stream_id}/preview/handler/last_frame?v=${stamp}`;
+  const account = encodeURIComponent(stream.account_id);
+  return `/1/streams/${stream.stream_id}/preview/handler/last_frame?account_id=${account}&v=${stamp}`;
 }
 
 export function liveUrl(stream) {
-  return `/2/streams/${stream.stream_id}/preview/handler/live`;
+  const account = encodeURIComponent(stream.account_id);
+  return `/1/streams/${stream.stream_id}/preview/handler/live?account_id=${account}`;
 }
 
 // Live events: the browser's EventSource resumes by itself with Last-Event-ID; when the

@@ -1,22 +1,29 @@
 // The console: account in the URL (?account_id=), the tab in the hash, live events.
 
-import { LiveEvents } from "./api.js";
-import { clear } from "./dom.js";
+import { api, LiveEvents } from "./api.js";
+import { clear, h } from "./dom.js";
 import { groupsView } from "./groups.js";
 import { overviewView } from "./overview.js";
 import { queueView } from "./queue.js";
 import { streamPage } from "./stream_page.js";
 import { streamsView } from "./streams.js";
+import { webhooksView } from "./webhooks.js";
 
 const ACCOUNT_KEY = "luna-streams.account_id";
 const UUID = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
-const TABS = { streams: streamsView, groups: groupsView, queue: queueView, overview: overviewView };
-const TITLES = { streams: "Streams", groups: "Groups", queue: "Queue", overview: "Overview" };
+const TABS = {
+  streams: streamsView, groups: groupsView, queue: queueView, overview: overviewView, webhooks: webhooksView,
+};
+const TITLES = {
+  streams: "Streams", groups: "Groups", queue: "Queue", overview: "Overview", webhooks: "Webhooks",
+};
 
 const state = {
   // null: every account
   accountId: null,
   view: null,
+  // who the console acts as (GET /2/auth/me): an account token fixes the account
+  me: null,
 };
 
 function accountFromUrl() {
@@ -27,6 +34,7 @@ function accountFromUrl() {
 }
 
 function setAccount(accountId, { push = true } = {}) {
+  if (state.me && state.me.account_id) accountId = state.me.account_id;
   state.accountId = accountId;
   window.localStorage.setItem(ACCOUNT_KEY, accountId || "");
   const url = new URL(window.location.href);
@@ -107,5 +115,68 @@ window.addEventListener("popstate", () => {
   if (accountId !== state.accountId) setAccount(accountId, { push: false });
 });
 
-const initial = accountFromUrl();
-setAccount(initial && UUID.test(initial) ? initial : null, { push: false });
+// Authentication on and not signed in: a token, sent once to POST /console/session, which
+// keeps it in an HttpOnly cookie (the page never stores it).
+function signInView(reason) {
+  const main = clear(document.getElementById("main"));
+  live.textContent = "Signed out";
+  const input = h("input", {
+    id: "sign-in-token", type: "password", autocomplete: "off", required: true, size: 50,
+    "aria-describedby": "sign-in-error",
+  });
+  const error = h("p", { id: "sign-in-error", class: "error", role: "alert" }, reason || "");
+  const form = h(
+    "form", { id: "sign-in", class: "sign-in", "aria-label": "Sign in" },
+    h("h2", {}, "Sign in"),
+    h("p", {}, "Authentication is on: sign in with an API token (made by luna-streams tokens create)."),
+    h("label", { for: "sign-in-token" }, "API token"), input,
+    h("button", { type: "submit" }, "Sign in"), error,
+  );
+  form.addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    try {
+      await api.signIn(input.value.trim());
+      window.location.reload();
+    } catch (failure) {
+      error.textContent = failure.message;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  });
+  main.append(form);
+  input.focus();
+}
+
+function showIdentity(me) {
+  if (me.auth !== "on") return;
+  const who = `${me.name || me.token_id || me.via} (${me.role})`;
+  const scope = me.account_id ? `, account ${me.account_id}` : "";
+  document.getElementById("identity-text").textContent = `Signed in as ${who}${scope}`;
+  document.getElementById("identity").hidden = false;
+  if (me.account_id) {
+    document.getElementById("account-id").readOnly = true;
+    document.getElementById("all-accounts").hidden = true;
+  }
+}
+
+document.getElementById("sign-out").addEventListener("click", async () => {
+  await api.signOut();
+  window.location.reload();
+});
+
+async function start() {
+  try {
+    state.me = await api.me();
+  } catch (failure) {
+    if (failure.status === 401 || failure.status === 429) {
+      signInView(failure.status === 429 ? failure.message : "");
+      return;
+    }
+    throw failure;
+  }
+  showIdentity(state.me);
+  const initial = accountFromUrl();
+  setAccount(initial && UUID.test(initial) ? initial : null, { push: false });
+}
+
+start();

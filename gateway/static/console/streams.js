@@ -72,6 +72,7 @@ export function streamsView(root, context) {
   const pageSize = Number(window.localStorage.getItem(PAGE_SIZE_KEY)) || 10;
   const paging = { page: 1, pageSize: PAGE_SIZES.includes(pageSize) ? pageSize : 10, total: 0 };
   const rows = new Map();
+  const selected = new Set();
 
   const statusId = nextId("status");
   const status = h("select", { id: statusId, name: "status" },
@@ -92,8 +93,8 @@ export function streamsView(root, context) {
   const tbody = h("tbody");
   const table = h("table", {},
     h("caption", { class: "none" }, "Streams, oldest first"),
-    h("thead", {}, h("tr", {}, ["Last frame", "Stream ID", "Name", "Status", "Description",
-      "Group", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Select", "Last frame", "Stream ID", "Name", "Status",
+      "Description", "Group", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
     tbody);
   const sizeId = nextId("page-size");
   const size = h("select", { id: sizeId },
@@ -114,11 +115,13 @@ export function streamsView(root, context) {
     onclick: () => openStreamForm({ accountId: context.accountId, onDone: load }),
   }, "Add stream");
 
+  const bulk = bulkActions();
   clear(root).append(
     h("h2", {}, "Streams"),
     h("div", { class: "toolbar" }, add),
     filterForm,
     summary,
+    bulk.bar,
     table,
     h("div", { class: "pager" }, prev, pageText, next,
       h("label", { for: sizeId }, "Streams a page"), size),
@@ -141,9 +144,84 @@ export function streamsView(root, context) {
     };
   }
 
+  // bulk actions: the streams ticked on this page, or every stream matching the filters
+  function bulkActions() {
+    const allId = nextId("all-matching");
+    const all = h("input", { type: "checkbox", id: allId, onchange: () => show() });
+    const count = h("span", { "aria-live": "polite" });
+    const VERB = { pause: "Paused", pending: "Started", cancel: "Cancelled" };
+    const scope = () => (all.checked
+      ? params()
+      : { account_id: context.accountId, stream_ids: [...selected] });
+    const empty = () => !all.checked && !selected.size;
+    async function change(status) {
+      if (empty()) { notify("Select streams first", true); return; }
+      try {
+        const answer = await api.patchStreams(scope(), status);
+        const skipped = answer.skipped.length
+          ? `; ${answer.skipped.length} skipped (${[...new Set(answer.skipped.map((s) => s.reason))].join("; ")})`
+          : "";
+        notify(`${VERB[status]} ${answer.changed} stream${answer.changed === 1 ? "" : "s"}${skipped}`);
+        done();
+      } catch (error) {
+        notify(error.message, true);
+      }
+    }
+    async function remove() {
+      if (empty()) { notify("Select streams first", true); return; }
+      let ids = [...selected];
+      if (all.checked) {
+        ids = [];
+        for (let page = 1; ; page += 1) {
+          const found = await api.streams({ ...params(), page, page_size: 1000 });
+          ids.push(...found.streams.map((s) => s.stream_id));
+          if (found.streams.length < 1000) break;
+        }
+      }
+      if (!ids.length || !(await confirmDialog(`Delete ${ids.length} stream${ids.length === 1 ? "" : "s"}?`))) return;
+      try {
+        for (let start = 0; start < ids.length; start += 1000) {
+          await api.deleteStreams(context.accountId, ids.slice(start, start + 1000));
+        }
+        notify(`Deleted ${ids.length} stream${ids.length === 1 ? "" : "s"}`);
+        done();
+      } catch (error) {
+        notify(error.message, true);
+      }
+    }
+    function done() {
+      selected.clear();
+      all.checked = false;
+      load();
+    }
+    function show() {
+      count.textContent = all.checked ? `All ${paging.total} matching` : `${selected.size} selected`;
+    }
+    const button = (text, onclick, cls) => h("button", { type: "button", class: cls, onclick }, text);
+    const bar = h("div", { class: "toolbar", role: "group", "aria-label": "Bulk actions" },
+      h("span", { class: "check" }, all, h("label", { for: allId }, "Every stream matching the filters")),
+      count,
+      button("Pause selected", () => change("pause")),
+      button("Start selected", () => change("pending")),
+      button("Cancel selected", () => change("cancel")),
+      button("Delete selected", remove, "danger"));
+    return { bar, show };
+  }
+
   function row(stream) {
     const label = stream.name || stream.stream_id;
+    const pick = h("input", {
+      type: "checkbox",
+      "aria-label": `Select ${label}`,
+      checked: selected.has(stream.stream_id),
+      onchange: (e) => {
+        if (e.target.checked) selected.add(stream.stream_id);
+        else selected.delete(stream.stream_id);
+        bulk.show();
+      },
+    });
     return h("tr", { dataset: { streamId: stream.stream_id } },
+      h("td", {}, pick),
       h("td", {}, thumbnail(stream)),
       h("td", { class: "id" }, h("a", { href: `#stream/${stream.stream_id}` }, stream.stream_id)),
       h("td", { class: "name" }, stream.name),
@@ -191,9 +269,10 @@ export function streamsView(root, context) {
         tbody.append(tr);
       }
       if (!page.streams.length) {
-        tbody.append(h("tr", {}, h("td", { colspan: 7, class: "none" }, "No streams")));
+        tbody.append(h("tr", {}, h("td", { colspan: 8, class: "none" }, "No streams")));
       }
       summary.textContent = `${paging.total} stream${paging.total === 1 ? "" : "s"}`;
+      bulk.show();
       pageText.textContent = `Page ${paging.page} of ${pages}`;
       prev.disabled = paging.page <= 1;
       next.disabled = paging.page >= pages;
