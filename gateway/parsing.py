@@ -87,7 +87,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         raise BadQueryParams(name=str(loc[0]) if loc else "query") from None
 
 
-def _decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes) -> Any:
     def reject_constant(value: str) -> Any:
         raise ValueError(f"{value} is not valid JSON")
 
@@ -98,18 +98,24 @@ def _decode_json(raw: bytes) -> Any:
     return data
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON: 12023 for another content type, 12027 for broken JSON."""
-    if request.content_type != "application/json":
-        raise BadContentType(allowed="application/json")
+async def read_body(request: web.Request, content_type: str) -> bytes:
+    """The whole request body: 12023 for another content type, 12027 when it does not
+    arrive within ``LUNA_STREAMS_BODY_TIMEOUT``."""
+    if request.content_type != content_type:
+        raise BadContentType(allowed=content_type)
     limit = request.app[SETTINGS].body_timeout
     try:
         async with asyncio.timeout(limit):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError:
         raise BadJson(message=f"body not received within {limit:g} s") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON: 12023 for another content type, 12027 for broken JSON."""
+    raw = await read_body(request, "application/json")
     try:
-        return _decode_json(raw)
+        return decode_json(raw)
     except UnicodeDecodeError:
         raise BadJson(message="body is not valid UTF-8") from None
     except UnicodeEncodeError:

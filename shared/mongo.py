@@ -193,15 +193,18 @@ def database_errors() -> Iterator[None]:
 #: the embedded server answers ``{_id: {$in: ids}}`` in time growing faster than ``len(ids)``
 #: (100 ids: 29 ms, 300: 190 ms) and likewise for inserts: ask in chunks of this many
 ID_CHUNK = 100
+#: and reads by ids in chunks of this many: it checks each document found against every id
+#: asked (100 ids in one read: 11.7 ms, in two of 50: 8.3 ms, in four of 25: 8.3 ms)
+FIND_CHUNK = 50
 
 
 async def find_by_ids(
     collection: AsyncCollection[Doc], ids: list[str], projection: Doc | None = None
 ) -> list[Doc]:
-    """The documents with these ids (no order), read in chunks of :data:`ID_CHUNK`."""
+    """The documents with these ids (no order), read in chunks of :data:`FIND_CHUNK`."""
     found: list[Doc] = []
-    for start in range(0, len(ids), ID_CHUNK):
-        chunk = ids[start : start + ID_CHUNK]
+    for start in range(0, len(ids), FIND_CHUNK):
+        chunk = ids[start : start + FIND_CHUNK]
         found += await collection.find({"_id": {"$in": chunk}}, projection).to_list()
     return found
 

@@ -140,10 +140,12 @@ class StreamEvent:
 
 async def watch_changes(database: Database, **options: Any) -> AsyncChangeStream[Doc]:
     """A change stream of the collections whose changes are events (``options``: pymongo's
-    ``watch`` options, such as ``resume_after``)."""
-    return await database.db.watch(
-        [{"$match": {"ns.coll": {"$in": [STREAMS, STREAM_REPORTS]}}}], **options
-    )
+    ``watch`` options, such as ``resume_after``). The end of the stream (``invalidate``,
+    when the database is dropped) passes too: a stream that ends unannounced would be read
+    on and on, answering nothing."""
+    events = {"ns.coll": {"$in": [STREAMS, STREAM_REPORTS]}}
+    ends = {"operationType": {"$in": ["invalidate", "dropDatabase"]}}
+    return await database.db.watch([{"$match": {"$or": [events, ends]}}], **options)
 
 
 def visible_changes(description: Mapping[str, Any]) -> tuple[str, ...]:

@@ -5,15 +5,21 @@ and ``/streams/import`` are not stream ids."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from gateway.api import Api, Response
-from gateway.keys import DATABASE, GROUPS, SETTINGS, STREAMS
-from gateway.parsing import _decode_json, json_response, parse_body, parse_query, validate_body
+from gateway.keys import DATABASE, GROUPS, STREAMS
+from gateway.parsing import (
+    decode_json,
+    json_response,
+    parse_body,
+    parse_query,
+    read_body,
+    validate_body,
+)
 from gateway.routes.streams import CREATE_BODY, FILTERS
 from shared.access.roles import Access
 from shared.errors import (
@@ -90,15 +96,7 @@ PATCH_DESCRIPTION = (
 
 
 async def read_lines(request: web.Request) -> list[bytes]:
-    if request.content_type != NDJSON:
-        raise BadContentType(allowed=NDJSON)
-    limit = request.app[SETTINGS].body_timeout
-    try:
-        async with asyncio.timeout(limit):
-            raw = await request.read()
-    except TimeoutError:
-        raise BadJson(message=f"body not received within {limit:g} s") from None
-    return raw.split(b"\n")
+    return (await read_body(request, NDJSON)).split(b"\n")
 
 
 def _line_body(data: dict[str, Any], query: ImportQuery) -> tuple[str, list[str], dict[str, Any]]:
@@ -132,7 +130,7 @@ def parse_import(lines: list[bytes], query: ImportQuery, version: int) -> list[I
     for number, line in numbered:
         try:
             try:
-                data = _decode_json(line)
+                data = decode_json(line)
             except (UnicodeError, ValueError, RecursionError) as exc:
                 raise BadJson(message=f"not a JSON line: {str(exc)[:100]}") from None
             if not isinstance(data, dict):

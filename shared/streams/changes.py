@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import UpdateOne, WriteConcern
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from shared import statuses
@@ -282,8 +282,15 @@ class StreamChanges:
         await insert_log_rows(self.database, rows)
         self.written.add(row["_id"] for row in rows)
 
-    async def apply(self, changes: Sequence[Change]) -> list[Change]:
-        """Apply guarded changes; the ones that landed (a lost race is not an error)."""
+    async def apply(self, changes: Sequence[Change], *, fresh_rows: bool = False) -> list[Change]:
+        """Apply guarded changes; the ones that landed (a lost race is not an error).
+
+        ``fresh_rows``: every change writes rows whose ids no row has yet (a claim's).
+        Then the update is not journaled on its own: the insert of the rows that follows it
+        is, and a journaled write makes every write before it durable (the journal is one
+        sequential log), so the changes are journaled before this returns, as always, for
+        one flush instead of one per updated stream (the embedded server commits each
+        statement of a bulk write in a transaction of its own)."""
         if not changes:
             return []
         now = now_utc()
@@ -293,13 +300,14 @@ class StreamChanges:
             for change in unshown:
                 change.show(reports.get(change.stream_id))
         await self.write_rows(self._carried([c.stream for c in changes], now))
+        streams = self.database.streams
+        if fresh_rows and all(c.entries for c in changes):
+            streams = streams.with_options(write_concern=_unjournaled(streams.write_concern))
         if len(changes) == 1:
-            result = await self.database.streams.update_one(
-                changes[0].filter(), changes[0].update(), hint=BY_ID
-            )
+            result = await streams.update_one(changes[0].filter(), changes[0].update(), hint=BY_ID)
             landed = list(changes) if result.matched_count else []
         else:
-            outcome = await self.database.streams.bulk_write(
+            outcome = await streams.bulk_write(
                 [UpdateOne(c.filter(), c.update(), hint=BY_ID) for c in changes], ordered=False
             )
             landed = (
@@ -582,6 +590,11 @@ class StreamChanges:
         if missing:
             log.info("finished %d changes a writer left (%d rows)", len(tokens), len(missing))
         return len(missing) + len(tokens), published
+
+
+def _unjournaled(concern: WriteConcern) -> WriteConcern:
+    """``concern`` without waiting for the journal (see :meth:`StreamChanges.apply`)."""
+    return WriteConcern(**{**concern.document, "j": False})
 
 
 #: what deleting a stream reads of it: its ``deleted`` row and the rows it may carry

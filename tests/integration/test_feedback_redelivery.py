@@ -29,6 +29,7 @@ from shared.feedback import FeedbackBatch, FeedbackResult, apply_feedback
 from shared.mongo import Database
 from shared.settings import Settings
 from shared.streams.changes import SWEEP_DELAY, StreamChanges, insert_log_rows
+from shared.streams.shown import with_report
 from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids, queue_depth
 from tests.processes import running, wait_for, worker
@@ -59,6 +60,13 @@ async def stored(database: Database, ids: list[str]) -> dict[str, Json]:
     fields = ("status", "version", "last_error", "video_info", "preview", "claim", "autorestart")
     docs = database.streams.find({"_id": {"$in": ids}}, dict.fromkeys(fields, 1))
     return {doc.pop("_id"): doc async for doc in docs}
+
+
+async def shown(database: Database, stream_id: str) -> Json:
+    """The stream as the API shows it (its document and its latest stored report)."""
+    stream = await with_report(database, await database.streams.find_one({"_id": stream_id}))
+    assert stream is not None
+    return stream
 
 
 async def feedback_rows(database: Database, ids: list[str]) -> Counter[tuple[str, str, str]]:
@@ -174,15 +182,20 @@ async def test_worker_dies_between_update_and_log_rows(
     assert [half_done[sid]["status"] for sid in ids] == ["done", "failure", "in_progress"]
     assert await feedback_rows(database, ids) == Counter()  # the update landed, no rows
 
+    # the in_progress report changes no status: its stream shows it through its stored
+    # report (shared.streams.shown), written with the reports' rows, after the changes
+    assert (await shown(database, ids[2]))["last_error"] is None
     result = await apply(database, "batch-1", items, redelivered=True)
-    # the first delivery died writing the rows; the redelivery wrote them, from the outboxes
-    assert calls == [3, 3]
+    # the first delivery died writing the changes' rows; the redelivery wrote them, from
+    # the outboxes, and applied the in_progress report it had not got to
+    assert calls == [2, 2]
+    assert (await shown(database, ids[2]))["last_error"] == "warming up"
     assert result.modified == [
         {"stream_id": i["stream_id"], "status": i["status"], "version": 1} for i in items
     ]
     assert result.unmodified == []
     assert await stored(database, ids) == half_done  # each stream updated once
-    for index, sid in enumerate(ids):
+    for index, sid in enumerate(ids[:2]):
         assert half_done[sid]["claim"]["feedback_ids"] == [f"batch-1:{index}"]
     assert await feedback_rows(database, ids) == Counter(
         {(i["stream_id"], i["status"], f"batch-1:{n}"): 1 for n, i in enumerate(items)}
@@ -195,7 +208,8 @@ async def test_worker_dies_between_writes_after_the_ttl_loses_no_row(
     client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batch is never delivered again (its TTL passed while the worker died): the
-    changes carry their rows, and the change sweep writes them."""
+    changes carry their rows, and the change sweep writes them. The in_progress report,
+    which changes no status, was not applied (nor acknowledged): no row, no report."""
     ids = await claimed_streams(client, 3)
     items = [
         report(ids[0], "done"),
@@ -215,10 +229,11 @@ async def test_worker_dies_between_writes_after_the_ttl_loses_no_row(
     assert await feedback_rows(database, ids) == Counter()
     changes = StreamChanges(database, None)
     later = now_utc() + SWEEP_DELAY * 2
-    assert await changes.sweep(now=later) == 3
+    assert await changes.sweep(now=later) == 2
     assert await feedback_rows(database, ids) == Counter(
-        {(i["stream_id"], i["status"], f"batch-ttl:{n}"): 1 for n, i in enumerate(items)}
+        {(i["stream_id"], i["status"], f"batch-ttl:{n}"): 1 for n, i in enumerate(items[:2])}
     )
+    assert (await shown(database, ids[2]))["last_error"] is None
     assert await changes.sweep(now=later) == 0  # each change is finished once
 
 
@@ -256,11 +271,11 @@ async def test_worker_killed_mid_batch_redelivers_and_applies_once(
     await publish_batch(settings, "batch-kill", items)
     assert await queue_depth(settings, feedback_queue) == 1
 
+    changing = [n for n, status in enumerate(statuses) if status != "in_progress"]
+
     async def updated() -> bool:
         docs = await stored(database, ids)
-        return all(
-            f"batch-kill:{n}" in docs[sid]["claim"]["feedback_ids"] for n, sid in enumerate(ids)
-        )
+        return all(f"batch-kill:{n}" in docs[ids[n]]["claim"]["feedback_ids"] for n in changing)
 
     # a worker that hangs right after the stream update: kill -9 it there
     doomed = worker("tests.integration.test_feedback_redelivery", settings)
@@ -288,8 +303,9 @@ async def test_worker_killed_mid_batch_redelivers_and_applies_once(
     assert await stored(database, ids) == after_update  # updated once, by the first worker
     assert await queue_depth(settings, feedback_queue) == 0  # acknowledged, not requeued
     for n, sid in enumerate(ids):
-        assert after_update[sid]["last_error"] == f"e{n}"
-        assert after_update[sid]["claim"]["feedback_ids"] == [f"batch-kill:{n}"]
+        assert (await shown(database, sid))["last_error"] == f"e{n}"
+    for n in changing:  # the in_progress report changed no status: its stored report
+        assert after_update[ids[n]]["claim"]["feedback_ids"] == [f"batch-kill:{n}"]
 
 
 def _worker_that_hangs_before_its_log_rows() -> None:

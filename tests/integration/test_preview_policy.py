@@ -15,6 +15,7 @@ from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.mongo import Database
 from shared.settings import Settings
+from shared.streams.shown import with_report
 from tests.integration.factories import Client, Json, bad_json_detail, expect_error, snapshot
 from tests.integration.test_feedback import claimed_streams
 
@@ -111,7 +112,7 @@ async def test_the_agents_own_address_is_accepted(
     (stream_id,) = await claimed_streams(client, 1)
     resp = await post_feedback(client, [item(stream_id, f"{AGENT}/live", f"{AGENT}/frame")])
     assert resp.status == 200, await resp.text()
-    doc = await database.streams.find_one({"_id": stream_id})
+    doc = await with_report(database, await database.streams.find_one({"_id": stream_id}))
     assert doc is not None
     assert doc["preview"]["live"] == {"url": f"{AGENT}/live"}
 
@@ -133,5 +134,5 @@ async def test_agent_networks_and_trusted_proxies(
     # behind a proxy, the proxy's own address is not the agent's
     resp = await post_feedback(proxied, [item(stream_id, live=f"{AGENT}/live")], **xff)
     await expect_error(resp, 400, 12022)
-    doc = await database.streams.find_one({"_id": stream_id})
+    doc = await with_report(database, await database.streams.find_one({"_id": stream_id}))
     assert doc is not None and doc["preview"]["live"] == {"url": f"{ELSEWHERE}/live"}
