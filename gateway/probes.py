@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway.keys import BROKER, DATABASE, EVENTS, FEEDBACK, METRICS
 from gateway.metrics import GatewayMetrics
-from shared.broker import Broker, broker_errors
+from shared.broker import Broker, broker_errors, close_channel
 from shared.errors import BrokerUnavailable
 from shared.probes import probe_forever
 
@@ -65,9 +65,8 @@ class QueueSampler:
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(BrokerUnavailable, RuntimeError), broker_errors():
-                await channel.close()
+        with contextlib.suppress(RuntimeError):
+            await close_channel(channel)
 
 
 async def probes_context(app: web.Application) -> AsyncIterator[None]:

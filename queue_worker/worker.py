@@ -273,7 +273,8 @@ class FeedbackWorker:
     async def finish(self, timeout: float) -> Mapping[str, int]:  # noqa: ASYNC109 - a bound
         """Let the batches in hand finish (bounded); what is left is redelivered."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
         except TimeoutError:
             log.warning(
                 "%d batches still in hand at shutdown: they will be redelivered", self._in_hand

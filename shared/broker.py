@@ -70,6 +70,20 @@ def broker_errors() -> Iterator[None]:
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
 
+async def close_channel(channel: AbstractChannel | None) -> None:
+    """Close ``channel`` unless it is closed already (a lost channel's deliveries went back
+    with it), giving up after :data:`CLOSE_TIMEOUT`: a close-ok RabbitMQ never sends must
+    not hold a shutdown, and the channel goes with its connection anyway."""
+    if channel is None or channel.is_closed:
+        return
+    try:
+        with broker_errors():
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await channel.close()
+    except BrokerUnavailable as exc:
+        log.warning("a RabbitMQ channel did not close cleanly: %s", exc)
+
+
 def _refused(exc: BaseException) -> bool:
     """A publish RabbitMQ refused (a negative confirm), not one it returned as unroutable."""
     cause = exc.__cause__ if isinstance(exc, BrokerUnavailable) else exc
@@ -294,7 +308,8 @@ class Broker:
         shutdown never waits on a connection the robust reconnect holds half-open."""
         try:
             with broker_errors():
-                await asyncio.wait_for(self.connection.close(), CLOSE_TIMEOUT)
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.connection.close()
         except BrokerUnavailable as exc:
             log.warning("the RabbitMQ connection did not close cleanly: %s", exc)
 

@@ -100,7 +100,8 @@ class Subscription:
         if not self._items and not self._dropped:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
         if self._items:
             if self._replayed:
                 self._replayed -= 1

@@ -121,7 +121,8 @@ class FeedbackClient:
             except BrokerUnavailable as exc:
                 raise DependencyUnavailable(reason=f"RabbitMQ refused the feedback: {exc}") from exc
             try:
-                reply = await asyncio.wait_for(waiter, self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    reply = await waiter
             except TimeoutError:
                 self._latencies.append(self.timeout)
                 raise FeedbackTimeout(timeout=self.timeout) from None

@@ -113,9 +113,8 @@ async def serve(component: Component, shutdown_timeout: float) -> int:
         component.readiness.ready = False
         await component.stop_taking_work()
         try:
-            counts = await asyncio.wait_for(
-                component.finish(shutdown_timeout), shutdown_timeout + FINISH_GRACE
-            )
+            async with asyncio.timeout(shutdown_timeout + FINISH_GRACE):
+                counts = await component.finish(shutdown_timeout)
         except TimeoutError:
             log.warning("%s: work in hand not finished in time", component.name)
             counts = {}

@@ -32,7 +32,8 @@ async def database_up(database: Database | None) -> bool:
     if database is None:
         return False
     try:
-        await asyncio.wait_for(database.ping(), PROBE_TIMEOUT)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await database.ping()
     except (PyMongoError, BackendUnavailable, OSError, TimeoutError):
         return False
     return True
@@ -42,7 +43,8 @@ async def broker_up(is_open: Callable[[], Awaitable[bool]] | None) -> bool:
     if is_open is None:
         return False
     try:
-        return await asyncio.wait_for(is_open(), PROBE_TIMEOUT)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            return await is_open()
     except (BackendUnavailable, OSError, TimeoutError, RuntimeError):
         return False
 

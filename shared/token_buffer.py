@@ -29,7 +29,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from shared.broker import CLOSE_TIMEOUT, Broker, broker_errors
+from shared.broker import Broker, broker_errors, close_channel
 from shared.errors import BrokerUnavailable
 
 log = logging.getLogger("luna_streams.token_buffer")
@@ -97,9 +97,8 @@ class TokenBuffer:
             if not self._held:
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._arrived.wait(), FIRST_DELIVERY_WAIT if started else REFILL_WAIT
-                    )
+                    async with asyncio.timeout(FIRST_DELIVERY_WAIT if started else REFILL_WAIT):
+                        await self._arrived.wait()
             taken: list[AbstractIncomingMessage] = []
             while self._held and len(taken) < count:
                 _, message = self._held.popleft()
@@ -134,10 +133,7 @@ class TokenBuffer:
     async def _close_channel(self) -> None:
         channel, self._channel, self._tag, self._queue = self._channel, None, None, None
         self._held.clear()  # what was delivered on it goes back to the queue with it
-        if channel is not None and not channel.is_closed:
-            # a lost channel is closed already, and its deliveries went back with it
-            with contextlib.suppress(BrokerUnavailable), broker_errors():
-                await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT)
+        await close_channel(channel)
 
     async def close(self) -> None:
         async with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -22,6 +23,31 @@ from shared.jobs import AUTORESTART, JANITOR, jobs_queue
 from shared.mongo import Database, open_database
 from shared.settings import Settings
 from tests.services import mongo_server, rabbitmq_server
+
+#: seconds before pytest-timeout stops a test that the stacks of its tasks are printed
+TASK_DUMP_LEAD = 10
+
+
+@pytest.fixture(autouse=True)
+async def _print_tasks_before_a_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """pytest-timeout prints the threads' stacks, which for a test waiting on the event
+    loop show only ``select``: shortly before the timeout, print every task's stack (to
+    stderr, in the test's report), which names the ``await`` that never ends."""
+    marker = request.node.get_closest_marker("timeout")
+    timeout = float(marker.args[0]) if marker and marker.args else request.config.getini("timeout")
+    loop = asyncio.get_running_loop()
+    handle = loop.call_later(
+        max(float(timeout) - TASK_DUMP_LEAD, 1.0), _print_tasks, request.node.nodeid
+    )
+    yield
+    handle.cancel()
+
+
+def _print_tasks(nodeid: str) -> None:
+    print(f"\n+++ {nodeid}: about to time out; the event loop's tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,8 @@ async def get_version(request: web.Request) -> web.StreamResponse:
 
 async def _check(name: str, probe: Any, within: float) -> dict[str, Any] | None:
     try:
-        await asyncio.wait_for(probe, within)
+        async with asyncio.timeout(within):
+            await probe
     except (BackendUnavailable, PyMongoError, OSError, LookupError, TimeoutError) as exc:
         # what a probe reports: the dependency is away (MongoDB's own error, or RabbitMQ's
         # translated), refused, silent, or no worker answers; anything else is a bug (500)

@@ -160,6 +160,7 @@ async def snapshot(database: Database) -> dict[str, list[Json]]:
         "streams": await database.streams.find({}).sort("_id", 1).to_list(),
         "groups": await database.groups.find({}).sort("_id", 1).to_list(),
         "stream_logs": await database.stream_logs.find({}).sort("_id", 1).to_list(),
+        "webhooks": await database.webhooks.find({}).sort("_id", 1).to_list(),
     }
 
 

@@ -71,6 +71,12 @@ VALID_BODIES: dict[str, Any] = {
     "FeedbackRequest": lambda: seed_example("v1_feedback"),
     "SessionRequest": lambda: {"token": "lst_" + "A" * 43},
     "TokenCreate": lambda: {"role": "viewer", "name": "hostile"},
+    "WebhookCreate": lambda: {
+        "account_id": ACCOUNT,
+        "url": "https://1.1.1.1/hook",  # public, never called: no worker runs here
+        "events": ["failure"],
+    },
+    "BulkStatus": lambda: {"status": "pause"},
 }
 
 
@@ -81,12 +87,14 @@ class Targets:
     stream_v1: str
     stream_v2: str
     group: str
+    webhook: str
 
     def url(self, op: Operation, **ids: str) -> str:
         version = op.path.split("/")[1]
         default = {
             "stream_id": self.stream_v1 if version == "1" else self.stream_v2,
             "group_id": self.group,
+            "webhook_id": self.webhook,
         }
         return op.path.format(**(default | ids))
 
@@ -97,7 +105,15 @@ async def targets(module_client: Client) -> Targets:
         stream_v1=await create_stream(module_client, v1_body(), 1),
         stream_v2=await create_stream(module_client, v2_body(), 2),
         group=await create_group(module_client, "hostile-target"),
+        webhook=await create_webhook(module_client),
     )
+
+
+async def create_webhook(client: Client) -> str:
+    resp = await client.post("/1/webhooks", json=VALID_BODIES["WebhookCreate"]())
+    assert resp.status == 201, await resp.text()
+    webhook_id: str = (await resp.json())["webhook_id"]
+    return webhook_id
 
 
 @pytest_asyncio.fixture
@@ -383,9 +399,11 @@ BAD_PAGES: list[tuple[str, str, str]] = [
 
 
 @pytest.mark.parametrize(("query", "name", "why"), BAD_PAGES, ids=[b[2] for b in BAD_PAGES])
-async def test_bad_paging(module_client: Client, query: str, name: str, why: str) -> None:
+async def test_bad_paging(
+    module_client: Client, targets: Targets, query: str, name: str, why: str
+) -> None:
     for op in PAGED_OPERATIONS:
-        resp = await module_client.get(f"{op.path}?{query}")
+        resp = await module_client.get(f"{targets.url(op)}?{query}")
         answer = await expect(resp, 400, 12012, f"{op.route_label}?{query}")
         assert answer["detail"] == f"Bad query parameters '{name}'", answer
 
@@ -401,11 +419,15 @@ async def test_pages_past_the_end(module_client: Client, targets: Targets) -> No
         "/2/streams/logs": {"logs": []},
         "/1/audit": {"entries": []},
         "/2/audit": {"entries": []},
+        "/1/webhooks": {"webhooks": []},
+        "/2/webhooks": {"webhooks": []},
+        "/1/webhooks/{webhook_id}/deliveries": {"deliveries": []},
+        "/2/webhooks/{webhook_id}/deliveries": {"deliveries": []},
     }
     assert {op.path for op in PAGED_OPERATIONS} == set(empty)
     for op in PAGED_OPERATIONS:
         for query in ("page=2&page_size=1000", "page=1000000", "page=" + "1" + "0" * 40):
-            resp = await module_client.get(f"{op.path}?{query}")
+            resp = await module_client.get(f"{targets.url(op)}?{query}")
             assert resp.status == 200, (op.route_label, query, await resp.text())
             assert await resp.json() == empty[op.path], (op.route_label, query)
 
