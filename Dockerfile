@@ -12,9 +12,10 @@ RUN groupadd --system --gid 10001 luna \
 WORKDIR /app
 
 # Dependencies first, pinned by constraints.txt (pip freeze), so that a source change does not
-# reinstall them.
+# reinstall them: the project's and its `tracing` extra's (OpenTelemetry, used only when
+# OTEL_EXPORTER_OTLP_ENDPOINT is set).
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['tracing']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 

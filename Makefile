@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[dev,embedded]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,embedded,tracing]'
 	touch $(STAMP)
 
 install: $(STAMP)

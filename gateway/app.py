@@ -31,6 +31,7 @@ from gateway.middlewares import (
     host_middleware,
     metrics_middleware,
     request_id_middleware,
+    tracing_middlewares,
 )
 from gateway.openapi import build_spec
 from gateway.preview_client import PreviewClient
@@ -158,6 +159,7 @@ def create_app(settings: GatewaySettings, readiness: Readiness | None = None) ->
         },
         middlewares=[
             request_id_middleware,
+            *tracing_middlewares(),
             metrics_middleware,
             error_middleware,
             host_middleware,

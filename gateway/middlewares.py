@@ -3,6 +3,8 @@
 Order (outermost first): request id -> metrics -> errors -> Host check, so that the request
 id is echoed and every answer, errors included (a refused Host too), is counted under its
 route and logged once (``gateway.access``: method, path, status, duration, request id).
+With traces on (:mod:`shared.tracing`), aiohttp-server's middleware comes first (the
+request's span) and :func:`trace_middleware` right after the request id's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 import time
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.keys import METRICS, SETTINGS
 from shared.errors import (
@@ -29,6 +31,8 @@ from shared.errors import (
 from shared.log_setup import request_id_var
 from shared.mongo import database_errors
 from shared.request_id import HEADER, is_valid_request_id, new_request_id
+from shared.tracing import enabled as tracing_enabled
+from shared.tracing import request_scope
 
 log = logging.getLogger("gateway.errors")
 access_log = logging.getLogger("gateway.access")
@@ -70,6 +74,18 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         response.headers[HEADER] = request_id
     log_access(request, response.status, started, request_id)
     return response
+
+
+@web.middleware
+async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's span carries its request id, and what it publishes carries it on."""
+    with request_scope(request_id_var.get() or ""):
+        return await handler(request)
+
+
+def tracing_middlewares() -> list[Middleware]:
+    """:func:`trace_middleware` when traces are on; nothing (no cost) when they are off."""
+    return [trace_middleware] if tracing_enabled() else []
 
 
 def log_access(request: web.Request, status: int, started: float, request_id: str) -> None:

@@ -22,11 +22,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pymongo.errors import PyMongoError
 
+from shared import tracing
 from shared.broker import Broker, broker_errors, open_configured_broker
 from shared.errors import BrokerUnavailable
 from shared.feedback import FeedbackBatch, apply_feedback
@@ -45,7 +46,14 @@ from shared.settings import QueueWorkerSettings
 from shared.streams.changes import StreamChanges
 from shared.tokens import BrokerTokenPublisher
 
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
 log = logging.getLogger("queue_worker")
+
+#: a message as it waits to be applied: when it arrived, and the trace it continues (None
+#: with tracing off)
+Arrival = tuple[float, AbstractIncomingMessage, "Context | None"]
 
 #: seconds between two clock synchronisations with the database server
 CLOCK_SYNC_EVERY = 30
@@ -58,6 +66,10 @@ def _expired(message: AbstractIncomingMessage, held: float) -> bool:
     if not isinstance(ttl, int | float) or message.redelivered:
         return False
     return held >= float(ttl)
+
+
+def _items(batches: list[tuple[AbstractIncomingMessage, FeedbackBatch]]) -> int:
+    return sum(len(batch.items) for _, batch in batches)
 
 
 class FeedbackWorker:
@@ -73,7 +85,7 @@ class FeedbackWorker:
         self.changes: StreamChanges | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
-        self._arrived: list[tuple[float, AbstractIncomingMessage]] = []
+        self._arrived: list[Arrival] = []
         self._wake = asyncio.Event()
         self._applier: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
@@ -109,7 +121,7 @@ class FeedbackWorker:
         self._idle.clear()
         if self.busy_since is None:
             self.busy_since = time.monotonic()
-        self._arrived.append((time.monotonic(), message))
+        self._arrived.append((time.monotonic(), message, tracing.received(message.headers)))
         self._wake.set()
 
     async def _apply_forever(self) -> None:
@@ -134,11 +146,12 @@ class FeedbackWorker:
                 if not self._in_hand:
                     self._idle.set()
 
-    async def _apply(self, arrivals: list[tuple[float, AbstractIncomingMessage]]) -> None:
+    async def _apply(self, arrivals: list[Arrival]) -> None:
         assert self.database is not None and self.changes is not None
         batches: list[tuple[AbstractIncomingMessage, FeedbackBatch]] = []
+        traces: list[Context | None] = []  # each batch's
         now = time.monotonic()
-        for arrived_at, message in arrivals:
+        for arrived_at, message, trace in arrivals:
             if _expired(message, now - arrived_at):
                 # its gateway has answered already (a 504): applying it now would only
                 # delay the batches someone still waits for; dropped as the queue would
@@ -146,14 +159,23 @@ class FeedbackWorker:
                 FEEDBACK_BATCHES.labels(outcome="expired").inc()
                 await message.reject(requeue=False)
                 continue
-            batch = await self._parse(message)
+            with tracing.attached(trace):  # a rejection's answer, in its own trace
+                batch = await self._parse(message)
             if batch is not None:
                 batches.append((message, batch))
+                traces.append(trace)
         if not batches:
             return
         started = time.monotonic()
         try:
-            results = await apply_feedback(self.database, self.changes, [b for _, b in batches])
+            # one span for the batches applied together (its database commands are its
+            # children): in the first batch's trace, linked to the others'
+            with tracing.span(
+                "apply feedback",
+                traces,
+                {"luna.feedback.batches": len(batches), "luna.feedback.items": _items(batches)},
+            ):
+                results = await apply_feedback(self.database, self.changes, [b for _, b in batches])
         except PyMongoError as exc:
             self.failed_batches += len(batches)
             FEEDBACK_BATCHES.labels(outcome="requeued").inc(len(batches))
@@ -177,11 +199,12 @@ class FeedbackWorker:
         log.debug(
             "applied %d batches (%d items) in %.3f s",
             len(batches),
-            sum(len(b.items) for _, b in batches),
+            _items(batches),
             time.monotonic() - started,
         )
-        for (message, _), result in zip(batches, results, strict=True):
-            await self._reply(message, result.body())
+        for (message, _), result, trace in zip(batches, results, traces, strict=True):
+            with tracing.attached(trace):  # each answer in its request's trace
+                await self._reply(message, result.body())
             await message.ack()
             self.applied_batches += 1
 

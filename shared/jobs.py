@@ -15,6 +15,8 @@ be used.
 - The process is a :class:`~shared.lifecycle.Component` (:class:`JobWorker`): start boots the
   dramatiq worker; on SIGTERM scheduling stops, the jobs in hand finish within the shutdown
   bound (dramatiq requeues what it had prefetched) and the counts are logged.
+- With traces on (:mod:`shared.tracing`), :class:`JobTracing`, a middleware, carries the
+  trace context in each message: a job's run continues the trace of its sending.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from dramatiq.middleware import AsyncIO, Middleware
 from prometheus_client import Counter, Gauge
 from pymongo.errors import PyMongoError
 
+from shared import tracing
 from shared.broker import Broker, open_configured_broker
 from shared.clock import now_utc
 from shared.errors import BackendUnavailable
@@ -272,6 +276,84 @@ class JobCounts(Middleware):
             self.failed += 1
 
 
+class JobTracing(Middleware):
+    """W3C trace context through dramatiq messages, which dramatiq publishes with pika (no
+    instrumentation sees them, and OpenTelemetry maintains none for dramatiq).
+
+    Sending: a PRODUCER span from ``before_enqueue`` to ``after_enqueue`` (in the sending
+    thread), whose context goes in the message's ``trace_context`` option. Running: a
+    CONSUMER span, its child, current from ``before_process_message`` to
+    ``after_process_message`` in the worker thread; the AsyncIO middleware runs the actor's
+    coroutine in a copy of that thread's context, so the job's database commands and
+    publishes are the span's children.
+    """
+
+    OPTION = "trace_context"
+
+    def __init__(self) -> None:
+        self._sending = threading.local()
+        #: the runs in progress, by message id (one per worker thread at most)
+        self._running: dict[str, tracing.Scope] = {}
+
+    def _end_send(self, failed: bool) -> None:
+        scope: tracing.Scope | None = getattr(self._sending, "scope", None)
+        self._sending.scope = None
+        if scope is not None:
+            scope.close(ConnectionError("not enqueued") if failed else None)
+
+    def before_enqueue(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int
+    ) -> None:
+        self._end_send(failed=True)  # a scope left open: that attempt raised (retried now)
+        self._sending.scope = tracing.begin(
+            f"{message.queue_name} publish",
+            kind="producer",
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": message.queue_name,
+                "messaging.message.id": message.message_id,
+            },
+        )
+        carrier: dict[str, str] = {}
+        tracing.inject(carrier)
+        message.options[self.OPTION] = carrier
+
+    def after_enqueue(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int
+    ) -> None:
+        self._end_send(failed=False)
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        scope = tracing.begin(
+            f"{message.actor_name} process",
+            kind="consumer",
+            carrier=message.options.get(self.OPTION) or {},
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": message.queue_name,
+                "messaging.message.id": message.message_id,
+                "messaging.operation.type": "process",
+            },
+        )
+        if scope is not None:
+            self._running[message.message_id] = scope
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        scope = self._running.pop(message.message_id, None)
+        if scope is not None:
+            scope.close(exception)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self.after_process_message(broker, message)
+
+
 class JobsBroker(RabbitmqBroker):
     """dramatiq's RabbitMQ broker, its queues of ``LUNA_STREAMS_QUEUE_TYPE``.
 
@@ -324,6 +406,8 @@ class JobWorker:
         self.periodic.consumer_up = self.consuming
         for middleware in (AsyncIO(), self.clients, self.periodic, self.counts):
             self.broker.add_middleware(middleware)
+        if tracing.enabled():  # else no hook at all
+            self.broker.add_middleware(JobTracing())
         self.worker = dramatiq.Worker(
             self.broker, worker_threads=settings.worker_threads, worker_timeout=1000
         )

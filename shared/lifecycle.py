@@ -13,6 +13,9 @@ A worker serves its Prometheus metrics (the default registry: its jobs, the proc
 ``LUNA_STREAMS_METRICS_HOST`` and a port setting of its own (:data:`METRICS_PORT_FIELDS`), from
 before it starts until it exits; the gateway serves them at ``/metrics`` on its own port.
 
+Traces are turned on before anything else is made when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
+(:mod:`shared.tracing`), so that every client and the gateway's app are instrumented.
+
 A component that can no longer work (:meth:`Component.broken` returns: a consumer stalled
 or down past its bound) takes the same way out with exit code 1, so its supervisor
 restarts it. Every process is a :class:`Component`; :func:`serve` is the only place this
@@ -31,6 +34,7 @@ from typing import NoReturn, Protocol, TypeVar
 
 from prometheus_client import start_http_server
 
+from shared import tracing
 from shared.errors import ConfigurationError
 from shared.log_setup import setup_logging
 from shared.settings import (
@@ -175,6 +179,7 @@ def main(name: str, kind: type[S], build: Callable[[S], Component]) -> NoReturn:
     settings = load_settings(kind)
     setup_logging(settings.log_level, settings.log_format, name)
     try:
+        tracing.setup(name)  # before any client or app is made: they are instrumented then
         serve_metrics(name, settings)
         code = asyncio.run(serve(build(settings), settings.shutdown_timeout))
     except Exception as exc:  # a failed start: one clear line, exit 1
