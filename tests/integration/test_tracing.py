@@ -62,6 +62,18 @@ VIDEO_INFO: Json = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _pymongo_listeners_as_found() -> Iterator[None]:
+    """pymongo cannot unregister a listener, so the one the first install registers would
+    stay for the rest of the session; and every client made while a command listener is
+    registered draws an operation id from ``random`` for each command, which Hypothesis
+    reports in later tests (schemathesis' gateway, in its own thread) as a strategy using
+    ``random``. The module leaves pymongo's command listeners as it found them."""
+    before = list(monitoring._LISTENERS.command_listeners)
+    yield
+    monitoring._LISTENERS.command_listeners[:] = before
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Traces on, into :data:`EXPORTER`, for this test; off again after it."""
