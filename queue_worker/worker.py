@@ -196,6 +196,8 @@ class FeedbackWorker:
             [(message.headers or {}).get(RECEIVED_AT) for message, _ in batches],
             time.monotonic() - started,
         )
+        # counted before the answers go out: whoever reads an answer sees its batch counted
+        self.applied_batches += len(batches)
         log.debug(
             "applied %d batches (%d items) in %.3f s",
             len(batches),
@@ -206,7 +208,6 @@ class FeedbackWorker:
             with tracing.attached(trace):  # each answer in its request's trace
                 await self._reply(message, result.body())
             await message.ack()
-            self.applied_batches += 1
 
     async def _parse(self, message: AbstractIncomingMessage) -> FeedbackBatch | None:
         """The batch a message holds, or None after answering and rejecting it."""
