@@ -25,7 +25,7 @@ from urllib.request import urlopen
 from shared.broker import QueueNames
 from shared.embedded_mongo import embedded_uri
 from shared.jobs import AUTORESTART, JANITOR
-from shared.settings import node_urls
+from shared.settings import METRICS_PORT_FIELDS, Settings, env_name, node_urls
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,9 @@ def running_stack(**env_extra: str) -> Iterator[Stack]:
         "LUNA_STREAMS_EMBEDDED_PORT": str(mongo_port),
         "LUNA_STREAMS_EMBEDDED_DATA_DIR": os.path.join(data_dir, "mongo"),
         "LUNA_STREAMS_LOG_LEVEL": "WARNING",
+        # free ports: the defaults (the gateway's port + 1, + 2, + 3) may be someone's,
+        # the embedded server's among them
+        **{env_name(Settings, field): str(free_port()) for field in METRICS_PORT_FIELDS.values()},
         **env_extra,
     }
     log_path = os.environ.get("LUNA_STREAMS_BENCH_LOG") or os.path.join(data_dir, "stack.log")

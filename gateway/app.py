@@ -91,6 +91,7 @@ async def access_context(app: web.Application) -> AsyncIterator[None]:
     """The database of API tokens and of the audit trail (LUNA_STREAMS_AUTH)."""
     app[GATE].open(app[DATABASE])
     yield
+    await app[GATE].close()
 
 
 async def broker_context(app: web.Application) -> AsyncIterator[None]:

@@ -52,6 +52,10 @@ class Gatekeeper:
         self._tokens = TokenStore(database)
         self._audit = AuditTrail(database, self.audit_retention_days)
 
+    async def close(self) -> None:
+        if self._audit is not None:
+            await self._audit.close()
+
     @property
     def tokens(self) -> TokenStore:
         if self._tokens is None:

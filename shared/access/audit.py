@@ -6,6 +6,10 @@ how it proved itself), the client address, the request id, the operation (method
 and its target (the ids in the path), the account it named, the status. Claims and feedback
 are not here: every status change they make is in the stream's own log.
 
+Rows of requests answered together are written together (one insert, journaled once, as
+:mod:`shared.coalesce` does for creates): a change's answer still waits for its row, but
+auditing costs a busy gateway one write per batch, not one per request.
+
 Rows go away after ``LUNA_STREAMS_AUDIT_RETENTION_DAYS`` (each carries its ``expire_at``; a
 TTL index removes it), as stream logs go after ``LUNA_STREAMS_LOGS_CLEAR_INTERVAL``.
 """
@@ -21,6 +25,7 @@ from pymongo import DESCENDING
 
 from shared import clock
 from shared.access.roles import Principal
+from shared.coalesce import Coalescer
 from shared.mongo import Database, Doc
 from shared.streams.documents import format_time
 
@@ -39,6 +44,14 @@ class AuditTrail:
     def __init__(self, database: Database, retention_days: float) -> None:
         self.database = database
         self.retention = timedelta(days=retention_days)
+        self._rows: Coalescer[Doc, None] = Coalescer(self._insert)
+
+    async def _insert(self, rows: list[Doc]) -> list[None]:
+        await self.database.audit.insert_many(rows, ordered=False)
+        return [None] * len(rows)
+
+    async def close(self) -> None:
+        await self._rows.close()
 
     async def record(
         self,
@@ -53,7 +66,7 @@ class AuditTrail:
         status: int,
     ) -> None:
         now = clock.now_utc()
-        await self.database.audit.insert_one(
+        await self._rows.submit(
             {
                 "_id": str(uuid.uuid4()),
                 "time": now,
