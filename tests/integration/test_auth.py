@@ -302,6 +302,14 @@ async def test_changes_are_audited_with_who_and_what(stack: Stack) -> None:
     await _error(await viewer.get("/1/audit"), 403, 12041)
 
 
+async def test_concurrent_changes_each_have_their_row_when_answered(stack: Stack) -> None:
+    """Rows of requests answered together are written together, each before its answer."""
+    operator = await stack.client(await stack.token(Role.OPERATOR, name="ops"))
+    created = await asyncio.gather(*(create_stream(operator, v1_body()) for _ in range(20)))
+    rows = await stack.database.audit.find({"method": "POST"}).to_list()
+    assert sorted(row["target"]["stream_id"] for row in rows) == sorted(created)
+
+
 async def test_with_auth_off_everything_acts_as_admin(client: Client) -> None:
     me = await (await client.get("/1/auth/me")).json()
     assert me["auth"] == "off" and me["role"] == "admin" and me["account_id"] is None
