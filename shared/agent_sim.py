@@ -18,6 +18,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,11 @@ class AgentStats:
     #: when each latency sample ended (``time.monotonic()``), in the same order
     ended_at: dict[str, list[float]] = field(default_factory=dict)
     claimed_ids: list[str] = field(default_factory=list)
+    #: the report moments (every ``feedback_period``) that fell due while the agent ran,
+    #: sent or not: what a fleet offers is these times the streams it should hold
+    reports_due: int = 0
+    #: how many report items of each stream were answered (modified or unmodified)
+    answered: Counter[str] = field(default_factory=Counter)
 
     def observe(self, route: str, seconds: float) -> None:
         self.latency.setdefault(route, []).append(seconds)
@@ -59,6 +65,8 @@ class AgentStats:
         self.modified += other.modified
         self.unmodified += other.unmodified
         self.claimed_ids += other.claimed_ids
+        self.reports_due += other.reports_due
+        self.answered.update(other.answered)
         for key, count in other.errors.items():
             self.errors[key] = self.errors.get(key, 0) + count
         for route, values in other.latency.items():
@@ -84,6 +92,7 @@ class AgentStats:
             "feedback_items": self.feedback_items,
             "modified": self.modified,
             "unmodified": self.unmodified,
+            "reports_due": self.reports_due,
             "errors": dict(self.errors),
             "latency_ms": {
                 route: {
@@ -106,9 +115,9 @@ class AgentConfig:
     feedback_period: float = 2.0
     request_period: float = 1.0
     batch_size: int = 100
-    #: each agent's first report comes at a random moment of its first period, as agents
-    #: started one by one do; False: every agent reports at the same instants (a fleet
-    #: restarted at once, the worst case)
+    #: each agent's first claim and first report come at random moments of their first
+    #: periods, as agents started one by one do; False: every agent claims and reports at
+    #: the same instants (a fleet restarted at once, the worst case)
     stagger: bool = True
     done_probability: float = 0.0
     failure_probability: float = 0.0
@@ -212,22 +221,38 @@ class Agent:
             outcome = data["streams"]
             self.stats.modified += len(outcome["modified"])
             self.stats.unmodified += len(outcome["unmodified"])
+            self.stats.answered.update(
+                entry["stream_id"] for entry in outcome["modified"] + outcome["unmodified"]
+            )
             for entry in outcome["unmodified"] + [
                 m for m in outcome["modified"] if m["status"] != IN_PROGRESS
             ]:
                 self.held.pop(entry["stream_id"], None)
 
     async def run(self, until: float) -> AgentStats:
-        period = self.config.feedback_period
-        next_report = time.monotonic() + (
-            random.uniform(0, period) if self.config.stagger else period
-        )
-        while time.monotonic() < until:
-            await self.claim()
+        """Claim every ``request_period`` and report every ``feedback_period`` until
+        ``until``; each wakes at its own time (a report is not held back by the claims'
+        rhythm). A report that falls due while the last request is still out is sent
+        when it returns (late), so a slow service gets fewer reports, never more."""
+        period, every = self.config.feedback_period, self.config.request_period
+        now = time.monotonic()
+        # agents started one by one (stagger) claim and report at moments of their own;
+        # a fleet restarted at once claims at once and reports a period later
+        next_report = now + (random.uniform(0, period) if self.config.stagger else period)
+        next_claim = now + (random.uniform(0, every) if self.config.stagger else 0.0)
+        while (now := time.monotonic()) < until:
+            if now >= next_claim:
+                await self.claim()
+                next_claim = time.monotonic() + every
             if time.monotonic() >= next_report:
+                self.stats.reports_due += 1
                 await self.report()
                 next_report += period
-            await asyncio.sleep(self.config.request_period)
+            await asyncio.sleep(max(0.0, min(next_claim, next_report, until) - time.monotonic()))
+        # the moments that fell due while the last requests were out, not sent
+        while next_report < until:
+            self.stats.reports_due += 1
+            next_report += period
         return self.stats
 
 

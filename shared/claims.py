@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,9 +33,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from shared import claim_line
 from shared.broker import Broker, broker_errors
 from shared.clock import now_utc
-from shared.coalesce import Coalescer
 from shared.errors import BrokerUnavailable
 from shared.mongo import Database, Doc, find_by_ids
 from shared.statuses import IN_PROGRESS, PENDING
@@ -51,12 +51,8 @@ CAP_LOCK = "claims.max_active_streams"
 CAP_LOCK_TTL = timedelta(seconds=30)
 #: how long a capped claim waits for the lock before answering ``[]``
 CAP_LOCK_WAIT = 5.0
-#: a claim that has streams, and other claims waiting for it, starts no new round of
-#: tokens after this long (seconds)
-CLAIM_ROUNDS_TIME = 0.1
-#: tokens one round takes at most (one read, one bulk write, one insert): a cold start's
-#: claims of a hundred each are served in rounds short enough that no claim waits long
-CLAIM_ROUND = 50
+#: tokens one round of a filtered claim takes at most (as :data:`shared.claim_line.CLAIM_ROUND`)
+CLAIM_ROUND = claim_line.CLAIM_ROUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,37 +105,31 @@ class ClaimService:
         self.changes = changes
         self.max_active_streams = max_active_streams
         self.buffers = TokenBuffers(broker, prefetch=prefetch, hold=hold)
-        #: unfiltered claims that arrive together are served together, per API version
+        #: unfiltered claims, per API version: in line, each answered when it has streams
         self._unfiltered = {
-            version: Coalescer[int, list[Doc]](self._claim_together(version), max_batch=50)
-            for version in (1, 2)
+            version: claim_line.ClaimLine(self._unfiltered_round(version)) for version in (1, 2)
         }
         self._cap_guard = asyncio.Lock()
         self._owner = uuid.uuid4().hex
 
     async def close(self) -> None:
         """Give every buffered token back to the broker."""
-        for coalescer in self._unfiltered.values():
-            await coalescer.close()
+        for line in self._unfiltered.values():
+            await line.close()
         await self.buffers.close()
 
-    def _claim_together(self, version: int) -> Callable[[list[int]], Awaitable[list[list[Doc]]]]:
-        async def claim_together(limits: list[int]) -> list[list[Doc]]:
-            coalescer = self._unfiltered[version]
+    def _unfiltered_round(self, version: int) -> claim_line.Round:
+        filters = QueueFilters(api_version=version)
 
-            def others_wait() -> bool:
-                return len(limits) > 1 or coalescer.waiting > 0
+        async def claim_round(count: int) -> tuple[list[Doc], int]:
+            buffer = await self.buffers.get(self.broker.names.streams)
+            messages = await buffer.take(count)
+            if not messages:
+                return [], 0
+            claimed = await self._claim_tokens(buffer.give_back, messages, filters)
+            return claimed, len(messages)
 
-            claimed = await self._claim_from_broker(
-                QueueFilters(api_version=version), sum(limits), others_wait
-            )
-            answers = []
-            for limit in limits:
-                answers.append(claimed[:limit])
-                del claimed[:limit]
-            return answers
-
-        return claim_together
+        return claim_round
 
     async def _queue_group_ids(self, filters: QueueFilters) -> list[str]:
         """The group queues a group-filtered claim consumes."""
@@ -237,12 +227,9 @@ class ClaimService:
             claimed += await self._compare_and_set(candidates, filters)
         return claimed
 
-    async def _claim_from_broker(
-        self, filters: QueueFilters, limit: int, others_wait: Callable[[], bool] = bool
-    ) -> list[Doc]:
-        """Claim from the token queues the filters name. ``others_wait``: whether other
-        claims wait for this one (served together, or queued behind it): then it answers
-        with what it has after :data:`CLAIM_ROUNDS_TIME` instead of claiming on."""
+    async def _claim_from_broker(self, filters: QueueFilters, limit: int) -> list[Doc]:
+        """Claim from the group queues the filters name, in rounds of at most
+        :data:`CLAIM_ROUND` tokens."""
         names = (
             [self.broker.names.group(gid) for gid in await self._queue_group_ids(filters)]
             if filters.by_group
@@ -251,8 +238,7 @@ class ClaimService:
         claimed: list[Doc] = []
         # stale tokens are skipped, but one claim examines a bounded number of them, so
         # that a queue full of stale tokens cannot keep one request busy for long
-        budget = limit * 4 + 50
-        answer_by = time.monotonic() + CLAIM_ROUNDS_TIME
+        budget = claim_line.stale_budget(limit)
         live = list(names)
         while len(claimed) < limit and live and budget > 0:
             for name in list(live):
@@ -264,11 +250,6 @@ class ClaimService:
                         continue
                     budget -= len(messages)
                     claimed += await self._claim_tokens(buffer.give_back, messages, filters)
-                    if claimed and time.monotonic() >= answer_by and others_wait():
-                        # answer with what is claimed rather than claim on for long (a
-                        # cold start's queue of thousands): fewer is a normal answer,
-                        # and the agent asks again
-                        return claimed
                 except BrokerUnavailable:
                     if not claimed:
                         raise
