@@ -2,7 +2,7 @@
 
 A database pays per round trip far more than per document, and the embedded server pays
 even more for concurrent writers than for one writer with more documents. So the gateway
-does not send N concurrent creates (or claims) as N writes: one :class:`Coalescer` per kind
+does not send N concurrent creates (or audit rows) as N writes: one :class:`Coalescer` per kind
 of work runs one batch at a time, and whatever arrived meanwhile (up to ``max_batch``)
 becomes the next batch. An idle gateway adds no delay (a lone request runs at once); a busy
 one turns its concurrency into bigger, fewer writes. A failure fails every request of its
