@@ -11,7 +11,7 @@ gave it streams and others wait (or it has its limit, or the queue is empty). An
 so the agents' next claims, spread over the period, and the rounds follow one another
 while claims wait: a cold start is handed out at the database's pace.
 
-No claim waits long: before a round, a claim that would have waited more than
+No claim waits long while others wait: before a round, a claim that would have waited more than
 :data:`ANSWER_BY` when the round ends (judged by the last round's pace) is answered with
 what it has, possibly nothing, and rounds shrink when the database is slow (towards
 :data:`ROUND_TIME` each, :data:`MIN_ROUND` tokens at least). A claimed
@@ -109,11 +109,14 @@ class ClaimLine:
                 self._drop_gone()
                 if not self._line:
                     break
-                # a round short enough to end before the oldest claim's time is up
+                # while others wait: a round short enough to end before the oldest claim's
+                # time is up (a claim alone is served until its limit, as before the line)
                 now = time.monotonic()
-                left = self._line[0].since + self.answer_by - now
-                count = max(1, min(size, int(left / per_token))) if per_token else size
-                self._answer_late(now + per_token * count)
+                count = size
+                if len(self._line) > 1 and per_token:
+                    left = self._line[0].since + self.answer_by - now
+                    count = max(1, min(size, int(left / per_token)))
+                    self._answer_late(now + per_token * count)
                 if not self._line:
                     break
                 wanted = sum(claim.wants for claim in self._line)
