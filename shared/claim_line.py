@@ -72,10 +72,6 @@ class ClaimLine:
         self._line: list[_Claim] = []
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def waiting(self) -> int:
-        return len(self._line)
-
     async def submit(self, limit: int) -> list[Doc]:
         future: asyncio.Future[list[Doc]] = asyncio.get_running_loop().create_future()
         self._line.append(_Claim(limit, time.monotonic(), future))
@@ -107,8 +103,6 @@ class ClaimLine:
         try:
             while self._line:
                 self._drop_gone()
-                if not self._line:
-                    break
                 # while others wait: a round short enough to end before the oldest claim's
                 # time is up (a claim alone is served until its limit, as before the line)
                 now = time.monotonic()

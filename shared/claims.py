@@ -51,8 +51,6 @@ CAP_LOCK = "claims.max_active_streams"
 CAP_LOCK_TTL = timedelta(seconds=30)
 #: how long a capped claim waits for the lock before answering ``[]``
 CAP_LOCK_WAIT = 5.0
-#: tokens one round of a filtered claim takes at most (as :data:`shared.claim_line.CLAIM_ROUND`)
-CLAIM_ROUND = claim_line.CLAIM_ROUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +120,18 @@ class ClaimService:
         filters = QueueFilters(api_version=version)
 
         async def claim_round(count: int) -> tuple[list[Doc], int]:
-            buffer = await self.buffers.get(self.broker.names.streams)
-            messages = await buffer.take(count)
-            if not messages:
-                return [], 0
-            claimed = await self._claim_tokens(buffer.give_back, messages, filters)
-            return claimed, len(messages)
+            return await self._round(self.broker.names.streams, filters, count)
 
         return claim_round
+
+    async def _round(self, queue: str, filters: QueueFilters, count: int) -> tuple[list[Doc], int]:
+        """One round on a token queue: (the streams claimed, the tokens taken); no token
+        taken means the queue has none for us now."""
+        buffer = await self.buffers.get(queue)
+        messages = await buffer.take(min(count, claim_line.CLAIM_ROUND))
+        if not messages:
+            return [], 0
+        return await self._claim_tokens(buffer.give_back, messages, filters), len(messages)
 
     async def _queue_group_ids(self, filters: QueueFilters) -> list[str]:
         """The group queues a group-filtered claim consumes."""
@@ -209,9 +211,9 @@ class ClaimService:
             return []
         if filters.direct:
             return await self._claim_direct(filters, limit)
-        if filters == QueueFilters(api_version=filters.api_version):
-            return await self._unfiltered[filters.api_version].submit(limit)
-        return await self._claim_from_broker(filters, limit)
+        if filters.by_group:
+            return await self._claim_by_group(filters, limit)
+        return await self._unfiltered[filters.api_version].submit(limit)
 
     async def _claim_direct(self, filters: QueueFilters, limit: int) -> list[Doc]:
         claimed: list[Doc] = []
@@ -227,35 +229,28 @@ class ClaimService:
             claimed += await self._compare_and_set(candidates, filters)
         return claimed
 
-    async def _claim_from_broker(self, filters: QueueFilters, limit: int) -> list[Doc]:
-        """Claim from the group queues the filters name, in rounds of at most
-        :data:`CLAIM_ROUND` tokens."""
-        names = (
-            [self.broker.names.group(gid) for gid in await self._queue_group_ids(filters)]
-            if filters.by_group
-            else [self.broker.names.streams]
-        )
+    async def _claim_by_group(self, filters: QueueFilters, limit: int) -> list[Doc]:
+        """Claim from the group queues the filters name, round after round."""
         claimed: list[Doc] = []
         # stale tokens are skipped, but one claim examines a bounded number of them, so
         # that a queue full of stale tokens cannot keep one request busy for long
         budget = claim_line.stale_budget(limit)
-        live = list(names)
+        live = [self.broker.names.group(gid) for gid in await self._queue_group_ids(filters)]
         while len(claimed) < limit and live and budget > 0:
             for name in list(live):
                 try:
-                    buffer = await self.buffers.get(name)
-                    messages = await buffer.take(min(limit - len(claimed), CLAIM_ROUND))
-                    if not messages:
-                        live.remove(name)
-                        continue
-                    budget -= len(messages)
-                    claimed += await self._claim_tokens(buffer.give_back, messages, filters)
+                    got, taken = await self._round(name, filters, limit - len(claimed))
                 except BrokerUnavailable:
                     if not claimed:
                         raise
                     # the streams claimed so far are this agent's: answer with them
                     log.warning("broker lost mid-claim; answering with %d", len(claimed))
                     return claimed
+                if not taken:
+                    live.remove(name)
+                    continue
+                budget -= taken
+                claimed += got
                 if len(claimed) >= limit:
                     break
         return claimed

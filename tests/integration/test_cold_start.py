@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from queue_worker.worker import FeedbackWorker
-from shared.claims import CLAIM_ROUND
+from shared.claim_line import CLAIM_ROUND
 from shared.mongo import INDEXES, OBSOLETE_INDEXES, STREAMS, Database, create_indexes
 from shared.streams.shown import SHOWN_AT
 from tests.integration.factories import Client, create_stream, get_stream, v1_body
