@@ -24,6 +24,7 @@ RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['p
 # finds the developer manual in /app/docs next to it.
 COPY README.md ./
 COPY shared ./shared
+COPY cli ./cli
 COPY gateway ./gateway
 COPY queue_worker ./queue_worker
 COPY autorestart_worker ./autorestart_worker

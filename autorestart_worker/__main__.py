@@ -1,11 +1,11 @@
-"""``python -m autorestart_worker``: the dramatiq worker through :mod:`shared.lifecycle`."""
+"""``python -m autorestart_worker``: the dramatiq worker through :mod:`shared.runtime.lifecycle`."""
 
 from __future__ import annotations
 
 from autorestart_worker.jobs import spec
-from shared.jobs import JobWorker
-from shared.lifecycle import main
-from shared.settings import AutorestartWorkerSettings
+from shared.core.settings import AutorestartWorkerSettings
+from shared.runtime.jobs import JobWorker
+from shared.runtime.lifecycle import main
 
 
 def build(settings: AutorestartWorkerSettings) -> JobWorker:

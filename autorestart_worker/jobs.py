@@ -1,19 +1,19 @@
 """What the autorestart worker runs: four periodic jobs, each a dramatiq actor, and the
-fleet census (:mod:`shared.fleet`) beside them."""
+fleet census (:mod:`shared.services.fleet`) beside them."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.autorestart import restart_due
-from shared.downgrade import downgrade_silent
-from shared.fleet import census_forever
-from shared.jobs import AUTORESTART, JobClients, JobWorkerSpec, PeriodicJob
-from shared.reconciler import reconcile_tokens
-from shared.settings import AutorestartWorkerSettings
-from shared.streams.changes import StreamChanges
-from shared.tokens import BrokerTokenPublisher
-from shared.webhooks.job import webhook_job
+from autorestart_worker.webhook_job import webhook_job
+from shared.core.settings import AutorestartWorkerSettings
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.runtime.jobs import AUTORESTART, JobClients, JobWorkerSpec, PeriodicJob
+from shared.services.downgrade import downgrade_silent
+from shared.services.fleet import census_forever
+from shared.services.reconciler import reconcile_tokens
+from shared.services.restarts import restart_due
+from shared.store.changes import StreamChanges
 
 
 def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:

@@ -20,9 +20,9 @@ import aiohttp
 
 from bench.bench_processing import AGENTS, BATCH, claims, creates, feedback, first_report
 from bench.stack import running_stack
-from shared.access.credentials import TokenStore
-from shared.access.roles import Role
-from shared.mongo import open_database
+from shared.domain.roles import Role
+from shared.services.access.credentials import TokenStore
+from shared.store.mongo import open_database
 
 
 async def _tokens(mongo_uri: str, db_name: str) -> tuple[str, str]:

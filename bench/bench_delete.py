@@ -25,14 +25,14 @@ import aiohttp
 
 from bench.env import bench_settings, mongo_uri
 from bench.stack import delete_queues
-from shared.broker import open_configured_broker
-from shared.clock import now_utc
-from shared.models import StreamCreateV1
-from shared.mongo import ID_CHUNK, Database, open_database
-from shared.settings import Settings
-from shared.streams.changes import StreamChanges, log_row
-from shared.streams.documents import new_stream
-from shared.tokens import BrokerTokenPublisher
+from shared.core.clock import now_utc
+from shared.core.settings import Settings
+from shared.domain.documents import new_stream
+from shared.domain.models import StreamCreateV1
+from shared.messaging.broker import open_configured_broker
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.store.changes import StreamChanges, log_row
+from shared.store.mongo import ID_CHUNK, Database, open_database
 from tests.processes import Component, component_env, running
 from tests.services import free_port
 

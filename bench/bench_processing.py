@@ -43,8 +43,8 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from bench.stack import CpuMeter, Stack, peak_rss_mib, running_stack
-from shared.agent_sim import video_info as sim_video_info
-from shared.mongo import INDEXES, STREAM_LOGS, STREAMS
+from cli.agent_sim import video_info as sim_video_info
+from shared.store.mongo import INDEXES, STREAM_LOGS, STREAMS
 from tests.fault.figures import BODY
 
 VIDEO_INFO = sim_video_info(0.0, "2026-01-01T00:00:00.000Z")

@@ -16,10 +16,10 @@ import uuid
 from datetime import timedelta
 
 from bench.env import bench_settings, gateway_client, mongo_uri, timed
-from shared.clock import now_utc
-from shared.models import StreamCreateV1
-from shared.mongo import open_database
-from shared.streams.documents import VIEW_PROJECTION, new_stream
+from shared.core.clock import now_utc
+from shared.domain.documents import VIEW_PROJECTION, new_stream
+from shared.domain.models import StreamCreateV1
+from shared.store.mongo import open_database
 
 ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
 BODY = StreamCreateV1.model_validate(
@@ -36,7 +36,7 @@ BODY = StreamCreateV1.model_validate(
 
 
 async def seed(database: object, start: int, count: int) -> None:
-    from shared.mongo import Database
+    from shared.store.mongo import Database
 
     assert isinstance(database, Database)
     base = now_utc()
@@ -56,7 +56,7 @@ async def seed(database: object, start: int, count: int) -> None:
 async def measure(size: int, client: object, database: object, repeat: int) -> dict[str, float]:
     from aiohttp.test_utils import TestClient
 
-    from shared.mongo import Database
+    from shared.store.mongo import Database
 
     assert isinstance(client, TestClient) and isinstance(database, Database)
     some = await database.streams.find_one({}, {"_id": 1}, skip=size // 2)

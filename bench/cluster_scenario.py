@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 
-from shared.broker import QueueNames
-from shared.mongo import Database, open_database
-from shared.settings import Settings, node_urls
+from shared.core.settings import Settings, node_urls
+from shared.messaging.broker import QueueNames
+from shared.store.mongo import Database, open_database
 from tests.fault.figures import BODY, create_streams
 from tests.processes import Component, gateway, running, worker
 from tests.rabbitmq_cluster import running_cluster

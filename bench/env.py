@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.settings import Settings
+from shared.core.settings import Settings
 from tests.services import mongo_server
 
 

@@ -32,7 +32,7 @@ import aiohttp
 from pymongo import AsyncMongoClient
 
 from bench.stack import Stack, children_of, rss_mib, running_stack
-from shared.agent_sim import AgentConfig, AgentStats, run_agents
+from cli.agent_sim import AgentConfig, AgentStats, run_agents
 from tests.fault.figures import BODY
 
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
-from shared.broker import QueueNames
-from shared.embedded_mongo import embedded_uri
-from shared.jobs import AUTORESTART, JANITOR
-from shared.settings import METRICS_PORT_FIELDS, Settings, env_name, node_urls
+from shared.core.settings import METRICS_PORT_FIELDS, Settings, env_name, node_urls
+from shared.messaging.broker import QueueNames
+from shared.runtime.jobs import AUTORESTART, JANITOR
+from shared.store.embedded_mongo import embedded_uri
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def running_stack(**env_extra: str) -> Iterator[Stack]:
     log_path = os.environ.get("LUNA_STREAMS_BENCH_LOG") or os.path.join(data_dir, "stack.log")
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "all"],
+            [sys.executable, "-m", "cli.main", "all"],
             env=env,
             cwd=ROOT,
             stdout=log_file,
@@ -150,7 +150,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 #: how the benchmarks name the stack's processes (``python -m <module>``)
-COMPONENT_NAMES = {"shared.cli": "embedded-mongo"}
+COMPONENT_NAMES = {"cli.main": "embedded-mongo"}
 
 
 class CpuMeter:

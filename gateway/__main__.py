@@ -1,4 +1,4 @@
-"""``python -m gateway``: the HTTP API through :mod:`shared.lifecycle`, on aiohttp's own
+"""``python -m gateway``: the HTTP API through :mod:`shared.runtime.lifecycle`, on aiohttp's own
 runner (``web.AppRunner``): on SIGTERM readiness turns off at once, the site stops
 listening, the requests in flight get up to ``LUNA_STREAMS_SHUTDOWN_TIMEOUT`` (aiohttp's
 graceful shutdown: ``on_shutdown`` ends the event streams first), then the clients close."""
@@ -13,8 +13,8 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.limits import cap_connections
-from shared.lifecycle import Readiness, main, never_broken
-from shared.settings import GatewaySettings, listen_address
+from shared.core.settings import GatewaySettings, listen_address
+from shared.runtime.lifecycle import Readiness, main, never_broken
 
 log = logging.getLogger("gateway")
 

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.access.roles import Access
-from shared.errors import BadQueryParams, LunaError
+from shared.core.errors import BadQueryParams, LunaError
+from shared.domain.roles import Access
 
 ACCOUNT_PARAMETER = "account_id"
 

@@ -49,17 +49,17 @@ from gateway.routes import (
     streams,
     webhooks,
 )
-from shared.broker import open_configured_broker
-from shared.claims import ClaimService
-from shared.event_hub import StreamEventHub
-from shared.feedback_rpc import FeedbackClient
-from shared.groups import GroupService
-from shared.lifecycle import Readiness
-from shared.mongo import open_configured_database
-from shared.settings import GatewaySettings
-from shared.streams.changes import StreamChanges
-from shared.streams.service import StreamService
-from shared.tokens import BrokerTokenPublisher
+from shared.core.settings import GatewaySettings
+from shared.messaging.broker import open_configured_broker
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.messaging.rpc import FeedbackClient
+from shared.runtime.lifecycle import Readiness
+from shared.services.claims import ClaimService
+from shared.services.event_hub import StreamEventHub
+from shared.services.groups import GroupService
+from shared.services.streams import StreamService
+from shared.store.changes import StreamChanges
+from shared.store.mongo import open_configured_database
 
 # order matters: fixed paths (/1/streams/count, /logs, /processing/...) before /{stream_id}
 APIS: list[Api] = [
@@ -148,7 +148,7 @@ async def end_event_streams(app: web.Application) -> None:
 
 
 def create_app(settings: GatewaySettings, readiness: Readiness | None = None) -> web.Application:
-    """The gateway; ``readiness`` is its process's (:mod:`shared.lifecycle`), else ready."""
+    """The gateway; ``readiness`` is its process's (:mod:`shared.runtime.lifecycle`), else ready."""
     app = web.Application(
         client_max_size=settings.max_body_size,
         # the API allows 1000 ids (or names) in a query string: long request lines

@@ -3,7 +3,7 @@
 :func:`access_middleware` finds the operation a request was routed to and asks the
 :class:`Gatekeeper` who the caller is and whether it may:
 
-- ``Authorization: Bearer <token>`` (an API token, :mod:`shared.access.credentials`);
+- ``Authorization: Bearer <token>`` (an API token, :mod:`shared.services.access.credentials`);
 - else the console's session cookie, set by ``POST /console/session``: HttpOnly,
   ``SameSite=Strict``, and every request that changes something must also carry the
   ``X-CSRF-Token`` header equal to the readable CSRF cookie (double submit), so that no
@@ -18,7 +18,7 @@ account scope, or one naming another account (:mod:`gateway.parsing`) is 403 (12
 than ``LUNA_STREAMS_AUTH_MAX_FAILURES`` wrong credentials from one address within
 ``LUNA_STREAMS_AUTH_FAILURE_WINDOW`` seconds: that address gets 429 (12042) until the
 window ends. A change answered with a 2xx is written to the audit trail before the answer
-goes out (:mod:`shared.access.audit`).
+goes out (:mod:`shared.services.access.audit`).
 
 With authentication off every request acts as an unscoped admin and nothing is checked or
 audited: the reference service trusts whoever reaches it.
@@ -34,7 +34,7 @@ from aiohttp.typedefs import Handler
 from gateway.api import operation_of
 from gateway.gatekeeper import CSRF_COOKIE, SAFE_METHODS, TOKEN_COOKIE
 from gateway.keys import ACCOUNT_NAMED, GATE, PRINCIPAL
-from shared.access.roles import Access
+from shared.domain.roles import Access
 
 
 def session_cookies(response: web.StreamResponse, token: str, secure: bool) -> None:

@@ -11,15 +11,15 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from gateway.api import Operation
-from shared.access.audit import AuditTrail
-from shared.access.credentials import TokenStore
-from shared.access.roles import OPEN, VIA_NETWORK, Access, Principal, Role, refusal
-from shared.access.throttle import FailureThrottle
-from shared.errors import Forbidden, TooManyAuthFailures, Unauthorized
-from shared.log_setup import request_id_var
-from shared.mongo import Database
-from shared.preview_policy import Address, PreviewPolicy
-from shared.settings import GatewaySettings
+from shared.core.errors import Forbidden, TooManyAuthFailures, Unauthorized
+from shared.core.settings import GatewaySettings
+from shared.domain.preview_policy import Address, PreviewPolicy
+from shared.domain.roles import OPEN, VIA_NETWORK, Access, Principal, Role, refusal
+from shared.services.access.audit import AuditTrail
+from shared.services.access.credentials import TokenStore
+from shared.services.access.throttle import FailureThrottle
+from shared.store.mongo import Database
+from shared.telemetry.log_setup import request_id_var
 
 TOKEN_COOKIE: Final = "luna_streams_token"
 CSRF_COOKIE: Final = "luna_streams_csrf"

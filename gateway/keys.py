@@ -8,22 +8,22 @@ from gateway.docs import DocsBundle
 from gateway.gatekeeper import Gatekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.preview_client import PreviewClient
-from shared.access.roles import Principal
-from shared.broker import Broker
-from shared.claims import ClaimService
-from shared.event_hub import StreamEventHub
-from shared.feedback_rpc import FeedbackClient
-from shared.groups import GroupService
-from shared.lifecycle import Readiness
-from shared.mongo import Database
-from shared.settings import GatewaySettings
-from shared.streams.service import StreamService
+from shared.core.settings import GatewaySettings
+from shared.domain.roles import Principal
+from shared.messaging.broker import Broker
+from shared.messaging.rpc import FeedbackClient
+from shared.runtime.lifecycle import Readiness
+from shared.services.claims import ClaimService
+from shared.services.event_hub import StreamEventHub
+from shared.services.groups import GroupService
+from shared.services.streams import StreamService
+from shared.store.mongo import Database
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
 METRICS = web.AppKey("metrics", GatewayMetrics)
-#: false from the moment SIGTERM arrives (:mod:`shared.lifecycle`): /healthcheck answers 503
+#: false from the moment SIGTERM arrives (:mod:`shared.runtime.lifecycle`): /healthcheck answers 503
 READINESS = web.AppKey("readiness", Readiness)
 DOCS = web.AppKey("docs", DocsBundle)
 STREAMS = web.AppKey("streams", StreamService)

@@ -9,7 +9,7 @@
 - ``LUNA_STREAMS_MAX_CONNECTIONS``: connections beyond this many are closed as they open.
   Event subscribers hold their connections, so they may take only part of them
   (``LUNA_STREAMS_EVENTS_MAX_CONNECTIONS`` is kept below this cap, and
-  ``LUNA_STREAMS_EVENTS_MAX_PER_CLIENT`` bounds one client's: :mod:`shared.event_hub`).
+  ``LUNA_STREAMS_EVENTS_MAX_PER_CLIENT`` bounds one client's: :mod:`shared.services.event_hub`).
 """
 
 from __future__ import annotations

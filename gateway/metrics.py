@@ -1,6 +1,6 @@
 """The gateway's Prometheus metrics, in a registry of their own (one per application), served
 at ``/metrics`` together with the default registry (the library's metrics,
-:mod:`shared.metrics`, and the process's own).
+:mod:`shared.telemetry.metrics`, and the process's own).
 
 Names follow Prometheus' conventions (``luna_streams_`` prefix, seconds, ``_total``
 counters); the labels are a route's pattern (``GET:/1/streams/{stream_id}``, never a
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from shared.metrics import LATENCY_BUCKETS
+from shared.telemetry.metrics import LATENCY_BUCKETS
 
 #: claims that handed out streams, and claims that found none
 CLAIM_OUTCOMES = ("streams", "empty")

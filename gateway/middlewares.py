@@ -3,7 +3,7 @@
 Order (outermost first): request id -> metrics -> errors -> Host check, so that the request
 id is echoed and every answer, errors included (a refused Host too), is counted under its
 route and logged once (``gateway.access``: method, path, status, duration, request id).
-With traces on (:mod:`shared.tracing`), aiohttp-server's middleware comes first (the
+With traces on (:mod:`shared.telemetry.tracing`), aiohttp-server's middleware comes first (the
 request's span) and :func:`trace_middleware` right after the request id's.
 """
 
@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.keys import METRICS, SETTINGS
-from shared.errors import (
+from shared.core.errors import (
     BackendUnavailable,
     BadHost,
     BadRequestId,
@@ -28,11 +28,11 @@ from shared.errors import (
     PageNotFound,
     RequestTooLarge,
 )
-from shared.log_setup import request_id_var
-from shared.mongo import database_errors
-from shared.request_id import HEADER, is_valid_request_id, new_request_id
-from shared.tracing import enabled as tracing_enabled
-from shared.tracing import request_scope
+from shared.domain.request_id import HEADER, is_valid_request_id, new_request_id
+from shared.store.mongo import database_errors
+from shared.telemetry.log_setup import request_id_var
+from shared.telemetry.tracing import enabled as tracing_enabled
+from shared.telemetry.tracing import request_scope
 
 log = logging.getLogger("gateway.errors")
 access_log = logging.getLogger("gateway.access")
@@ -146,8 +146,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """LUNA error bodies. MongoDB's connection errors become
-    :class:`~shared.errors.DatabaseUnavailable` here (pymongo is called all over a request);
-    RabbitMQ's are :class:`~shared.errors.BrokerUnavailable` already (where aio-pika is
+    :class:`~shared.core.errors.DatabaseUnavailable` here (pymongo is called all over a request);
+    RabbitMQ's are :class:`~shared.core.errors.BrokerUnavailable` already (where aio-pika is
     called). Either is 503, error code 2: the client may retry."""
     try:
         with database_errors():

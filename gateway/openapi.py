@@ -16,8 +16,7 @@ from pydantic.json_schema import models_json_schema
 from gateway.api import Operation
 from gateway.parsing import PATH_ID
 from shared import __version__
-from shared.access.roles import GRANTS, SCOPABLE, Access
-from shared.errors import (
+from shared.core.errors import (
     BadContentType,
     BadHost,
     BadInputJson,
@@ -34,7 +33,8 @@ from shared.errors import (
     TooManyAuthFailures,
     Unauthorized,
 )
-from shared.request_id import HEADER, PATTERN
+from shared.domain.request_id import HEADER, PATTERN
+from shared.domain.roles import GRANTS, SCOPABLE, Access
 
 REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"{([^}]+)}")

@@ -15,8 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.keys import ACCOUNT_NAMED, PRINCIPAL, SETTINGS
-from shared.access.roles import scope_refusal
-from shared.errors import (
+from shared.core.errors import (
     BadContentType,
     BadInputJson,
     BadJson,
@@ -24,8 +23,9 @@ from shared.errors import (
     BadQueryParams,
     Forbidden,
 )
-from shared.models.common import UUID_PATTERN, format_validation_error
-from shared.settings import MASK
+from shared.core.settings import MASK
+from shared.domain.models.common import UUID_PATTERN, format_validation_error
+from shared.domain.roles import scope_refusal
 
 M = TypeVar("M", bound=BaseModel)
 

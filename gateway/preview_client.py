@@ -5,7 +5,7 @@
   (``LUNA_STREAMS_PREVIEW_MAX_CONNECTIONS``).
 - No redirects followed, no proxy from the environment, no decompression (bytes pass as
   they came, with their ``Content-Encoding``).
-- Every URL is checked again by :class:`shared.preview_policy.PreviewPolicy` before the
+- Every URL is checked again by :class:`shared.domain.preview_policy.PreviewPolicy` before the
   request: never the gateway itself. Each request carries ``Via: 1.1 luna-streams``, and a
   preview request that carries it is refused, so gateways cannot fetch from each other.
 - Every failure is the same 39010 "the preview is unavailable": which ports are open, closed or
@@ -21,10 +21,10 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import hdrs, web
 
-from shared.errors import PreviewError, PreviewUrlRefused
-from shared.models.feedback import FeedbackItem
-from shared.preview_policy import PreviewPolicy
-from shared.settings import GatewaySettings
+from shared.core.errors import PreviewError, PreviewUrlRefused
+from shared.core.settings import GatewaySettings
+from shared.domain.models.feedback import FeedbackItem
+from shared.domain.preview_policy import PreviewPolicy
 
 log = logging.getLogger("gateway.preview")
 

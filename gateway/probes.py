@@ -1,11 +1,11 @@
 """What the gateway samples for its metrics, beside its requests: its own dependencies
-(:mod:`shared.probes`) and the broker's queues that tell an operator whether feedback is
+(:mod:`shared.runtime.probes`) and the broker's queues that tell an operator whether feedback is
 flowing: the feedback queue (messages waiting, queue workers consuming), its dead-letter
 queue, the all-streams token queue.
 
 The queues are read with passive declares on a channel of the sampler's own (a refused
 declare closes its channel, never the one requests publish on), every
-:data:`~shared.probes.PROBE_EVERY` seconds: a scrape reads gauges and asks RabbitMQ
+:data:`~shared.runtime.probes.PROBE_EVERY` seconds: a scrape reads gauges and asks RabbitMQ
 nothing.
 """
 
@@ -21,9 +21,9 @@ from aiohttp import web
 
 from gateway.keys import BROKER, DATABASE, EVENTS, FEEDBACK, METRICS
 from gateway.metrics import GatewayMetrics
-from shared.broker import Broker, broker_errors, close_channel
-from shared.errors import BrokerUnavailable
-from shared.probes import probe_forever
+from shared.core.errors import BrokerUnavailable
+from shared.messaging.broker import Broker, broker_errors, close_channel
+from shared.runtime.probes import probe_forever
 
 log = logging.getLogger("gateway.probes")
 

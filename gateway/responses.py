@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, RootModel
 
-from shared.models import (
+from shared.domain.models import (
     EventHandlerV1,
     Location,
     PoliciesV1,
@@ -15,7 +15,7 @@ from shared.models import (
     StreamDataV2,
     VideoInfo,
 )
-from shared.statuses import AutorestartStatus, StoredStatus
+from shared.domain.statuses import AutorestartStatus, StoredStatus
 
 
 class StreamCreated(BaseModel):

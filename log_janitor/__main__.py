@@ -1,11 +1,11 @@
-"""``python -m log_janitor``: the dramatiq worker through :mod:`shared.lifecycle`."""
+"""``python -m log_janitor``: the dramatiq worker through :mod:`shared.runtime.lifecycle`."""
 
 from __future__ import annotations
 
 from log_janitor.jobs import spec
-from shared.jobs import JobWorker
-from shared.lifecycle import main
-from shared.settings import LogJanitorSettings
+from shared.core.settings import LogJanitorSettings
+from shared.runtime.jobs import JobWorker
+from shared.runtime.lifecycle import main
 
 
 def build(settings: LogJanitorSettings) -> JobWorker:

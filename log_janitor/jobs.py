@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.clock import now_utc
-from shared.jobs import JANITOR, JobClients, JobWorkerSpec, PeriodicJob
-from shared.metrics import LOG_ROWS_REMOVED
-from shared.settings import LogJanitorSettings
-from shared.stream_logs import StreamLogService
+from shared.core.clock import now_utc
+from shared.core.settings import LogJanitorSettings
+from shared.runtime.jobs import JANITOR, JobClients, JobWorkerSpec, PeriodicJob
+from shared.services.logs import StreamLogService
+from shared.telemetry.metrics import LOG_ROWS_REMOVED
 
 
 def spec(settings: LogJanitorSettings) -> JobWorkerSpec:

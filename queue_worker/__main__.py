@@ -1,4 +1,5 @@
-"""``python -m queue_worker``: consume feedback through :mod:`shared.lifecycle` until SIGTERM
+"""``python -m queue_worker``: consume feedback through
+:mod:`shared.runtime.lifecycle` until SIGTERM
 or SIGINT (or until the consumer stalls: exit code 1, for the supervisor to restart it)."""
 
 from __future__ import annotations
@@ -6,8 +7,8 @@ from __future__ import annotations
 from typing import NoReturn
 
 from queue_worker.worker import FeedbackWorker
-from shared.lifecycle import main
-from shared.settings import QueueWorkerSettings
+from shared.core.settings import QueueWorkerSettings
+from shared.runtime.lifecycle import main
 
 
 def run() -> NoReturn:

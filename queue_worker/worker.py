@@ -2,7 +2,7 @@
 
 Delivery is at least once: a batch is acknowledged only after it was applied and answered,
 so a worker that dies mid-batch leaves it to be redelivered to another worker, which
-applies it idempotently (:mod:`shared.feedback`). Batches that arrive together (up to the
+applies it idempotently (:mod:`shared.services.feedback`). Batches that arrive together (up to the
 prefetch) are applied together, in one pass over the database.
 
 Every message gets an answer. One that is not a feedback batch (whatever it holds: bad
@@ -27,24 +27,24 @@ from typing import TYPE_CHECKING, Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pymongo.errors import PyMongoError
 
-from shared import tracing
-from shared.broker import Broker, broker_errors, open_configured_broker
-from shared.errors import BrokerUnavailable
-from shared.feedback import FeedbackBatch, apply_feedback
-from shared.lifecycle import Readiness
-from shared.metrics import (
+from shared.core.errors import BrokerUnavailable
+from shared.core.settings import QueueWorkerSettings
+from shared.domain.models import FeedbackRequest
+from shared.messaging.broker import Broker, broker_errors, open_configured_broker
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.runtime.lifecycle import Readiness
+from shared.runtime.probes import probe_forever
+from shared.services.feedback import FeedbackBatch, apply_feedback
+from shared.store.changes import StreamChanges
+from shared.store.mongo import Database, open_configured_database
+from shared.telemetry import tracing
+from shared.telemetry.metrics import (
     CONSUMER_UP,
     FEEDBACK_BATCHES,
     FEEDBACK_ITEMS,
     RECEIVED_AT,
     feedback_applied,
 )
-from shared.models import FeedbackRequest
-from shared.mongo import Database, open_configured_database
-from shared.probes import probe_forever
-from shared.settings import QueueWorkerSettings
-from shared.streams.changes import StreamChanges
-from shared.tokens import BrokerTokenPublisher
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -73,7 +73,7 @@ def _items(batches: list[tuple[AbstractIncomingMessage, FeedbackBatch]]) -> int:
 
 
 class FeedbackWorker:
-    """The queue worker's component (:mod:`shared.lifecycle`)."""
+    """The queue worker's component (:mod:`shared.runtime.lifecycle`)."""
 
     name = "queue-worker"
 

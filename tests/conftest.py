@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.broker import QueueNames
-from shared.jobs import AUTORESTART, JANITOR, jobs_queue
-from shared.mongo import Database, open_database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.runtime.jobs import AUTORESTART, JANITOR, jobs_queue
+from shared.store.mongo import Database, open_database
 from tests.services import mongo_server, rabbitmq_server
 
 #: seconds before pytest-timeout stops a test that the stacks of its tasks are printed

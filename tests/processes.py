@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from shared.settings import Settings, env_name
+from shared.core.settings import Settings, env_name
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.embedded_mongo import embedded_uri
+from shared.store.embedded_mongo import embedded_uri
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -96,7 +96,7 @@ class EmbeddedServer:
         }
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "embedded-mongo"],
+                [sys.executable, "-m", "cli.main", "embedded-mongo"],
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

@@ -13,8 +13,8 @@ from typing import Any
 
 from prometheus_client import metrics
 
-import shared.fleet
-import shared.probes
+import shared.runtime.probes
+import shared.services.fleet
 
 
 def _nothing(self: object, *args: Any, **kwargs: Any) -> None:
@@ -37,5 +37,5 @@ for _kind, _names in (
 ):
     for _name in _names:
         setattr(_kind, _name, _nothing)
-shared.probes.probe_forever = _idle
-shared.fleet.census_forever = _idle
+shared.runtime.probes.probe_forever = _idle
+shared.services.fleet.census_forever = _idle

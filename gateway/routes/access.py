@@ -1,6 +1,6 @@
 """Access routes: who am I, the console's session, API tokens and the audit trail (admin).
 
-Thin: the rules live in :mod:`shared.access` and :mod:`gateway.gatekeeper`.
+Thin: the rules live in :mod:`shared.services.access` and :mod:`gateway.gatekeeper`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from gateway.api import Api, Response
 from gateway.auth import end_session, session_cookies
 from gateway.keys import GATE, PRINCIPAL
 from gateway.parsing import json_response, parse_body, parse_query, path_uuid
-from shared.access.audit import AuditQuery, audit_view
-from shared.access.credentials import MAX_TOKEN_LENGTH, token_view
-from shared.access.roles import OPEN, Access, Principal, Role
-from shared.errors import BadInputJson, InvalidValue, TokenNotFound, Unauthorized
-from shared.models.common import QueryTime, StrictModel, UUIDStr
-from shared.streams.filters import Page, QueryUUID
+from shared.core.errors import BadInputJson, InvalidValue, TokenNotFound, Unauthorized
+from shared.domain.filters import Page, QueryUUID
+from shared.domain.models.common import QueryTime, StrictModel, UUIDStr
+from shared.domain.roles import OPEN, Access, Principal, Role
+from shared.services.access.audit import AuditQuery, audit_view
+from shared.services.access.credentials import MAX_TOKEN_LENGTH, token_view
 
 api = Api(tag="access")
 

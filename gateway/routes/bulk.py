@@ -1,6 +1,6 @@
 """Bulk work on streams, v1 and v2: a status for every stream a filter matches (``PATCH
-/{1,2}/streams``), export as JSON lines, import of such lines (:mod:`shared.streams.bulk`,
-:mod:`shared.streams.transfer`). Declared before the stream routes: ``/streams/export``
+/{1,2}/streams``), export as JSON lines, import of such lines (:mod:`shared.services.bulk`,
+:mod:`shared.services.transfer`). Declared before the stream routes: ``/streams/export``
 and ``/streams/import`` are not stream ids."""
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from gateway.parsing import (
     validate_body,
 )
 from gateway.routes.streams import CREATE_BODY, FILTERS
-from shared.access.roles import Access
-from shared.errors import (
+from shared.core.errors import (
     BadContentType,
     BadJson,
     BadStreamStatus,
     ImportLinesInvalid,
     LunaError,
 )
-from shared.models.common import GroupName, StrictModel
-from shared.streams.bulk import change_status
-from shared.streams.filters import AccountQuery, QueryUUID
-from shared.streams.transfer import MAX_LINES, ImportLine, export_lines, import_streams
+from shared.domain.filters import AccountQuery, QueryUUID
+from shared.domain.models.common import GroupName, StrictModel
+from shared.domain.roles import Access
+from shared.services.bulk import change_status
+from shared.services.transfer import MAX_LINES, ImportLine, export_lines, import_streams
 
 api = Api(tag="bulk")
 

@@ -14,9 +14,9 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from gateway.api import Api, Response
-from shared.access.roles import Access
-from shared.errors import PageNotFound
-from shared.streams.filters import AccountQuery
+from shared.core.errors import PageNotFound
+from shared.domain.filters import AccountQuery
+from shared.domain.roles import Access
 
 api = Api(tag="console")
 

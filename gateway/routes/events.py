@@ -1,4 +1,4 @@
-"""Live stream events, v1 and v2: Server-Sent Events from :mod:`shared.event_hub`.
+"""Live stream events, v1 and v2: Server-Sent Events from :mod:`shared.services.event_hub`.
 
 The handler parses the filters and the resume point, subscribes, and writes each event in
 the route's stream view until the client leaves, falls too far behind (it is disconnected
@@ -17,12 +17,12 @@ from gateway.api import Api, Response
 from gateway.keys import EVENTS, SETTINGS
 from gateway.parsing import parse_query
 from gateway.preview_client import policy_of
-from shared.errors import BadLastEventId, EventSubscribersLimit, EventSubscribersPerClientLimit
-from shared.event_hub import Subscription
-from shared.log_setup import request_id_var
-from shared.request_id import HEADER
-from shared.stream_events import MAX_EVENT_ID, EventFilter, sse_frame
-from shared.streams.filters import QueryUUID
+from shared.core.errors import BadLastEventId, EventSubscribersLimit, EventSubscribersPerClientLimit
+from shared.domain.filters import QueryUUID
+from shared.domain.request_id import HEADER
+from shared.services.event_hub import Subscription
+from shared.services.events import MAX_EVENT_ID, EventFilter, sse_frame
+from shared.telemetry.log_setup import request_id_var
 
 log = logging.getLogger("gateway.events")
 

@@ -8,10 +8,10 @@ from gateway.api import Api, Response
 from gateway.keys import GROUPS
 from gateway.parsing import json_response, parse_body, parse_query, path_uuid
 from gateway.responses import GroupCountResponse, GroupCreated, GroupList, GroupView
-from shared.errors import GroupExists, GroupNotFound, StreamNotFound
-from shared.groups import GroupFilters, GroupListQuery, group_view
-from shared.models import GroupCreate, GroupPatch, LinkerRequest
-from shared.streams.filters import AccountQuery
+from shared.core.errors import GroupExists, GroupNotFound, StreamNotFound
+from shared.domain.filters import AccountQuery
+from shared.domain.models import GroupCreate, GroupPatch, LinkerRequest
+from shared.services.groups import GroupFilters, GroupListQuery, group_view
 
 api = Api(tag="groups")
 

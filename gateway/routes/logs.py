@@ -11,9 +11,9 @@ from pydantic.config import JsonDict
 from gateway.api import Api, Response
 from gateway.keys import DATABASE
 from gateway.parsing import json_response, parse_query
-from shared.models import PreviewUrls, VideoInfo
-from shared.statuses import LoggedStatus
-from shared.stream_logs import DeleteLogsQuery, LogsQuery, StreamLogService
+from shared.domain.models import PreviewUrls, VideoInfo
+from shared.domain.statuses import LoggedStatus
+from shared.services.logs import DeleteLogsQuery, LogsQuery, StreamLogService
 
 api = Api(tag="logs")
 

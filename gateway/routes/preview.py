@@ -1,7 +1,7 @@
 """Preview routes, v1 and v2: the stream's last frame and live preview, fetched from the
 URLs its agent reported in feedback.
 
-What an agent serves is relayed only as an image (:func:`shared.preview_policy.image_type`:
+What an agent serves is relayed only as an image (:func:`shared.domain.preview_policy.image_type`:
 JPEG, PNG or WebP by its ``Content-Type`` and by its first bytes), never with an encoding,
 and every relayed response says ``X-Content-Type-Options: nosniff`` and
 ``Content-Security-Policy: default-src 'none'; sandbox``: nothing an agent serves runs on the
@@ -36,13 +36,13 @@ from gateway.api import Api, Handler, Response
 from gateway.keys import DATABASE, PREVIEWS, SETTINGS
 from gateway.parsing import parse_query, path_uuid
 from gateway.preview_client import own_ports, relayed_by_a_gateway, unavailable
-from shared.access.roles import Access
-from shared.errors import PreviewError, PreviewUrlNotFound, StreamNotFound
-from shared.log_setup import request_id_var
-from shared.preview_policy import image_type
-from shared.request_id import HEADER
-from shared.streams.filters import AccountQuery
-from shared.streams.shown import SHOWN_AT, with_report
+from shared.core.errors import PreviewError, PreviewUrlNotFound, StreamNotFound
+from shared.domain.filters import AccountQuery
+from shared.domain.preview_policy import image_type
+from shared.domain.request_id import HEADER
+from shared.domain.roles import Access
+from shared.store.shown import SHOWN_AT, with_report
+from shared.telemetry.log_setup import request_id_var
 
 log = logging.getLogger("gateway.preview")
 

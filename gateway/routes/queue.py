@@ -12,17 +12,17 @@ from gateway.keys import CLAIMS, FEEDBACK, METRICS, SETTINGS
 from gateway.parsing import json_response, parse_body, parse_query
 from gateway.preview_client import check_feedback_previews
 from gateway.responses import StreamListV1, StreamListV2
-from shared.access.roles import Access
-from shared.claims import QueueFilters
-from shared.errors import (
+from shared.core.errors import (
     DependencyUnavailable,
     FeedbackOverloaded,
     FeedbackTimeout,
     StreamNotConvertible,
 )
-from shared.models import INT32_MAX, FeedbackRequest, QueueClaimFilters, QueueClaimRequest
-from shared.streams.documents import stream_view
-from shared.streams.filters import LIST_FILTER_NOTE, QueryGroupName, QueryUUID, StreamName
+from shared.domain.documents import stream_view
+from shared.domain.filters import LIST_FILTER_NOTE, QueryGroupName, QueryUUID, StreamName
+from shared.domain.models import INT32_MAX, FeedbackRequest, QueueClaimFilters, QueueClaimRequest
+from shared.domain.roles import Access
+from shared.services.claims import QueueFilters
 
 api = Api(tag="processing")
 

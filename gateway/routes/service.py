@@ -15,10 +15,10 @@ from gateway.keys import BROKER, DATABASE, DOCS, METRICS, READINESS, SETTINGS
 from gateway.negotiation import negotiate
 from gateway.parsing import json_response, parse_query
 from shared import __version__
-from shared.access.roles import Access
-from shared.errors import BackendUnavailable, UnsupportedMediaType
-from shared.heartbeats import silent_components
-from shared.settings import GatewaySettings
+from shared.core.errors import BackendUnavailable, UnsupportedMediaType
+from shared.core.settings import GatewaySettings
+from shared.domain.roles import Access
+from shared.runtime.heartbeats import silent_components
 
 api = Api(tag="service")
 

@@ -1,4 +1,4 @@
-"""Stream routes, v1 and v2: parse, call :class:`shared.streams.service.StreamService`,
+"""Stream routes, v1 and v2: parse, call :class:`shared.services.streams.StreamService`,
 serialize. The two versions differ only in their body models and stream views."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from gateway.responses import (
     StreamV1,
     StreamV2,
 )
-from shared.errors import (
+from shared.core.errors import (
     BadStreamStatus,
     CannotCancelFinished,
     CannotStopInProgress,
@@ -28,15 +28,15 @@ from shared.errors import (
     StreamNotConvertible,
     StreamNotFound,
 )
-from shared.models import StreamCreateV1, StreamCreateV2, StreamPatch, StreamsDeleteRequest
-from shared.streams.documents import stream_view
-from shared.streams.filters import (
+from shared.domain.documents import stream_view
+from shared.domain.filters import (
     AccountQuery,
     StreamFiltersV1,
     StreamFiltersV2,
     StreamListQueryV1,
     StreamListQueryV2,
 )
+from shared.domain.models import StreamCreateV1, StreamCreateV2, StreamPatch, StreamsDeleteRequest
 
 api = Api(tag="streams")
 

@@ -1,5 +1,5 @@
 """Webhook routes, v1 and v2 (identical): register, list, read, remove, test, and list a
-webhook's deliveries (:mod:`shared.webhooks`)."""
+webhook's deliveries (:mod:`shared.services.webhooks`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from aiohttp import web
 from gateway.api import Api, Response
 from gateway.keys import DATABASE, SETTINGS
 from gateway.parsing import json_response, parse_body, parse_query, path_uuid
-from shared.access.roles import Access
-from shared.errors import WebhookLimit, WebhookNotFound
-from shared.streams.filters import AccountQuery
-from shared.webhooks.models import (
+from shared.core.errors import WebhookLimit, WebhookNotFound
+from shared.domain.filters import AccountQuery
+from shared.domain.roles import Access
+from shared.services.webhooks.models import (
     DeliveryList,
     DeliveryListQuery,
     TestDelivery,
@@ -21,8 +21,8 @@ from shared.webhooks.models import (
     WebhookListQuery,
     WebhookView,
 )
-from shared.webhooks.policy import WebhookUrlPolicy
-from shared.webhooks.service import WebhookService, delivery_view, webhook_view
+from shared.services.webhooks.policy import WebhookUrlPolicy
+from shared.services.webhooks.service import WebhookService, delivery_view, webhook_view
 
 api = Api(tag="webhooks")
 

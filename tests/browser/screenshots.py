@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.broker import QueueNames
-from shared.mongo import open_database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.mongo import open_database
 from tests.browser.conftest import chromium_path
 from tests.conftest import delete_queues
 from tests.integration.factories import ACCOUNT, v1_body

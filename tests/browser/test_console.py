@@ -238,7 +238,7 @@ async def test_sign_in_with_a_token(settings: Any, database: Any, browser: Any) 
     """Authentication on: the console asks for a token, keeps it in its HttpOnly cookie
     (the page cannot read it), shows who is signed in, and changes streams with the CSRF
     header; signing out asks again."""
-    from shared.access.roles import Role
+    from shared.domain.roles import Role
     from tests.integration.factories import create_stream, v1_body
     from tests.integration.test_auth import open_stack
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.webhooks.delivery import DeliveryPool
+from shared.core.settings import Settings
+from shared.services.webhooks.delivery import DeliveryPool
+from shared.store.mongo import Database
 from tests.integration.factories import ACCOUNT, v1_body
 from tests.integration.webhook_receiver import receiver, signature_valid
 from tests.processes import wait_for

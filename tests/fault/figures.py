@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from shared.mongo import Database
+from shared.store.mongo import Database
 
 BODY: dict[str, Any] = {
     "account_id": "557d54ec-29ad-4f3c-93b4-c9092ef12515",

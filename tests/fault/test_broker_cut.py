@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.fault.figures import Figures, claim_counts, create_streams
 from tests.tcp_proxy import TcpProxy
 

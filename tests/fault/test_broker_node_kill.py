@@ -19,10 +19,10 @@ from datetime import datetime
 import aiohttp
 import pytest
 
-from shared.broker import QueueNames
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.streams.changes import SWEEP_CURSOR
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.changes import SWEEP_CURSOR
+from shared.store.mongo import Database
 from tests.fault.figures import Figures, claim_counts, create_streams
 from tests.processes import gateway, running, wait_for, worker
 from tests.rabbitmq_cluster import Cluster, available, running_cluster

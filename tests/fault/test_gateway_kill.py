@@ -9,8 +9,8 @@ import time
 import aiohttp
 import pytest
 
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.fault.figures import Figures, claim_counts, create_streams
 from tests.processes import gateway, running
 

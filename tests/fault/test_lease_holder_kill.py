@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.jobs import AUTORESTART
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.runtime.jobs import AUTORESTART
+from shared.store.mongo import Database
 from tests.fault.figures import BODY, Figures
 from tests.processes import running, worker
 

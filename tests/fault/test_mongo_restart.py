@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import open_database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import open_database
 from tests.fault.figures import BODY, Figures
 from tests.processes import free_port
 from tests.services import EmbeddedServer

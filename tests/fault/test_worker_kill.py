@@ -10,8 +10,8 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.fault.figures import Figures, create_streams
 from tests.processes import gateway, running, worker
 

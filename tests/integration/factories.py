@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from shared.mongo import Database
+from shared.store.mongo import Database
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]

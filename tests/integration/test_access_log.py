@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from shared.log_setup import JsonFormatter, TextFormatter, _RequestIdFilter
+from shared.telemetry.log_setup import JsonFormatter, TextFormatter, _RequestIdFilter
 
 Client = TestClient[Any, Any]
 GIVEN_ID = "1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a"

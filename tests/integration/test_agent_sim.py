@@ -23,7 +23,7 @@ async def agent_sim(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "cli.main",
         "agent-sim",
         *args,
         cwd=ROOT,

@@ -20,10 +20,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.gatekeeper import CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE
-from shared.access.credentials import CACHE_SECONDS, TokenStore, token_hash
-from shared.access.roles import Role
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.domain.roles import Role
+from shared.services.access.credentials import CACHE_SECONDS, TokenStore, token_hash
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     OTHER_ACCOUNT,
@@ -323,7 +323,7 @@ def _tokens_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[s
         "LUNA_STREAMS_DB_NAME": settings.db_name,
     }
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "tokens", *args],
+        [sys.executable, "-m", "cli.main", "tokens", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -18,9 +18,9 @@ import pytest
 from gateway.routes.bulk import NDJSON
 from gateway.routes.console import STATIC_DIR
 from queue_worker.worker import FeedbackWorker
-from shared.access.roles import Role
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.domain.roles import Role
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     OTHER_ACCOUNT,

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.limits import cap_connections
-from shared.broker import open_broker
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import open_broker
 from tests.integration.factories import Client, create_group, create_stream, v1_body
 
 

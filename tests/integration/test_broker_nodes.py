@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.broker import NodeListConnection, connect_nodes, open_broker
-from shared.errors import BrokerUnavailable
-from shared.settings import Settings
+from shared.core.errors import BrokerUnavailable
+from shared.core.settings import Settings
+from shared.messaging.broker import NodeListConnection, connect_nodes, open_broker
 from tests.services import free_port
 
 

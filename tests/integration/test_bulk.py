@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import Database
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     OTHER_ACCOUNT,

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shared.broker import QueueNames
-from shared.clock import now_utc
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.streams.changes import StreamChanges
+from shared.core.clock import now_utc
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.changes import StreamChanges
+from shared.store.mongo import Database
 from tests.integration.factories import v1_body
 from tests.integration.test_queue import queue_depth
 from tests.processes import gateway, running

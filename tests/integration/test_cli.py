@@ -19,7 +19,7 @@ import pytest
 
 from tests.processes import ROOT, free_port
 
-CLI = [sys.executable, "-m", "shared.cli"]
+CLI = [sys.executable, "-m", "cli.main"]
 
 
 @pytest.fixture(autouse=True)
@@ -224,7 +224,7 @@ def run_cli(*args: str) -> str:
 
 
 def test_help_says_what_each_command_does() -> None:
-    from shared.cli import COMMANDS
+    from cli.main import COMMANDS
 
     text = run_cli("--help")
     assert "``" not in text
@@ -237,7 +237,7 @@ def test_help_says_what_each_command_does() -> None:
 def test_command_help_lists_its_environment_with_defaults() -> None:
     from pydantic import AliasChoices
 
-    from shared.settings import Settings
+    from shared.core.settings import Settings
 
     text = run_cli("all", "--help")
     assert "Ctrl-C" in text
@@ -255,8 +255,8 @@ def test_command_help_lists_its_environment_with_defaults() -> None:
 
 
 def test_every_setting_is_read_by_some_command() -> None:
-    from shared.cli import COMMANDS
-    from shared.settings import Settings
+    from cli.main import COMMANDS
+    from shared.core.settings import Settings
 
     own = [c.settings for name, c in COMMANDS.items() if c.settings and name != "all"]
     listed = {name for kind in own for name in kind.model_fields}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import check_rabbitmq
-from shared.settings import Settings
+from cli.main import check_rabbitmq
+from shared.core.settings import Settings
 from tests.integration.test_cli import (  # the fixture removes the queues of cli_env's prefixes
     CLI,
     children,

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import clock
-from shared.leases import start_period
-from shared.mongo import Database
+from shared.core import clock
+from shared.store.leases import start_period
+from shared.store.mongo import Database
 
 SKEW = timedelta(minutes=7)
 

@@ -3,7 +3,7 @@
 - a report that keeps a stream ``in_progress`` and changes what it shows (a camera's first
   report: video_info and preview appear) does not rewrite the stream document, which pays
   for every index of ``streams``: it is stored in ``stream_reports``
-  (:mod:`shared.streams.shown`), and every reader still shows the latest values;
+  (:mod:`shared.store.shown`), and every reader still shows the latest values;
 - ``streams`` has no index that no query needs, and the ones earlier versions made go;
 - a claim on an empty queue does not wait for deliveries that cannot come, and a claim of
   many is answered in short rounds.
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from queue_worker.worker import FeedbackWorker
-from shared.claim_line import CLAIM_ROUND
-from shared.mongo import INDEXES, OBSOLETE_INDEXES, STREAMS, Database, create_indexes
-from shared.streams.shown import SHOWN_AT
+from shared.services.claim_line import CLAIM_ROUND
+from shared.store.mongo import INDEXES, OBSOLETE_INDEXES, STREAMS, Database, create_indexes
+from shared.store.shown import SHOWN_AT
 from tests.integration.factories import Client, create_stream, get_stream, v1_body
 from tests.integration.test_feedback import PREVIEW, VIDEO_INFO, claimed_streams, entry, feedback
 from tests.integration.test_queue import claim_ids, patch_status

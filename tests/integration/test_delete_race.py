@@ -13,11 +13,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.clock import now_utc
-from shared.mongo import Database, Doc
-from shared.statuses import PAUSE
-from shared.streams.changes import DELETION, StreamChanges
-from shared.streams.service import StreamService
+from shared.core.clock import now_utc
+from shared.core.types import Doc
+from shared.domain.statuses import PAUSE
+from shared.services.streams import StreamService
+from shared.store.changes import DELETION, StreamChanges
+from shared.store.mongo import Database
 from tests.integration.factories import Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids
 

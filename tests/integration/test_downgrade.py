@@ -17,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.processes import running, wait_for, worker
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.limits import cap_connections
-from shared.errors import EVENTS_RETRY_AFTER
-from shared.settings import Settings
+from shared.core.errors import EVENTS_RETRY_AFTER
+from shared.core.settings import Settings
 from tests.integration.factories import Client, create_stream, expect_error, v1_body
 
 #: small caps: a connection cap of 8 leaves room for 2 event subscribers by default

@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.keys import EVENTS
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     OTHER_ACCOUNT,

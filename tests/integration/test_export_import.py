@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.broker import QueueNames
-from shared.mongo import Database, open_database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.mongo import Database, open_database
 from tests.conftest import delete_queues
 from tests.integration.factories import (
     ACCOUNT,
@@ -240,7 +240,7 @@ async def run_cli(*args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "cli.main",
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.broker import QueueNames
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.mongo import Database
 from tests.integration.factories import (
     MISSING_ID,
     Client,

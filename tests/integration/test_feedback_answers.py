@@ -14,8 +14,8 @@ import time
 import aio_pika
 
 from queue_worker.worker import FeedbackWorker
-from shared.broker import QueueNames
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
 from tests.integration.factories import Client, create_stream, v1_body
 from tests.integration.test_queue import claim_ids, queue_depth
 from tests.processes import wait_for

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from queue_worker.worker import FeedbackWorker
-from shared.feedback import FeedbackBatch, FeedbackResult, apply_feedback
-from shared.mongo import Database
-from shared.streams.changes import Change, StreamChanges
-from shared.streams.shown import with_report
+from shared.services.feedback import FeedbackBatch, FeedbackResult, apply_feedback
+from shared.store.changes import Change, StreamChanges
+from shared.store.mongo import Database
+from shared.store.shown import with_report
 from tests.integration.factories import Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids
 
@@ -91,7 +91,7 @@ async def test_ten_thousand_duplicates_cost_one_change(client: Client, database:
     print(f"\n{DUPLICATES} duplicates applied in {elapsed:.2f} s, writes {changes.writes[:5]}")
 
     # one guarded update for the one status change (the others' reports only change what
-    # their streams show: stored reports, shared.streams.shown)
+    # their streams show: stored reports, shared.store.shown)
     assert changes.writes == [1]
     assert Counter(e["stream_id"] for e in result.modified) == Counter(
         {target: DUPLICATES, other: 1, ended: 1}

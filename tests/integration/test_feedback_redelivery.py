@@ -1,7 +1,7 @@
 """Feedback batches are delivered at least once and applied exactly once.
 
 A queue worker acknowledges a batch only after applying it, so a worker that dies mid-batch
-leaves it to be redelivered; :func:`shared.feedback.apply_feedback` recognises the items it
+leaves it to be redelivered; :func:`shared.services.feedback.apply_feedback` recognises the items it
 already applied (feedback ids ``<batch id>:<index>``) and writes each log row once.
 
 Run as a module (``python -m tests.integration.test_feedback_redelivery``) this file is a
@@ -21,15 +21,15 @@ from typing import Any
 import aio_pika
 import pytest
 
-import shared.feedback
-import shared.streams.changes
-from shared.broker import QueueNames
-from shared.clock import now_utc
-from shared.feedback import FeedbackBatch, FeedbackResult, apply_feedback
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.streams.changes import SWEEP_DELAY, StreamChanges, insert_log_rows
-from shared.streams.shown import with_report
+import shared.services.feedback
+import shared.store.changes
+from shared.core.clock import now_utc
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.services.feedback import FeedbackBatch, FeedbackResult, apply_feedback
+from shared.store.changes import SWEEP_DELAY, StreamChanges, insert_log_rows
+from shared.store.mongo import Database
+from shared.store.shown import with_report
 from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
 from tests.integration.test_queue import claim_ids, queue_depth
 from tests.processes import running, wait_for, worker
@@ -77,7 +77,7 @@ async def feedback_rows(database: Database, ids: list[str]) -> Counter[tuple[str
     )
 
 
-def outcome(result: shared.feedback.FeedbackResult) -> tuple[list[Json], list[Json]]:
+def outcome(result: shared.services.feedback.FeedbackResult) -> tuple[list[Json], list[Json]]:
     return result.modified, result.unmodified
 
 
@@ -175,7 +175,7 @@ async def test_worker_dies_between_update_and_log_rows(
                 raise WorkerDied
         await insert_log_rows(db, rows)
 
-    monkeypatch.setattr(shared.streams.changes, "insert_log_rows", dies_once)
+    monkeypatch.setattr(shared.store.changes, "insert_log_rows", dies_once)
     with pytest.raises(WorkerDied):
         await apply(database, "batch-1", items)
     half_done = await stored(database, ids)
@@ -183,7 +183,7 @@ async def test_worker_dies_between_update_and_log_rows(
     assert await feedback_rows(database, ids) == Counter()  # the update landed, no rows
 
     # the in_progress report changes no status: its stream shows it through its stored
-    # report (shared.streams.shown), written with the reports' rows, after the changes
+    # report (shared.store.shown), written with the reports' rows, after the changes
     assert (await shown(database, ids[2]))["last_error"] is None
     result = await apply(database, "batch-1", items, redelivered=True)
     # the first delivery died writing the changes' rows; the redelivery wrote them, from
@@ -222,7 +222,7 @@ async def test_worker_dies_between_writes_after_the_ttl_loses_no_row(
             raise WorkerDied
         await insert_log_rows(db, rows)
 
-    monkeypatch.setattr(shared.streams.changes, "insert_log_rows", dies)
+    monkeypatch.setattr(shared.store.changes, "insert_log_rows", dies)
     with pytest.raises(WorkerDied):
         await apply(database, "batch-ttl", items)
     monkeypatch.undo()
@@ -317,7 +317,7 @@ def _worker_that_hangs_before_its_log_rows() -> None:
             await asyncio.Event().wait()
         await insert_log_rows(database, rows)
 
-    setattr(shared.streams.changes, "insert_log_rows", hang)  # noqa: B010
+    setattr(shared.store.changes, "insert_log_rows", hang)  # noqa: B010
     run()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
-from shared.mongo import Database
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     MISSING_ID,

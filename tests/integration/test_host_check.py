@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.integration.factories import Client, expect_error, v1_body
 
 GIVEN_ID = "1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a"

@@ -16,14 +16,14 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from queue_worker.worker import FeedbackWorker
-from shared.autorestart import restart_due
-from shared.broker import Broker, open_broker
-from shared.downgrade import downgrade_silent
-from shared.leases import next_start, start_period
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.streams.changes import StreamChanges
-from shared.tokens import BrokerTokenPublisher
+from shared.core.settings import Settings
+from shared.messaging.broker import Broker, open_broker
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.services.downgrade import downgrade_silent
+from shared.services.restarts import restart_due
+from shared.store.changes import StreamChanges
+from shared.store.leases import next_start, start_period
+from shared.store.mongo import Database
 from tests.integration.factories import v1_body
 
 Client = TestClient[Any, Any]

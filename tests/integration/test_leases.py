@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from shared.jobs import TICK  # how often the scheduler looks at the leases
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.runtime.jobs import TICK  # how often the scheduler looks at the leases
+from shared.store.mongo import Database
 from tests.processes import Component, running, wait_for, worker
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The one lifecycle of the four processes (:mod:`shared.lifecycle`), and the gateway's part.
+"""The one lifecycle of the four processes (:mod:`shared.runtime.lifecycle`), and the
+gateway's part.
 
 The sequence is checked in this process with a recording component and a real SIGTERM; the
 gateway's healthcheck answers 503 once readiness is off; the gateway component drains a
@@ -21,8 +22,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.__main__ import Gateway
 from gateway.keys import READINESS
-from shared.lifecycle import Readiness, serve
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.runtime.lifecycle import Readiness, serve
 from tests.processes import free_port, wait_for
 
 Client = TestClient[Any, Any]

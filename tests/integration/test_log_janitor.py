@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.processes import free_port, running, wait_for, worker
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-import shared.stream_logs
-from shared.mongo import Database, Doc
-from shared.stream_logs import TARGETS, LogsQuery, StreamLogService
-from shared.streams.documents import format_time
+import shared.services.logs
+from shared.core.types import Doc
+from shared.domain.documents import format_time
+from shared.services.logs import TARGETS, LogsQuery, StreamLogService
+from shared.store.mongo import Database
 
 Client = TestClient[Any, Any]
 ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
@@ -297,7 +298,7 @@ async def test_delete_in_batches_breaks_ties_like_the_listing(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows of one change share a log time: the kept row is the one listed first."""
-    monkeypatch.setattr(shared.stream_logs, "DELETE_BATCH", 2)
+    monkeypatch.setattr(shared.services.logs, "DELETE_BATCH", 2)
     start = datetime(2024, 5, 1, tzinfo=UTC)
     rows: list[Doc] = []
     streams = [str(uuid.uuid4()) for _ in range(5)]

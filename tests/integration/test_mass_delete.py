@@ -14,19 +14,20 @@ from typing import Any
 
 import pytest
 
-import shared.feedback
+import shared.services.feedback
 from gateway.keys import STREAMS
 from queue_worker.worker import FeedbackWorker
-from shared.broker import open_configured_broker
-from shared.clock import now_utc
-from shared.feedback import FeedbackBatch, apply_feedback
-from shared.models import StreamCreateV1
-from shared.mongo import ID_CHUNK, Database, Doc
-from shared.settings import Settings
-from shared.streams.changes import DELETION, StreamChanges, deleted_account
-from shared.streams.documents import new_stream
-from shared.streams.service import StreamService
-from shared.tokens import BrokerTokenPublisher
+from shared.core.clock import now_utc
+from shared.core.settings import Settings
+from shared.core.types import Doc
+from shared.domain.documents import new_stream
+from shared.domain.models import StreamCreateV1
+from shared.messaging.broker import open_configured_broker
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.services.feedback import FeedbackBatch, apply_feedback
+from shared.services.streams import StreamService
+from shared.store.changes import DELETION, StreamChanges, deleted_account
+from shared.store.mongo import ID_CHUNK, Database
 from tests.integration.factories import ACCOUNT, Client, create_stream, v1_body
 from tests.integration.test_queue import claim_ids
 
@@ -89,14 +90,14 @@ async def test_a_report_read_before_the_delete_logs_before_the_deleted_row(
     stream_id = await create_stream(client, v1_body(name="cam"))
     assert await claim_ids(client, {}, 1) == [stream_id]
     changes = StreamChanges(database, None)
-    read = shared.feedback._read_streams
+    read = shared.services.feedback._read_streams
 
     async def read_then_delete(database: Database, batches: list[FeedbackBatch]) -> dict[str, Doc]:
         docs = await read(database, batches)
         await StreamService(database, changes).delete(stream_id, None)
         return docs
 
-    monkeypatch.setattr(shared.feedback, "_read_streams", read_then_delete)
+    monkeypatch.setattr(shared.services.feedback, "_read_streams", read_then_delete)
     item = {"stream_id": stream_id, "status": "in_progress", "version": 1}
     await apply_feedback(database, changes, [FeedbackBatch("b1", [item])])
     assert await rows_after_deleted(database, [stream_id]) == {}

@@ -20,14 +20,14 @@ from prometheus_client import REGISTRY
 
 from gateway.keys import BROKER
 from queue_worker.worker import FeedbackWorker
-from shared.autorestart import restart_due
-from shared.clock import now_utc
-from shared.downgrade import downgrade_silent
-from shared.fleet import take_census
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.streams.changes import StreamChanges
-from shared.tokens import BrokerTokenPublisher
+from shared.core.clock import now_utc
+from shared.core.settings import Settings
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.services.downgrade import downgrade_silent
+from shared.services.fleet import take_census
+from shared.services.restarts import restart_due
+from shared.store.changes import StreamChanges
+from shared.store.mongo import Database
 from tests.integration.factories import Client, create_stream, set_fields, v1_body
 
 Json = dict[str, Any]

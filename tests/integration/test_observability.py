@@ -92,7 +92,7 @@ def stack(tmp_path: Path, amqp_url: str, mongo_uri: str) -> Iterator[dict[str, s
         **{variable: str(free_port()) for variable in JOBS.values()},
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "all"],
+        [sys.executable, "-m", "cli.main", "all"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 
 Client = TestClient[Any, Any]
 ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"

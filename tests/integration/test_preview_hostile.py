@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from shared.mongo import Database
+from shared.store.mongo import Database
 from tests.integration.test_preview import (
     BOUNDARY,
     FRAME,

@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.streams.shown import with_report
+from shared.core.settings import Settings
+from shared.store.mongo import Database
+from shared.store.shown import with_report
 from tests.integration.factories import Client, Json, bad_json_detail, expect_error, snapshot
 from tests.integration.test_feedback import claimed_streams
 

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from shared.broker import QueueNames
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.mongo import Database
 from tests.integration.factories import (
     MISSING_ID,
     STREAM_KEYS_V1,

@@ -17,12 +17,13 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient
 
-from shared import reconciler
-from shared.broker import QueueNames, open_broker
-from shared.mongo import Database
-from shared.reconciler import reconcile_tokens
-from shared.settings import Settings
-from shared.tokens import BrokerTokenPublisher, QueueToken
+from shared.core.settings import Settings
+from shared.domain.tokens import QueueToken
+from shared.messaging.broker import QueueNames, open_broker
+from shared.messaging.publisher import BrokerTokenPublisher
+from shared.services import reconciler
+from shared.services.reconciler import reconcile_tokens
+from shared.store.mongo import Database
 from tests.processes import running, wait_for, worker
 
 pytestmark = pytest.mark.slow

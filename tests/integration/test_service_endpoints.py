@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from gateway.app import create_app
-from shared.settings import MASK, GatewaySettings, Settings
+from shared.core.settings import MASK, GatewaySettings, Settings
 
 Client = TestClient[Any, Any]
 REQUEST_ID = re.compile(r"^[0-9]{10},[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.mongo import Database
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     AUTORESTART_DEFAULTS,

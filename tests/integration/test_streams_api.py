@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared.mongo import Database
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     AUTORESTART_DEFAULTS,

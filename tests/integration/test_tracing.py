@@ -1,5 +1,5 @@
-"""Traces (shared/tracing.py): one trace from the gateway's request through RabbitMQ to the
-queue worker's application of the feedback and its database writes; through dramatiq
+"""Traces (shared/telemetry/tracing.py): one trace from the gateway's request through RabbitMQ
+to the queue worker's application of the feedback and its database writes; through dramatiq
 messages from a job's sending to its run; and nothing at all when traces are off.
 
 The gateway and the workers run in this process, against the real RabbitMQ and MongoDB,
@@ -8,7 +8,7 @@ worker's consumer callback runs in aio-pika's task, not the request's, so a span
 can only be in the request's trace through the message's ``traceparent`` header.
 
 OpenTelemetry's pymongo listener cannot be removed and keeps the provider of the first
-install (shared/tracing.py), so this module installs one provider for the whole process.
+install (shared/telemetry/tracing.py), so this module installs one provider for the whole process.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from gateway.app import create_app
 from gateway.middlewares import trace_middleware
 from log_janitor.jobs import spec as janitor_spec
 from queue_worker.worker import FeedbackWorker
-from shared import tracing
-from shared.jobs import JobTracing, JobWorker
-from shared.request_id import HEADER
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.domain.request_id import HEADER
+from shared.runtime.jobs import JobTracing, JobWorker
+from shared.telemetry import tracing
 from tests.integration.factories import Client, create_stream, v1_body
 from tests.integration.test_queue import claim_ids
 from tests.otlp_receiver import receiving
@@ -247,8 +247,8 @@ def test_off_imports_nothing_of_opentelemetry() -> None:
     module: nothing of it can run on a request or a message."""
     code = (
         "import sys\n"
-        "import gateway.app, gateway.__main__, queue_worker.worker, shared.jobs\n"
-        "import shared.lifecycle\n"
+        "import gateway.app, gateway.__main__, queue_worker.worker, shared.runtime.jobs\n"
+        "import shared.runtime.lifecycle\n"
         "from shared import tracing\n"
         "for name in ('gateway', 'queue-worker', 'autorestart-worker', 'log-janitor'):\n"
         "    assert tracing.setup(name) is False\n"
@@ -270,7 +270,7 @@ def _run(code: str, **env: str) -> None:
 
 SPAN_IN_A_PROCESS = """
 from opentelemetry import trace
-from shared import tracing
+from shared.telemetry import tracing
 assert tracing.setup("queue-worker") and tracing.enabled()
 with trace.get_tracer("test").start_as_current_span("probe"):
     pass

@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.store.mongo import Database
 from tests.integration.factories import ACCOUNT, OTHER_ACCOUNT, expect_error, v1_body
 from tests.integration.webhook_receiver import Receiver, receiver, signature_valid
 from tests.processes import running, wait_for, worker

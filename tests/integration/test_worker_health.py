@@ -16,9 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from queue_worker.worker import FeedbackWorker
-from shared.broker import QueueNames
-from shared.mongo import Database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.store.mongo import Database
 from tests.processes import Component, running, wait_for, worker
 
 pytestmark = pytest.mark.slow

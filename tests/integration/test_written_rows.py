@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-import shared.streams.changes
-from shared.clock import now_utc
-from shared.mongo import Database
-from shared.streams.changes import Change, StreamChanges, insert_log_rows
+import shared.store.changes
+from shared.core.clock import now_utc
+from shared.store.changes import Change, StreamChanges, insert_log_rows
+from shared.store.mongo import Database
 from tests.integration.factories import Client, create_stream, v1_body
 
 Json = dict[str, Any]
@@ -30,7 +30,7 @@ async def test_a_change_skips_only_the_rows_its_process_wrote(
         inserted.append([row["_id"] for row in rows])
         await insert_log_rows(db, rows)
 
-    monkeypatch.setattr(shared.streams.changes, "insert_log_rows", recording)
+    monkeypatch.setattr(shared.store.changes, "insert_log_rows", recording)
 
     async def change(changes: StreamChanges, new: str) -> list[str]:
         """Move both streams to ``new``; the ids of the rows it carried (written again)."""

@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
-from shared.broker import QueueNames
-from shared.heartbeats import COMPONENTS, beat_forever
-from shared.jobs import AUTORESTART, JANITOR, jobs_queue
-from shared.mongo import Database, open_database
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
+from shared.runtime.heartbeats import COMPONENTS, beat_forever
+from shared.runtime.jobs import AUTORESTART, JANITOR, jobs_queue
+from shared.store.mongo import Database, open_database
 from tests.conftest import delete_queues
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ import yaml
 
 from gateway.api import Operation, all_operations
 from gateway.app import APIS
-from shared.mongo import Database
+from shared.store.mongo import Database
 from tests.integration.factories import Json, create_group, create_stream, v1_body, v2_body
 from tests.integration.sse import EventReader
 from tests.reliability.conftest import Client

@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.api import Operation, all_operations
 from gateway.app import APIS, create_app
-from shared.mongo import Database
-from shared.request_id import HEADER, is_valid_request_id
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.domain.request_id import HEADER, is_valid_request_id
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     Json,

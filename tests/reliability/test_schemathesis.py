@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from gateway.api import all_operations
 from gateway.app import APIS, MAX_REQUEST_LINE
-from shared.request_id import HEADER, is_valid_request_id
+from shared.domain.request_id import HEADER, is_valid_request_id
 from tests.reliability.conftest import LiveGateway
 
 CONFORMANCE = [response_schema_conformance, status_code_conformance, content_type_conformance]

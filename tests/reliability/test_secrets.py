@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import run as gateway_main
 from gateway.app import create_app
 from gateway.keys import DATABASE
-from shared.log_setup import JsonFormatter, setup_logging
-from shared.settings import MASK, Settings
+from shared.core.settings import MASK, Settings
+from shared.telemetry.log_setup import JsonFormatter, setup_logging
 from tests.integration.factories import analytics_item, v1_body, v2_body
 from tests.processes import component_env
 from tests.reliability.conftest import Client

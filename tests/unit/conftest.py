@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from shared.models import INT32_MAX
+from shared.domain.models import INT32_MAX
 
 SEED_EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "seed_examples"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.access.credentials import PREFIX, check_scope, new_token, token_hash
-from shared.access.roles import GRANTS, Access, Principal, Role, refusal, scope_refusal
-from shared.access.throttle import MAX_ADDRESSES, FailureThrottle
-from shared.errors import InvalidValue
+from shared.core.errors import InvalidValue
+from shared.domain.roles import GRANTS, Access, Principal, Role, refusal, scope_refusal
+from shared.services.access.credentials import PREFIX, check_scope, new_token, token_hash
+from shared.services.access.throttle import MAX_ADDRESSES, FailureThrottle
 
 ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
 OTHER = "8950722f-3fd4-4223-b48f-03f95f0e8dfb"

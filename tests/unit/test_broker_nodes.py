@@ -10,9 +10,9 @@ import pytest
 from aio_pika import RobustConnection
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
-from shared import broker as broker_module
-from shared.broker import Broker, QueueNames
-from shared.settings import node_urls
+from shared.core.settings import node_urls
+from shared.messaging import broker as broker_module
+from shared.messaging.broker import Broker, QueueNames
 
 
 def test_node_urls_split_on_commas_and_ignore_blanks() -> None:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from shared.claim_line import CLAIM_ROUND, ClaimLine
-from shared.mongo import Doc
+from shared.core.types import Doc
+from shared.services.claim_line import CLAIM_ROUND, ClaimLine
 
 
 class Queue:

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from shared.cli import MODULES
-from shared.settings import Settings, node_urls
+from cli.main import MODULES
+from shared.core.settings import Settings, node_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ("mongo", "rabbitmq")

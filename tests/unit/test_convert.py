@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import NotConvertible
-from shared.models import (
+from shared.core.errors import NotConvertible
+from shared.domain.models import (
     STREAM_DATA_V1,
     STREAM_DATA_V2,
     EventHandlerV1,
@@ -35,7 +35,7 @@ def stored_v1(data: Settings, handler: Settings, policies: Settings) -> tuple[Se
 
 
 def v1_surviving(data: Settings, handler: Settings, policies: Settings) -> tuple[Settings, ...]:
-    """What v2 can carry of v1 settings (see the mapping table in shared.models.convert)."""
+    """What v2 can carry of v1 settings (see the mapping table in shared.domain.models.convert)."""
     data, handler, policies = copy.deepcopy(stored_v1(data, handler, policies))
     handler = {key: handler[key] for key in ("bestshot_handler", "authorization")}
     liveness = policies["liveness"]

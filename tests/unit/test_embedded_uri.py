@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pymongo.uri_parser import parse_uri
 
-from shared.embedded_mongo import embedded_uri
+from shared.store.embedded_mongo import embedded_uri
 
 
 def test_the_embedded_server_is_reached_without_retryable_writes() -> None:

@@ -1,7 +1,7 @@
 """The internal error tree, and the drivers' errors translated into it once.
 
-RabbitMQ: :func:`shared.broker.broker_errors`, where aio-pika is called. MongoDB:
-:func:`shared.mongo.database_errors`, at the edges (the gateway's error middleware). The
+RabbitMQ: :func:`shared.messaging.broker.broker_errors`, where aio-pika is called. MongoDB:
+:func:`shared.store.mongo.database_errors`, at the edges (the gateway's error middleware). The
 gateway answers either with the same 503 body as always.
 """
 
@@ -21,8 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.keys import METRICS
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware
-from shared.broker import Broker, QueueNames, broker_errors
-from shared.errors import (
+from shared.core.errors import (
     BackendUnavailable,
     BadEventId,
     BrokerUnavailable,
@@ -36,7 +35,8 @@ from shared.errors import (
     PreviewUrlRefused,
     ServiceError,
 )
-from shared.mongo import database_errors
+from shared.messaging.broker import Broker, QueueNames, broker_errors
+from shared.store.mongo import database_errors
 
 # --- the tree ---------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from shared.event_hub import StreamEventHub, Subscription
-from shared.stream_events import EventFilter, StreamEvent
+from shared.services.event_hub import StreamEventHub, Subscription
+from shared.services.events import EventFilter, StreamEvent
 
 
 def event(n: int, account: str = "a") -> StreamEvent:

@@ -14,8 +14,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway.responses import AutorestartView, StreamV1
-from shared import statuses
-from shared.models import (
+from shared.domain import statuses
+from shared.domain.filters import (
+    QueryUUID,
+    StreamFiltersV2,
+    StreamListQueryV1,
+    StreamListQueryV2,
+)
+from shared.domain.models import (
     INT32_MAX,
     STREAM_STATUSES_CREATE,
     STREAM_STATUSES_PATCH,
@@ -33,14 +39,8 @@ from shared.models import (
     StreamsDeleteRequest,
     format_validation_error,
 )
-from shared.models.common import QueryTime, UUIDStr
-from shared.stream_logs import DeleteLogsQuery, LogFilters, LogsQuery
-from shared.streams.filters import (
-    QueryUUID,
-    StreamFiltersV2,
-    StreamListQueryV1,
-    StreamListQueryV2,
-)
+from shared.domain.models.common import QueryTime, UUIDStr
+from shared.services.logs import DeleteLogsQuery, LogFilters, LogsQuery
 
 Example = Callable[[str], Any]
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -486,7 +486,7 @@ def test_generated_v2_bodies_with_a_broken_bound_are_refused(
 
 
 def test_status_types_are_the_status_sets() -> None:
-    """Every status type is the one of ``shared.statuses``, member for member, in order."""
+    """Every status type is the one of ``shared.domain.statuses``, member for member, in order."""
     assert get_args(StreamV1.model_fields["status"].annotation) == statuses.STORED
     assert get_args(AutorestartView.model_fields["status"].annotation) == (
         statuses.AUTORESTART_STATUSES

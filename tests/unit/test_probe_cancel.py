@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import pytest
 
-from shared.mongo import Database
-from shared.probes import probe_forever
+from shared.runtime.probes import probe_forever
+from shared.store.mongo import Database
 
 
 class CancelsItsCaller:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.cli import worker_metrics_ports
-from shared.settings import (
+from cli.main import worker_metrics_ports
+from shared.core.settings import (
     METRICS_PORT_FIELDS,
     AutorestartWorkerSettings,
     CommonSettings,

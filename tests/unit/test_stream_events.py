@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import BadEventId
-from shared.stream_events import (
+from shared.core.errors import BadEventId
+from shared.services.events import (
     EventFilter,
     StreamEvent,
     event_id,

@@ -8,10 +8,10 @@ from typing import cast
 
 import pytest
 
-from shared.errors import BrokerUnavailable
-from shared.mongo import Database
-from shared.streams.changes import StreamChanges
-from shared.tokens import QueueToken
+from shared.core.errors import BrokerUnavailable
+from shared.domain.tokens import QueueToken
+from shared.store.changes import StreamChanges
+from shared.store.mongo import Database
 
 
 class Publisher:

@@ -1,1 +1,0 @@
-"""Streams: stored documents, their API views, filters and every state change."""
