@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import IO
 
 from shared.core.settings import Settings, env_name
 from tests.services import free_port
+from tests.waits import accepts_connections, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,18 +76,16 @@ class Component:
 
     def wait_listening(self, timeout: float = 30.0) -> None:
         assert self.port is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        port = self.port
+
+        def listening() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
                 err = self.stderr_text()
                 raise RuntimeError(f"{self.module} exited: {err[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"{self.module} did not listen on {self.port}")
+            return accepts_connections(port)
+
+        wait_until(listening, timeout, interval=0.1, what=f"{self.module} listening on {port}")
 
     def kill(self) -> None:
         """kill -9: no cleanup, no acknowledgements, nothing flushed."""
@@ -133,17 +129,3 @@ def gateway(settings: Settings) -> Component:
 
 def worker(module: str, settings: Settings, **extra: str) -> Component:
     return Component(module, component_env(settings, **extra))
-
-
-async def wait_for(
-    predicate: object,
-    timeout: float = 20.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
-    interval: float = 0.2,
-) -> None:
-    """Poll an async predicate until it is true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(interval)
-    raise TimeoutError("condition not met in time")

@@ -21,7 +21,7 @@ from shared.services.webhooks.delivery import DeliveryPool
 from shared.store.mongo import Database
 from tests.integration.factories import ACCOUNT, v1_body
 from tests.integration.webhook_receiver import receiver, signature_valid
-from tests.processes import wait_for
+from tests.waits import wait_for
 
 Client = TestClient[Any, Any]
 TIMEOUT = 15_000

@@ -24,8 +24,9 @@ from shared.messaging.broker import QueueNames
 from shared.store.changes import SWEEP_CURSOR
 from shared.store.mongo import Database
 from tests.fault.figures import Figures, claim_counts, create_streams
-from tests.processes import gateway, running, wait_for, worker
+from tests.processes import gateway, running, worker
 from tests.rabbitmq_cluster import Cluster, available, running_cluster
+from tests.waits import wait_for
 
 pytestmark = [
     pytest.mark.slow,

@@ -18,7 +18,8 @@ import pytest
 from shared.core.settings import Settings
 from shared.runtime.jobs import TICK  # how often the scheduler looks at the leases
 from shared.store.mongo import Database
-from tests.processes import Component, running, wait_for, worker
+from tests.processes import Component, running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 

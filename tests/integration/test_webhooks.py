@@ -22,7 +22,8 @@ from shared.core.settings import Settings
 from shared.store.mongo import Database
 from tests.integration.factories import ACCOUNT, OTHER_ACCOUNT, expect_error, v1_body
 from tests.integration.webhook_receiver import Receiver, receiver, signature_valid
-from tests.processes import running, wait_for, worker
+from tests.processes import running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
