@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from shared.core.settings import Settings
 from shared.store.mongo import Database
 
 Client = TestClient[Any, Any]
@@ -97,6 +99,11 @@ async def create_stream(client: Client, body: Json, version: int = 1) -> str:
     return stream_id
 
 
+async def create_pending(client: Client, **fields: Any) -> str:
+    """Create ``v1_body(**fields)`` (a pending stream unless ``fields`` say otherwise)."""
+    return await create_stream(client, v1_body(**fields))
+
+
 async def get_stream(
     client: Client, stream_id: str, version: int = 1, account_id: str | None = None
 ) -> Json:
@@ -123,6 +130,40 @@ async def count(client: Client, version: int = 1, params: Any = None) -> int:
     assert set(answer) == {"streams_count"}
     value: int = answer["streams_count"]
     return value
+
+
+async def patch_status(client: Client, stream_id: str, status: str) -> None:
+    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": status})
+    assert resp.status == 204, await resp.text()
+
+
+async def claim(
+    client: Client, filters: Json | None = None, limit: int = 10, version: int = 1
+) -> list[Json]:
+    """The streams ``POST /{version}/streams/processing/queue`` hands out."""
+    resp = await client.post(
+        f"/{version}/streams/processing/queue", json={"filters": filters or {}, "limit": limit}
+    )
+    answer = await resp.json()
+    assert resp.status == 200, answer
+    assert set(answer) == {"streams"}
+    streams: list[Json] = answer["streams"]
+    return streams
+
+
+async def claim_ids(
+    client: Client, filters: Json | None = None, limit: int = 10, version: int = 1
+) -> list[str]:
+    return [stream["stream_id"] for stream in await claim(client, filters, limit, version)]
+
+
+async def claimed_streams(client: Client, count: int, version: int = 1) -> list[str]:
+    """``count`` streams named ``s0``, ``s1``..., created then claimed (in that order)."""
+    ids = [
+        await create_stream(client, body_for(version, name=f"s{i}"), version) for i in range(count)
+    ]
+    assert await claim_ids(client, {}, count, version) == ids
+    return ids
 
 
 async def create_group(
@@ -152,6 +193,17 @@ async def expect_error(
 
 def bad_json_detail(path: str, message: str) -> str:
     return f"Failed to validate input json. Path: '{path}', message: '{message}'"
+
+
+async def queue_depth(settings: Settings, name: str) -> int:
+    """Ready messages in a queue (passive declare: the queue must exist)."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        message_count = queue.declaration_result.message_count
+        assert message_count is not None  # a passive declare always counts
+        return int(message_count)
 
 
 async def snapshot(database: Database) -> dict[str, list[Json]]:

@@ -15,18 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.processes import running, wait_for, worker
+from tests.integration.factories import Client, claim, create_pending, get_stream
+from tests.processes import running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
-Client = TestClient[Any, Any]
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
 SWEEP = "autorestart:autorestart_sweep"
 
 
@@ -44,44 +42,8 @@ def short(settings: Settings) -> Settings:
     )
 
 
-def body(**fields: Any) -> dict[str, Any]:
-    """A minimal valid v1 create body (``v1_create_tcp.json`` without the optional parts)."""
-    return {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": HANDLER_ID},
-            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
-        },
-        "status": "pending",
-        **fields,
-    }
-
-
 def autorestart(restart: int, attempt_count: int = 2, delay: int = 1) -> dict[str, int]:
     return {"restart": restart, "attempt_count": attempt_count, "delay": delay}
-
-
-async def create(client: Client, **fields: Any) -> str:
-    resp = await client.post("/1/streams", json=body(**fields))
-    answer = await resp.json()
-    assert resp.status == 201, answer
-    return str(answer["stream_id"])
-
-
-async def get(client: Client, stream_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/1/streams/{stream_id}")
-    answer: dict[str, Any] = await resp.json()
-    assert resp.status == 200, answer
-    return answer
-
-
-async def claim(client: Client, limit: int = 10) -> list[dict[str, Any]]:
-    resp = await client.post("/1/streams/processing/queue", json={"filters": {}, "limit": limit})
-    answer = await resp.json()
-    assert resp.status == 200, answer
-    streams: list[dict[str, Any]] = answer["streams"]
-    return streams
 
 
 async def claim_all(client: Client, count: int) -> list[dict[str, Any]]:
@@ -124,7 +86,7 @@ def parse_time(value: str) -> datetime:
 
 async def wait_status(client: Client, stream_id: str, status: str) -> None:
     async def reached() -> bool:
-        return bool((await get(client, stream_id))["status"] == status)
+        return bool((await get_stream(client, stream_id))["status"] == status)
 
     await wait_for(reached, timeout=20)
 
@@ -147,8 +109,8 @@ async def wait_sweeps(database: Database, count: int) -> None:
 async def test_failed_stream_is_restarted_until_attempts_are_used_up(
     settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
 ) -> None:
-    stream_id = await create(client, autorestart=autorestart(1, attempt_count=2, delay=1))
-    assert (await get(client, stream_id))["autorestart"] == {
+    stream_id = await create_pending(client, autorestart=autorestart(1, attempt_count=2, delay=1))
+    assert (await get_stream(client, stream_id))["autorestart"] == {
         "restart": 1,
         "attempt_count": 2,
         "delay": 1,
@@ -167,13 +129,13 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
                 "modified": [{"stream_id": stream_id, "status": "failure", "version": 1}],
                 "unmodified": [],
             }
-            failed = await get(client, stream_id)
+            failed = await get_stream(client, stream_id)
             assert failed["status"] == "failure"
             assert failed["autorestart"]["status"] == "in_progress"
             assert failed["autorestart"]["current_attempt"] == attempt - 1
 
             await wait_status(client, stream_id, "pending")
-            restarted = await get(client, stream_id)
+            restarted = await get_stream(client, stream_id)
             assert restarted["version"] == 1
             assert restarted["last_error"] == "connection lost"
             state = restarted["autorestart"]
@@ -199,26 +161,26 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
         ]
 
         # the third failure uses up the attempts; a control stream shows restarts still run
-        control = await create(client, autorestart=autorestart(1, attempt_count=5, delay=1))
+        control = await create_pending(client, autorestart=autorestart(1, attempt_count=5, delay=1))
         claimed = await claim_all(client, 2)
         assert sorted(s["stream_id"] for s in claimed) == sorted([stream_id, control])
         answer = await fail(client, stream_id, control)
         assert len(answer["streams"]["modified"]) == 2
-        given_up = await get(client, stream_id)
+        given_up = await get_stream(client, stream_id)
         assert given_up["status"] == "failure"
         assert given_up["autorestart"]["status"] == "failed"
         assert given_up["autorestart"]["current_attempt"] == 2
 
         await wait_status(client, control, "pending")
         await wait_sweeps(database, 2)
-        still = await get(client, stream_id)
+        still = await get_stream(client, stream_id)
         assert (still["status"], still["autorestart"]["status"]) == ("failure", "failed")
         assert (await statuses(database, stream_id)).count("restart") == 2
 
     # back to pending by hand: the attempts start again
     resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "pending"})
     assert resp.status == 204, await resp.text()
-    reset = await get(client, stream_id)
+    reset = await get_stream(client, stream_id)
     assert reset["status"] == "pending"
     assert reset["autorestart"] == {
         "restart": 1,
@@ -233,19 +195,19 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
 async def test_restart_zero_is_disabled_and_never_restarted(
     settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
 ) -> None:
-    stream_id = await create(client, autorestart=autorestart(0, attempt_count=3, delay=1))
-    control = await create(client, autorestart=autorestart(1, attempt_count=3, delay=1))
-    assert (await get(client, stream_id))["autorestart"]["status"] == "disabled"
+    stream_id = await create_pending(client, autorestart=autorestart(0, attempt_count=3, delay=1))
+    control = await create_pending(client, autorestart=autorestart(1, attempt_count=3, delay=1))
+    assert (await get_stream(client, stream_id))["autorestart"]["status"] == "disabled"
     with running(worker("autorestart_worker", short(settings))):
         assert sorted(s["stream_id"] for s in await claim(client)) == sorted([stream_id, control])
         await fail(client, stream_id, control)
-        failed = await get(client, stream_id)
+        failed = await get_stream(client, stream_id)
         assert failed["status"] == "failure"
         assert failed["autorestart"]["status"] == "disabled"
 
         await wait_status(client, control, "pending")  # restarts do run ...
         await wait_sweeps(database, 2)
-        still = await get(client, stream_id)  # ... but not this one
+        still = await get_stream(client, stream_id)  # ... but not this one
         assert still["status"] == "failure"
         assert still["autorestart"]["status"] == "disabled"
         assert still["autorestart"]["current_attempt"] == 0
@@ -258,7 +220,7 @@ async def test_sweep_restarts_a_due_stream_whose_message_was_lost(
 ) -> None:
     """A failure whose delayed message never reached the broker: the stream says the attempt
     is due; the periodic sweep restarts it, once."""
-    stream_id = await create(
+    stream_id = await create_pending(
         client, status="pause", autorestart=autorestart(1, attempt_count=3, delay=1)
     )
     due = datetime.now().astimezone() - timedelta(seconds=5)
@@ -278,7 +240,7 @@ async def test_sweep_restarts_a_due_stream_whose_message_was_lost(
         await wait_status(client, stream_id, "pending")
         await wait_sweeps(database, 3)
         assert await statuses(database, stream_id) == ["pause", "restart", "pending"]
-        state = (await get(client, stream_id))["autorestart"]
+        state = (await get_stream(client, stream_id))["autorestart"]
         assert (state["current_attempt"], state["status"]) == (1, "enabled")
         # the restart published a queue token: the stream can be claimed
         assert [s["stream_id"] for s in await claim_all(client, 1)] == [stream_id]
@@ -291,7 +253,7 @@ async def test_killed_worker_loses_no_restart(
     some restarts done, maybe one half done); a new worker restarts every stream once."""
     count = 12
     ids = [
-        await create(client, autorestart=autorestart(1, attempt_count=3, delay=2))
+        await create_pending(client, autorestart=autorestart(1, attempt_count=3, delay=2))
         for _ in range(count)
     ]
     s = short(settings)
@@ -327,7 +289,7 @@ async def test_killed_worker_loses_no_restart(
         await wait_sweeps(database, 2)
         assert await claim(client, limit=50) == []
     for sid in ids:
-        stream = await get(client, sid)
+        stream = await get_stream(client, sid)
         assert stream["status"] == "in_progress"
         assert stream["autorestart"]["current_attempt"] == 1
         assert await statuses(database, sid) == [*expected, "in_progress"]
@@ -339,7 +301,7 @@ async def test_restart_waits_for_the_latest_failure(
     """The message armed by an earlier failure must not restart a later one early: failure,
     PATCH back to pending, claim, failure again 1.5 s later -> the restart comes ``delay``
     after the second failure, not after the first."""
-    stream_id = await create(client, autorestart=autorestart(1, attempt_count=3, delay=3))
+    stream_id = await create_pending(client, autorestart=autorestart(1, attempt_count=3, delay=3))
     with running(worker("autorestart_worker", short(settings))):
         assert [s["stream_id"] for s in await claim(client)] == [stream_id]
         await fail(client, stream_id)
@@ -363,4 +325,4 @@ async def test_restart_waits_for_the_latest_failure(
         ]
         waited = found[6]["log_time"] - found[5]["log_time"]
         assert waited >= timedelta(seconds=2.99), waited
-        assert (await get(client, stream_id))["autorestart"]["current_attempt"] == 1
+        assert (await get_stream(client, stream_id))["autorestart"]["current_attempt"] == 1

@@ -23,8 +23,7 @@ from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
 from shared.store.changes import StreamChanges
 from shared.store.mongo import Database
-from tests.integration.factories import v1_body
-from tests.integration.test_queue import queue_depth
+from tests.integration.factories import queue_depth, v1_body
 from tests.processes import gateway, running
 
 STREAMS = 500
@@ -118,7 +117,7 @@ async def test_two_gateways_twenty_agents_claim_each_stream_once(
     assert await database.streams.count_documents({"status": "in_progress"}) == STREAMS
     # every claim wrote its rows itself: the change sweep finds nothing left to finish
     later = now_utc() + timedelta(minutes=1)
-    assert await StreamChanges(database, None).sweep(now=later) == 0
+    assert await StreamChanges(database, None).sweep(timedelta(seconds=10), now=later) == 0
     assert await queue_depth(settings, QueueNames(settings.queue_prefix).streams) == 0
     print(
         f"\n{STREAMS} streams created through 2 gateways in {created:.1f} s "

@@ -9,7 +9,7 @@ the change sweep writes the rows; a recorded stream that was not removed owes no
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -19,8 +19,7 @@ from shared.domain.statuses import PAUSE
 from shared.services.streams import StreamService
 from shared.store.changes import DELETION, StreamChanges
 from shared.store.mongo import Database
-from tests.integration.factories import Client, create_stream, log_rows, v1_body
-from tests.integration.test_queue import claim_ids
+from tests.integration.factories import Client, claim_ids, create_stream, log_rows, v1_body
 
 
 class Interrupted(Exception):
@@ -38,8 +37,12 @@ def interrupted_changes(database: Database) -> StreamChanges:
     return changes
 
 
-def after_the_sweep_delay(changes: StreamChanges) -> object:
-    return now_utc() + changes.sweep_delay + timedelta(seconds=1)
+#: the change sweep's delay in these tests (``LUNA_STREAMS_CHANGE_SWEEP_DELAY``)
+SWEEP_DELAY = timedelta(seconds=10)
+
+
+def after_the_sweep_delay() -> datetime:
+    return now_utc() + SWEEP_DELAY + timedelta(seconds=1)
 
 
 async def test_a_patch_before_the_delete_keeps_its_rows(client: Client, database: Database) -> None:
@@ -66,7 +69,7 @@ async def test_a_put_between_read_and_removal_makes_the_delete_read_again(
     assert await database.streams.find_one({"_id": stream_id}) is not None
     # ...and the record that phase left owes nothing (the stream was not removed)
     assert await database.leases.count_documents({"kind": DELETION}) == 1
-    assert await changes.sweep(now=after_the_sweep_delay(changes)) == 0
+    assert await changes.sweep(SWEEP_DELAY, now=after_the_sweep_delay()) == 0
     assert await database.leases.count_documents({"kind": DELETION}) == 0
     await StreamService(database, changes).delete(stream_id, None)
     assert await log_rows(database, stream_id) == [
@@ -94,8 +97,8 @@ async def test_the_sweep_writes_the_rows_an_interrupted_delete_owes(
     assert await log_rows(database, claimed) == [("pending", 1), ("in_progress", 1)]
     changes = StreamChanges(database, None)
     # not before its writer had time to write them (it may be alive, only slow)
-    assert await changes.sweep(now=now_utc()) == 0
-    assert await changes.sweep(now=after_the_sweep_delay(changes)) == 2
+    assert await changes.sweep(SWEEP_DELAY, now=now_utc()) == 0
+    assert await changes.sweep(SWEEP_DELAY, now=after_the_sweep_delay()) == 2
     assert await log_rows(database, waiting) == [("pending", 1), ("deleted", 1)]
     assert await log_rows(database, claimed) == [
         ("pending", 1),
@@ -103,4 +106,4 @@ async def test_the_sweep_writes_the_rows_an_interrupted_delete_owes(
         ("deleted", 1),
     ]
     assert await database.leases.count_documents({"kind": DELETION}) == 0
-    assert await changes.sweep(now=after_the_sweep_delay(changes)) == 0
+    assert await changes.sweep(SWEEP_DELAY, now=after_the_sweep_delay()) == 0

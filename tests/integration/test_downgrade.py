@@ -14,18 +14,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.processes import running, wait_for, worker
+from tests.integration.factories import Client, claim_ids, create_pending, get_stream
+from tests.processes import running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
-Client = TestClient[Any, Any]
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
 PERIOD = 2.0
 
 
@@ -39,41 +37,6 @@ def short(settings: Settings) -> Settings:
             "shutdown_timeout": 5.0,
         }
     )
-
-
-def body(**fields: Any) -> dict[str, Any]:
-    """A minimal valid v1 create body."""
-    return {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": HANDLER_ID},
-            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
-        },
-        "status": "pending",
-        **fields,
-    }
-
-
-async def create(client: Client, **fields: Any) -> str:
-    resp = await client.post("/1/streams", json=body(**fields))
-    answer = await resp.json()
-    assert resp.status == 201, answer
-    return str(answer["stream_id"])
-
-
-async def get(client: Client, stream_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/1/streams/{stream_id}")
-    answer: dict[str, Any] = await resp.json()
-    assert resp.status == 200, answer
-    return answer
-
-
-async def claim(client: Client, limit: int = 10) -> list[str]:
-    resp = await client.post("/1/streams/processing/queue", json={"filters": {}, "limit": limit})
-    answer = await resp.json()
-    assert resp.status == 200, answer
-    return [stream["stream_id"] for stream in answer["streams"]]
 
 
 async def report(client: Client, stream_id: str, status: str = "in_progress") -> dict[str, Any]:
@@ -92,23 +55,23 @@ async def rows(database: Database, stream_id: str) -> list[dict[str, Any]]:
 async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
     settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
 ) -> None:
-    silent = await create(client, name="silent")
-    alive = await create(client, name="alive")
-    assert sorted(await claim(client)) == sorted([silent, alive])
+    silent = await create_pending(client, name="silent")
+    alive = await create_pending(client, name="alive")
+    assert sorted(await claim_ids(client)) == sorted([silent, alive])
     claimed_row = (await rows(database, silent))[-1]
     assert claimed_row["status"] == "in_progress"
 
     with running(worker("autorestart_worker", short(settings))):
         # the agent of ``alive`` reports every 0.5 s; the agent of ``silent`` says nothing
         deadline = time.monotonic() + 30
-        while (await get(client, silent))["status"] != "pending":
+        while (await get_stream(client, silent))["status"] != "pending":
             assert time.monotonic() < deadline, "the silent stream was never downgraded"
             answer = await report(client, alive)
             assert answer["streams"]["modified"] == [
                 {"stream_id": alive, "status": "in_progress", "version": 1}
             ]
             await asyncio.sleep(0.5)
-        assert (await get(client, alive))["status"] == "in_progress"
+        assert (await get_stream(client, alive))["status"] == "in_progress"
 
         lost = await rows(database, silent)
         assert [(r["status"], r["version"]) for r in lost] == [
@@ -120,7 +83,7 @@ async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
         ]
         # not before the period was over
         assert lost[2]["log_time"] - claimed_row["log_time"] >= timedelta(seconds=PERIOD)
-        stream = await get(client, silent)
+        stream = await get_stream(client, silent)
         assert (stream["status"], stream["version"]) == ("pending", 1)
 
         # the silent agent wakes up: its report changes nothing and tells it to stop
@@ -129,14 +92,14 @@ async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
             "modified": [],
             "unmodified": [{"stream_id": silent, "status": "pending", "version": 1}],
         }
-        assert (await get(client, silent))["status"] == "pending"
+        assert (await get_stream(client, silent))["status"] == "pending"
 
         # the stream got a new queue token: another agent claims it (and only it); the
         # token is published a moment after the stream shows pending
         claimed: list[str] = []
 
         async def claimed_again() -> bool:
-            claimed.extend(await claim(client))
+            claimed.extend(await claim_ids(client))
             return bool(claimed)
 
         await wait_for(claimed_again, timeout=10)
@@ -150,22 +113,22 @@ async def test_downgrade_waits_for_the_period(
 ) -> None:
     """Feedback moves the deadline: a stream reported just in time is kept, then lost one
     period after its last report."""
-    stream_id = await create(client)
+    stream_id = await create_pending(client)
     with running(worker("autorestart_worker", short(settings))):
 
         async def watching() -> bool:
             return bool(await database.leases.find_one({"_id": "autorestart:downgrade"}))
 
         await wait_for(watching, timeout=30)
-        assert await claim(client) == [stream_id]
+        assert await claim_ids(client) == [stream_id]
         for _ in range(5):  # more than a period, each report well within the period
             await asyncio.sleep(PERIOD / 4)
             assert (await report(client, stream_id))["streams"]["modified"]
-            assert (await get(client, stream_id))["status"] == "in_progress"
+            assert (await get_stream(client, stream_id))["status"] == "in_progress"
         last_report = time.monotonic()
 
         async def downgraded() -> bool:
-            return bool((await get(client, stream_id))["status"] == "pending")
+            return bool((await get_stream(client, stream_id))["status"] == "pending")
 
         await wait_for(downgraded, timeout=20)
         assert time.monotonic() - last_report >= PERIOD - 0.1

@@ -20,14 +20,17 @@ from shared.store.mongo import Database
 from tests.integration.factories import (
     MISSING_ID,
     Client,
-    body_for,
+    claim,
+    claim_ids,
+    claimed_streams,
     create_stream,
     get_stream,
     log_rows,
+    patch_status,
+    queue_depth,
     snapshot,
     v1_body,
 )
-from tests.integration.test_queue import claim, claim_ids, patch_status, queue_depth
 
 Json = dict[str, Any]
 VERSIONS = pytest.mark.parametrize("version", [1, 2])
@@ -62,14 +65,6 @@ def entry(stream_id: str, status: str, version: int = 1) -> Json:
 
 def by_id(entries: list[Json]) -> dict[str, Json]:
     return {e["stream_id"]: e for e in entries}
-
-
-async def claimed_streams(client: Client, count: int, version: int = 1) -> list[str]:
-    ids = [
-        await create_stream(client, body_for(version, name=f"s{i}"), version) for i in range(count)
-    ]
-    assert await claim_ids(client, {}, count, version) == ids
-    return ids
 
 
 @VERSIONS

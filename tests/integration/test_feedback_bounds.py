@@ -16,8 +16,14 @@ from queue_worker.worker import FeedbackWorker
 from shared.domain.models.common import DATE_TIME_MAX_LENGTH, ERROR_MAX_LENGTH, URL_MAX_LENGTH
 from shared.domain.models.feedback import FEEDBACK_MAX_ITEMS
 from shared.store.mongo import Database
-from tests.integration.factories import Client, create_stream, get_stream, snapshot, v1_body
-from tests.integration.test_queue import claim_ids
+from tests.integration.factories import (
+    Client,
+    claim_ids,
+    create_stream,
+    get_stream,
+    snapshot,
+    v1_body,
+)
 
 Json = dict[str, Any]
 VIDEO_INFO: Json = {

@@ -22,8 +22,11 @@ from shared.services.feedback import FeedbackBatch, FeedbackResult, apply_feedba
 from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
 from shared.store.shown import with_report
-from tests.integration.factories import Client, create_stream, log_rows, v1_body
-from tests.integration.test_queue import claim_ids
+from tests.integration.factories import (
+    Client,
+    claimed_streams,
+    log_rows,
+)
 
 Json = dict[str, Any]
 DUPLICATES = 10_000
@@ -39,12 +42,6 @@ class CountingChanges(StreamChanges):
     async def apply(self, changes: Sequence[Change]) -> list[Change]:
         self.writes.append(len(changes))
         return await super().apply(changes)
-
-
-async def claimed_streams(client: Client, count: int) -> list[str]:
-    ids = [await create_stream(client, v1_body(name=f"s{i}")) for i in range(count)]
-    assert await claim_ids(client, {}, count) == ids
-    return ids
 
 
 def report(stream_id: str, status: str = "in_progress", **fields: Any) -> Json:

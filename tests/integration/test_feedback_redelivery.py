@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import aio_pika
@@ -27,20 +28,23 @@ from shared.core.clock import now_utc
 from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
 from shared.services.feedback import FeedbackBatch, FeedbackResult, apply_feedback
-from shared.store.changes import SWEEP_DELAY, StreamChanges, insert_log_rows
+from shared.store.changes import StreamChanges, insert_log_rows
 from shared.store.mongo import Database
 from shared.store.shown import with_report
-from tests.integration.factories import MISSING_ID, Client, create_stream, log_rows, v1_body
-from tests.integration.test_queue import claim_ids, queue_depth
-from tests.processes import running, wait_for, worker
+from tests.integration.factories import (
+    MISSING_ID,
+    Client,
+    claimed_streams,
+    log_rows,
+    queue_depth,
+)
+from tests.processes import running, worker
+from tests.waits import wait_for
 
 Json = dict[str, Any]
 
-
-async def claimed_streams(client: Client, count: int) -> list[str]:
-    ids = [await create_stream(client, v1_body(name=f"s{i}")) for i in range(count)]
-    assert await claim_ids(client, {}, count) == ids
-    return ids
+#: the change sweep's delay in these tests (``LUNA_STREAMS_CHANGE_SWEEP_DELAY``)
+SWEEP_DELAY = timedelta(seconds=10)
 
 
 def report(stream_id: str, status: str, **fields: Any) -> Json:
@@ -229,12 +233,12 @@ async def test_worker_dies_between_writes_after_the_ttl_loses_no_row(
     assert await feedback_rows(database, ids) == Counter()
     changes = StreamChanges(database, None)
     later = now_utc() + SWEEP_DELAY * 2
-    assert await changes.sweep(now=later) == 2
+    assert await changes.sweep(SWEEP_DELAY, now=later) == 2
     assert await feedback_rows(database, ids) == Counter(
         {(i["stream_id"], i["status"], f"batch-ttl:{n}"): 1 for n, i in enumerate(items[:2])}
     )
     assert (await shown(database, ids[2]))["last_error"] is None
-    assert await changes.sweep(now=later) == 0  # each change is finished once
+    assert await changes.sweep(SWEEP_DELAY, now=later) == 0  # each change is finished once
 
 
 # --- a real worker process killed mid-batch ---------------------------------------------

@@ -13,17 +13,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.processes import free_port, running, wait_for, worker
+from tests.integration.factories import Client, create_pending, patch_status
+from tests.processes import free_port, running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
-Client = TestClient[Any, Any]
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
 MAX_AGE = timedelta(seconds=2)
 
 
@@ -31,32 +29,6 @@ def clear_interval(active: bool) -> str:
     return json.dumps(
         {"interval": 2, "interval_type": "seconds", "check_interval": 1, "active": active}
     )
-
-
-def body(**fields: Any) -> dict[str, Any]:
-    """A minimal valid v1 create body."""
-    return {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": HANDLER_ID},
-            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
-        },
-        "status": "pending",
-        **fields,
-    }
-
-
-async def create(client: Client, **fields: Any) -> str:
-    resp = await client.post("/1/streams", json=body(**fields))
-    answer = await resp.json()
-    assert resp.status == 201, answer
-    return str(answer["stream_id"])
-
-
-async def patch_status(client: Client, stream_id: str, status: str) -> None:
-    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": status})
-    assert resp.status == 204, await resp.text()
 
 
 async def rows(database: Database, stream_id: str) -> list[dict[str, Any]]:
@@ -71,10 +43,10 @@ async def statuses(database: Database, stream_id: str) -> list[str]:
 async def test_old_rows_go_and_each_stream_keeps_its_newest(
     settings: Settings, client: Client, database: Database
 ) -> None:
-    live = await create(client)
+    live = await create_pending(client)
     await patch_status(client, live, "pause")
     await patch_status(client, live, "pending")
-    gone = await create(client)
+    gone = await create_pending(client)
     resp = await client.delete(f"/1/streams/{gone}")
     assert resp.status == 204
     assert await statuses(database, live) == ["pending", "pause", "pending"]
@@ -119,7 +91,7 @@ async def test_old_rows_go_and_each_stream_keeps_its_newest(
 async def test_inactive_janitor_deletes_nothing(
     settings: Settings, client: Client, database: Database
 ) -> None:
-    stream_id = await create(client)
+    stream_id = await create_pending(client)
     await patch_status(client, stream_id, "pause")
     await patch_status(client, stream_id, "pending")
     before = await rows(database, stream_id)

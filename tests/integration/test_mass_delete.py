@@ -28,8 +28,7 @@ from shared.services.feedback import FeedbackBatch, apply_feedback
 from shared.services.streams import StreamService
 from shared.store.changes import DELETION, StreamChanges, deleted_account
 from shared.store.mongo import ID_CHUNK, Database
-from tests.integration.factories import ACCOUNT, Client, create_stream, v1_body
-from tests.integration.test_queue import claim_ids
+from tests.integration.factories import ACCOUNT, Client, claim_ids, create_stream, v1_body
 
 
 async def rows_after_deleted(database: Database, stream_ids: list[str]) -> dict[str, Any]:
@@ -74,7 +73,7 @@ async def seed(database: Database, settings: Settings, count: int) -> tuple[list
                 new_stream(str(uuid.uuid4()), 1, {**body, "name": f"s{n}"}, [], now)
                 for n in range(start, min(start + ID_CHUNK, 2 * count))
             ]
-            await changes.create(docs, {doc["_id"]: ["pending"] for doc in docs})
+            await changes.create(docs)
             for n, doc in enumerate(docs):
                 (doomed if n % 2 else others).append(doc["_id"])
         return doomed, others

@@ -16,8 +16,14 @@ from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import Database
 from shared.store.shown import with_report
-from tests.integration.factories import Client, Json, bad_json_detail, expect_error, snapshot
-from tests.integration.test_feedback import claimed_streams
+from tests.integration.factories import (
+    Client,
+    Json,
+    bad_json_detail,
+    claimed_streams,
+    expect_error,
+    snapshot,
+)
 
 AGENT = "http://127.0.0.1:34569"  # the test client connects from 127.0.0.1
 ELSEWHERE = "http://10.0.0.7:34569"

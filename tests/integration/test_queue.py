@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -23,11 +22,15 @@ from tests.integration.factories import (
     STREAM_KEYS_V2,
     Client,
     body_for,
+    claim,
+    claim_ids,
     create_group,
     create_stream,
     expect_error,
     get_stream,
     log_rows,
+    patch_status,
+    queue_depth,
     snapshot,
     v1_body,
 )
@@ -52,41 +55,11 @@ async def peek_ids(client: Client, params: Any, version: int = 1) -> list[str]:
     return [stream["stream_id"] for stream in await peek(client, params, version)]
 
 
-async def claim(client: Client, filters: Json, limit: int, version: int = 1) -> list[Json]:
-    resp = await client.post(
-        f"/{version}/streams/processing/queue", json={"filters": filters, "limit": limit}
-    )
-    answer = await resp.json()
-    assert resp.status == 200, answer
-    assert set(answer) == {"streams"}
-    streams: list[Json] = answer["streams"]
-    return streams
-
-
-async def claim_ids(client: Client, filters: Json, limit: int, version: int = 1) -> list[str]:
-    return [stream["stream_id"] for stream in await claim(client, filters, limit, version)]
-
-
-async def patch_status(client: Client, stream_id: str, status: str) -> None:
-    resp = await client.patch(f"/1/streams/{stream_id}", json={"status": status})
-    assert resp.status == 204, await resp.text()
-
-
 async def attach(client: Client, group_id: str, stream_ids: list[str]) -> None:
     resp = await client.patch(
         "/1/linker", json={"action": "attach", "group_id": group_id, "stream_ids": stream_ids}
     )
     assert resp.status == 204, await resp.text()
-
-
-async def queue_depth(settings: Settings, name: str) -> int:
-    """Ready messages in a queue (passive declare: the queue must exist)."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        assert queue.declaration_result.message_count is not None
-        return int(queue.declaration_result.message_count)
 
 
 async def streams_depth(settings: Settings) -> int:

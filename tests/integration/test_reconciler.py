@@ -15,7 +15,6 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
-from aiohttp.test_utils import TestClient
 
 from shared.core.settings import Settings
 from shared.domain.tokens import QueueToken
@@ -24,13 +23,12 @@ from shared.messaging.publisher import BrokerTokenPublisher
 from shared.services import reconciler
 from shared.services.reconciler import reconcile_tokens
 from shared.store.mongo import Database
-from tests.processes import running, wait_for, worker
+from tests.integration.factories import Client, claim_ids, create_pending
+from tests.processes import running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
-Client = TestClient[Any, Any]
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
 RECONCILE = 1.0
 
 
@@ -44,34 +42,6 @@ def short(settings: Settings) -> Settings:
             "shutdown_timeout": 5.0,
         }
     )
-
-
-def body(**fields: Any) -> dict[str, Any]:
-    """A minimal valid v1 create body."""
-    return {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": HANDLER_ID},
-            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
-        },
-        "status": "pending",
-        **fields,
-    }
-
-
-async def create(client: Client, **fields: Any) -> str:
-    resp = await client.post("/1/streams", json=body(**fields))
-    answer = await resp.json()
-    assert resp.status == 201, answer
-    return str(answer["stream_id"])
-
-
-async def claim(client: Client, limit: int = 10) -> list[str]:
-    resp = await client.post("/1/streams/processing/queue", json={"filters": {}, "limit": limit})
-    answer = await resp.json()
-    assert resp.status == 200, answer
-    return [stream["stream_id"] for stream in answer["streams"]]
 
 
 async def statuses(database: Database, stream_id: str) -> list[str]:
@@ -105,9 +75,9 @@ async def reconciler_runs(database: Database) -> int:
 async def test_pending_stream_without_token_becomes_claimable(
     settings: Settings, client: Client, database: Database, channel: AbstractChannel
 ) -> None:
-    stream_id = await create(client)
+    stream_id = await create_pending(client)
     assert await drop_tokens(channel, settings) == 1
-    assert await claim(client) == []  # lost: nobody can take it
+    assert await claim_ids(client) == []  # lost: nobody can take it
     with running(worker("autorestart_worker", short(settings))):
 
         async def reconciling() -> bool:
@@ -118,7 +88,7 @@ async def test_pending_stream_without_token_becomes_claimable(
         claimed: list[str] = []
 
         async def claimable() -> bool:
-            claimed.extend(await claim(client))
+            claimed.extend(await claim_ids(client))
             return bool(claimed)
 
         await wait_for(claimable, timeout=20, interval=0.2)
@@ -133,7 +103,7 @@ async def test_pending_stream_without_token_becomes_claimable(
             return await reconciler_runs(database) >= runs + 2
 
         await wait_for(two_more_runs, timeout=20)
-        assert await claim(client) == []
+        assert await claim_ids(client) == []
         assert await depth(channel, settings) == 0
     assert await statuses(database, stream_id) == ["pending", "in_progress"]
 
@@ -143,8 +113,8 @@ async def test_duplicated_tokens_claim_each_stream_once(
 ) -> None:
     """One token survives, one is lost: the reconciler republishes both streams' tokens
     (it cannot tell which one is missing), so the survivor's token is now doubled."""
-    kept = await create(client, name="kept")
-    lost = await create(client, name="lost")
+    kept = await create_pending(client, name="kept")
+    lost = await create_pending(client, name="lost")
     assert await drop_tokens(channel, settings) == 2
     doc = await database.streams.find_one({"_id": kept})
     assert doc is not None
@@ -161,9 +131,9 @@ async def test_duplicated_tokens_claim_each_stream_once(
             return await depth(channel, settings) >= 3
 
         await wait_for(republished, timeout=60)
-        claimed = await claim(client, limit=10)
+        claimed = await claim_ids(client, limit=10)
         assert sorted(claimed) == sorted([kept, lost])
-        assert await claim(client, limit=10) == []  # the duplicate was stale: dropped
+        assert await claim_ids(client, limit=10) == []  # the duplicate was stale: dropped
         assert await depth(channel, settings) == 0
     for stream_id in (kept, lost):
         assert await statuses(database, stream_id) == ["pending", "in_progress"]
@@ -175,9 +145,9 @@ async def test_stale_token_does_not_hide_a_lost_one(
     """The queue holds as many tokens as there are pending streams, but the token is a
     paused stream's (stale) and the pending stream's is lost. Claims drain the stale token;
     the reconciler then sees the shortfall: the pending stream is handed out, once."""
-    waiting = await create(client, name="waiting")
+    waiting = await create_pending(client, name="waiting")
     assert await drop_tokens(channel, settings) == 1
-    paused = await create(client, name="paused")
+    paused = await create_pending(client, name="paused")
     resp = await client.patch(f"/1/streams/{paused}", json={"status": "pause"})
     assert resp.status == 204, await resp.text()
     assert await depth(channel, settings) == 1
@@ -185,12 +155,12 @@ async def test_stale_token_does_not_hide_a_lost_one(
         claimed: list[str] = []
 
         async def claimable() -> bool:
-            claimed.extend(await claim(client))
+            claimed.extend(await claim_ids(client))
             return bool(claimed)
 
         await wait_for(claimable, timeout=20, interval=0.5)
         assert claimed == [waiting]
-        assert await claim(client) == []
+        assert await claim_ids(client) == []
     assert await statuses(database, waiting) == ["pending", "in_progress"]
     assert await statuses(database, paused) == ["pending", "pause"]
 
@@ -201,7 +171,7 @@ async def test_reconciling_does_not_pile_up_queue_objects(
     """In process: each run measures the queue's depth with a declare. On a robust channel a
     declared queue is kept (to declare it again after a reconnection) unless it is declared
     with ``robust=False``: runs must not add one each, for as long as the worker lives."""
-    await create(client)
+    await create_pending(client)
     broker = await open_broker(
         settings.amqp_url, settings.queue_prefix, queue_type=settings.queue_type
     )
@@ -222,7 +192,7 @@ async def test_reconciler_works_in_bounded_batches(
     channel: AbstractChannel,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ids = [await create(client, name=f"b{n}") for n in range(5)]
+    ids = [await create_pending(client, name=f"b{n}") for n in range(5)]
     assert await drop_tokens(channel, settings) == 5
     monkeypatch.setattr(reconciler, "RECONCILE_BATCH", 2)
     limits: list[int] = []
@@ -250,4 +220,4 @@ async def test_reconciler_works_in_bounded_batches(
     assert republished == 5
     assert limits == [2, 2, 2]  # 2 + 2 + 1: never one cursor over every pending stream
     assert await depth(channel, settings) == 5
-    assert sorted(await claim(client)) == sorted(ids)
+    assert sorted(await claim_ids(client)) == sorted(ids)

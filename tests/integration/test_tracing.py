@@ -40,8 +40,7 @@ from shared.core.settings import Settings
 from shared.domain.request_id import HEADER
 from shared.runtime.jobs import JobTracing, JobWorker
 from shared.telemetry import tracing
-from tests.integration.factories import Client, create_stream, v1_body
-from tests.integration.test_queue import claim_ids
+from tests.integration.factories import Client, claim_ids, create_stream, v1_body
 from tests.otlp_receiver import receiving
 
 Json = dict[str, Any]

@@ -19,15 +19,17 @@ from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
 from shared.store.mongo import Database
-from tests.processes import Component, running, wait_for, worker
+from tests.integration.factories import v1_body
+from tests.processes import Component, running, worker
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
 Client = TestClient[Any, Any]
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
 SHUTDOWN = 5.0
 HEALTH = "/healthcheck?include_luna_services=1"
+#: a minimal valid v1 create body whose failures are restarted after 6 s
+RESTARTED_AFTER_6_S = v1_body(autorestart={"restart": 1, "attempt_count": 3, "delay": 6})
 
 
 def short(settings: Settings, **update: Any) -> Settings:
@@ -141,7 +143,7 @@ async def test_sigterm_stops_at_once_and_the_next_worker_restarts_what_is_due(
     stream once."""
     ids = []
     for _ in range(3):
-        resp = await client.post("/1/streams", json=body())
+        resp = await client.post("/1/streams", json=RESTARTED_AFTER_6_S)
         assert resp.status == 201, await resp.text()
         ids.append((await resp.json())["stream_id"])
     s = short(settings)
@@ -177,17 +179,3 @@ async def test_sigterm_stops_at_once_and_the_next_worker_restarts_what_is_due(
             "restart",
             "pending",
         ]
-
-
-def body() -> dict[str, Any]:
-    """A minimal valid v1 create body whose failures are restarted after 6 s."""
-    return {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera/1"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": HANDLER_ID},
-            "authorization": {"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"},
-        },
-        "status": "pending",
-        "autorestart": {"restart": 1, "attempt_count": 3, "delay": 6},
-    }
