@@ -16,9 +16,8 @@ import aio_pika
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
-from tests.integration.factories import Client, create_stream, v1_body
-from tests.integration.test_queue import claim_ids, queue_depth
-from tests.processes import wait_for
+from tests.integration.factories import Client, claim_ids, create_stream, queue_depth, v1_body
+from tests.waits import wait_for
 
 UNDECODABLE = [
     b"not json",
@@ -89,7 +88,11 @@ async def test_overload_is_answered_at_once(client: Client, settings: Settings) 
 
     await wait_for(expired, timeout=10, interval=0.1)  # so the next batch is let through
     in_flight = asyncio.create_task(client.post("/1/streams/processing/feedback", json=body))
-    await asyncio.sleep(0.3)
+
+    async def published() -> bool:  # the batch in flight waits in the queue
+        return await queue_depth(settings, names.feedback) == 1
+
+    await wait_for(published, timeout=5, interval=0.05, what="the batch in flight published")
     started = time.monotonic()
     resp = await client.post("/1/streams/processing/feedback", json=body)
     answered_in = time.monotonic() - started

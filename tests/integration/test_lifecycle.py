@@ -23,8 +23,11 @@ from aiohttp.test_utils import TestClient
 from gateway.__main__ import Gateway
 from gateway.keys import READINESS
 from shared.core.settings import Settings
+from shared.messaging.broker import QueueNames
 from shared.runtime.lifecycle import Readiness, serve
-from tests.processes import free_port, wait_for
+from tests.integration.factories import queue_depth
+from tests.processes import free_port
+from tests.waits import wait_for
 
 Client = TestClient[Any, Any]
 
@@ -46,6 +49,7 @@ class Recorder:
 
     async def broken(self) -> str:
         if self.breaks:
+            # on purpose: the component works a moment before it breaks, not at once
             await asyncio.sleep(0.2)
             return "the consumer is gone"
         await asyncio.Event().wait()
@@ -69,7 +73,7 @@ async def test_sigterm_turns_readiness_off_then_drains_and_logs_the_counts(
     component = Recorder()
     caplog.set_level(logging.INFO, logger="luna_streams.lifecycle")
     served = asyncio.create_task(serve(component, shutdown_timeout=3))
-    await wait_for(lambda: _true(component.readiness.ready), timeout=5, interval=0.01)
+    await wait_for(lambda: component.readiness.ready, timeout=5, interval=0.01, what="ready")
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(served, 10) == 0
     assert component.calls == ["start", "stop_taking_work", "finish(3)", "close"]
@@ -135,17 +139,17 @@ async def test_the_gateway_finishes_a_request_in_flight(settings: Settings) -> N
                 json={"streams": [{**item, "version": 1}]},
             )
         )
-        await asyncio.sleep(0.5)  # the request is in the gateway's hands
+        feedback_queue = QueueNames(settings.queue_prefix).feedback
+
+        async def in_hand() -> bool:  # no worker answers: the batch waits in the queue
+            return await queue_depth(settings, feedback_queue) == 1
+
+        await wait_for(in_hand, timeout=5, interval=0.05, what="the batch published")
         os.kill(os.getpid(), signal.SIGTERM)
-        await asyncio.sleep(0.2)
-        assert not gateway.readiness.ready
+        await wait_for(lambda: not gateway.readiness.ready, timeout=5, interval=0.01)
         with pytest.raises(aiohttp.ClientConnectionError):  # no longer listening
             async with aiohttp.ClientSession() as fresh:
                 await fresh.get(f"{base}/healthcheck")
         resp = await slow
         assert resp.status in (200, 503, 504), await resp.text()  # answered, not cut
     assert await asyncio.wait_for(served, 20) == 0
-
-
-async def _true(value: bool) -> bool:
-    return value
