@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -25,10 +26,16 @@ async def test_one_access_line_per_request(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.access")
-    await client.get("/version", headers={"Luna-Request-Id": GIVEN_ID})
-    await client.get("/1/streams/not-a-uuid?account_id=secret-name")
-    await client.get("/docs/dev", allow_redirects=False)
-    await client.get("/version", headers={"Luna-Request-Id": "bad"})
+    walls: list[float] = []  # each request's wall time, seen from the client, in ms
+    for path, kwargs in (
+        ("/version", {"headers": {"Luna-Request-Id": GIVEN_ID}}),
+        ("/1/streams/not-a-uuid?account_id=secret-name", {}),
+        ("/docs/dev", {"allow_redirects": False}),
+        ("/version", {"headers": {"Luna-Request-Id": "bad"}}),
+    ):
+        started = time.perf_counter()
+        await client.get(path, **kwargs)
+        walls.append((time.perf_counter() - started) * 1000)
     records = access_records(caplog)
     assert [(r.method, r.path, r.status) for r in records] == [  # type: ignore[attr-defined]
         ("GET", "/version", 200),
@@ -37,9 +44,10 @@ async def test_one_access_line_per_request(
         ("GET", "/version", 400),
     ]
     assert records[0].request_id == GIVEN_ID  # type: ignore[attr-defined]
-    for record in records:
+    for record, wall in zip(records, walls, strict=True):
         duration = record.duration_ms  # type: ignore[attr-defined]
         assert isinstance(duration, float) and f"{duration:.2f} ms" in record.getMessage()
+        assert 0 < duration <= wall, (duration, wall)  # the server's part of the round trip
         assert len(record.request_id) == 47  # type: ignore[attr-defined]
         assert "secret-name" not in record.getMessage()  # the query string is not logged
 
