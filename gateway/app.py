@@ -50,7 +50,7 @@ from gateway.routes import (
     webhooks,
 )
 from shared.core.settings import GatewaySettings
-from shared.messaging.broker import open_configured_broker
+from shared.messaging.broker import Broker, open_configured_broker
 from shared.messaging.publisher import BrokerTokenPublisher
 from shared.messaging.rpc import FeedbackClient
 from shared.runtime.lifecycle import Readiness
@@ -95,6 +95,9 @@ async def access_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def broker_context(app: web.Application) -> AsyncIterator[None]:
+    if BROKER in app:  # given to create_app (the tests' in-memory broker): its owner closes it
+        yield
+        return
     app[BROKER] = await open_configured_broker(app[SETTINGS])
     yield
     await app[BROKER].close()
@@ -147,8 +150,11 @@ async def end_event_streams(app: web.Application) -> None:
         await app[EVENTS].close()
 
 
-def create_app(settings: GatewaySettings, readiness: Readiness | None = None) -> web.Application:
-    """The gateway; ``readiness`` is its process's (:mod:`shared.runtime.lifecycle`), else ready."""
+def create_app(
+    settings: GatewaySettings, readiness: Readiness | None = None, broker: Broker | None = None
+) -> web.Application:
+    """The gateway; ``readiness`` is its process's (:mod:`shared.runtime.lifecycle`), else ready;
+    ``broker``, an open broker to use instead of connecting to ``settings.amqp_url``."""
     app = web.Application(
         client_max_size=settings.max_body_size,
         # the API allows 1000 ids (or names) in a query string: long request lines
@@ -171,6 +177,8 @@ def create_app(settings: GatewaySettings, readiness: Readiness | None = None) ->
     app[METRICS] = GatewayMetrics()
     app[READINESS] = readiness or Readiness(ready=True)
     app[GATE] = Gatekeeper(settings)
+    if broker is not None:
+        app[BROKER] = broker
     register(app, APIS)
     app[DOCS] = build_docs(build_spec(all_operations(APIS)))
     app.cleanup_ctx.append(database_context)
