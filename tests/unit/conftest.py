@@ -16,6 +16,7 @@ import pytest
 from hypothesis import strategies as st
 
 from shared.domain.models import INT32_MAX
+from tests.no_rabbitmq import amqp_url, queue_worker  # noqa: F401 - refused here
 
 SEED_EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "seed_examples"
 

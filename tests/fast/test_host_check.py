@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
 from shared.core.settings import Settings
 from shared.store.mongo import Database
+from tests.fast.stub_gateway import open_gateway
 from tests.integration.factories import Client, expect_error, v1_body
 
 GIVEN_ID = "1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a"
@@ -28,7 +27,7 @@ async def gateway_with(settings: Settings, **update: Any) -> AsyncIterator[Clien
     values = settings.model_dump()
     values.pop("allowed_hosts")
     values.update(update)
-    async with TestClient(TestServer(create_app(Settings(**values)))) as client:
+    async with open_gateway(Settings(**values)) as client:
         yield client
 
 
