@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format reliability bench soak clean rabbitmq screenshots
+.PHONY: install run test test-fast lint format reliability bench soak clean rabbitmq screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ run: install rabbitmq
 
 test: install rabbitmq
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The fast tier: tests/unit and tests/fast (the gateway's HTTP layer over an in-memory broker,
+# tests/stub_broker.py), without RabbitMQ; under a minute. `make test` runs it too.
+test-fast: install
+	@TIMEFORMAT='make test-fast: %1R s wall time'; \
+		time $(VENV)/bin/pytest tests/unit tests/fast $(PYTEST_ARGS)
 
 # The fault and fuzz suites, longer than in `make test` (which runs them short).
 reliability: install rabbitmq
