@@ -17,24 +17,23 @@ consuming, lets the batches in hand finish (bounded), then closes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pymongo.errors import PyMongoError
 
 from shared.core.errors import BrokerUnavailable
 from shared.core.settings import QueueWorkerSettings
-from shared.domain.models import FeedbackRequest
+from shared.domain.feedback_batch import FeedbackBatch, FeedbackReply
 from shared.messaging.broker import Broker, broker_errors, open_configured_broker
 from shared.messaging.publisher import BrokerTokenPublisher
 from shared.runtime.lifecycle import Readiness
 from shared.runtime.probes import probe_forever
-from shared.services.feedback import FeedbackBatch, apply_feedback
+from shared.services.feedback import apply_feedback
 from shared.store.changes import StreamChanges
 from shared.store.mongo import Database, open_configured_database
 from shared.telemetry import tracing
@@ -69,7 +68,7 @@ def _expired(message: AbstractIncomingMessage, held: float) -> bool:
 
 
 def _items(batches: list[tuple[AbstractIncomingMessage, FeedbackBatch]]) -> int:
-    return sum(len(batch.items) for _, batch in batches)
+    return sum(len(batch.streams) for _, batch in batches)
 
 
 class FeedbackWorker:
@@ -187,13 +186,13 @@ class FeedbackWorker:
         except Exception:
             # a bug or a batch the rules cannot take: answer and dead-letter, never spin
             log.exception("feedback batches failed; dead-lettering %d", len(batches))
-            FEEDBACK_ITEMS.labels(outcome="rejected").inc(sum(len(b.items) for _, b in batches))
+            FEEDBACK_ITEMS.labels(outcome="rejected").inc(_items(batches))
             for message, _ in batches:
                 await self._reject(message, "feedback batch could not be applied")
             return
         feedback_applied(
             [(len(result.modified), len(result.unmodified)) for result in results],
-            [(message.headers or {}).get(RECEIVED_AT) for message, _ in batches],
+            [batch.received_at for _, batch in batches],
             time.monotonic() - started,
         )
         # counted before the answers go out: whoever reads an answer sees its batch counted
@@ -206,14 +205,14 @@ class FeedbackWorker:
         )
         for (message, _), result, trace in zip(batches, results, traces, strict=True):
             with tracing.attached(trace):  # each answer in its request's trace
-                await self._reply(message, result.body())
+                await self._reply(message, FeedbackReply(streams=result))
             await message.ack()
 
     async def _parse(self, message: AbstractIncomingMessage) -> FeedbackBatch | None:
-        """The batch a message holds, or None after answering and rejecting it."""
+        """The batch a message holds (its body validated once), or None after answering
+        and rejecting it."""
         try:
-            request = FeedbackRequest.model_validate_json(message.body)
-            items = [item.model_dump(mode="json") for item in request.streams]
+            batch = FeedbackBatch.model_validate_json(message.body)
         except (ValueError, RecursionError) as exc:  # whatever it holds, it gets an answer
             log.error(
                 "rejecting a malformed feedback batch %s: %s",
@@ -222,23 +221,26 @@ class FeedbackWorker:
             )
             await self._reject(message, "malformed feedback batch")
             return None
-        batch_id = message.message_id or message.correlation_id or str(message.delivery_tag)
-        return FeedbackBatch(batch_id, items, redelivered=bool(message.redelivered))
+        return batch.delivered(
+            message.message_id or message.correlation_id or str(message.delivery_tag),
+            redelivered=bool(message.redelivered),
+            received_at=(message.headers or {}).get(RECEIVED_AT),
+        )
 
     async def _reject(self, message: AbstractIncomingMessage, reason: str) -> None:
         self.rejected_messages += 1
         FEEDBACK_BATCHES.labels(outcome="rejected").inc()
-        await self._reply(message, {"error": reason})
+        await self._reply(message, FeedbackReply(error=reason))
         await message.reject(requeue=False)  # to the dead-letter queue
 
-    async def _reply(self, message: AbstractIncomingMessage, body: dict[str, Any]) -> None:
+    async def _reply(self, message: AbstractIncomingMessage, reply: FeedbackReply) -> None:
         assert self.broker is not None
         if not message.reply_to:
             return
         try:
             await self.broker.publish(
                 message.reply_to,
-                json.dumps(body).encode(),
+                reply.body(),
                 correlation_id=message.correlation_id,
                 persistent=False,
             )

@@ -19,6 +19,7 @@ from shared.core.errors import (
     StreamNotConvertible,
 )
 from shared.domain.documents import stream_view
+from shared.domain.feedback_batch import FeedbackBatch
 from shared.domain.filters import LIST_FILTER_NOTE, QueryGroupName, QueryUUID, StreamName
 from shared.domain.models import INT32_MAX, FeedbackRequest, QueueClaimFilters, QueueClaimRequest
 from shared.domain.roles import Access
@@ -93,9 +94,10 @@ def add_queue_routes(version: int) -> None:
         received_at = time.time()
         body = await parse_body(request, FeedbackRequest)
         check_feedback_previews(request, request.app[SETTINGS], body.streams)
-        items = [item.model_dump(mode="json") for item in body.streams]
-        reply = await request.app[FEEDBACK].call(items, received_at)
-        return json_response(reply)
+        batch = FeedbackBatch(streams=body.streams, received_at=received_at)
+        reply = await request.app[FEEDBACK].call(batch)
+        # the worker's outcome, as it was validated: serialised once more, for the agent
+        return web.Response(body=reply.body(), content_type="application/json", charset="utf-8")
 
     list_view = LIST_VIEW[version]
     api.add(

@@ -1,7 +1,9 @@
 """Feedback request/reply over RabbitMQ, the gateway's side.
 
-The gateway publishes a batch to ``<prefix>.feedback`` with a correlation id, its own reply
-queue and a time to live equal to the timeout; a queue worker applies it and answers. No
+The gateway publishes a batch (:class:`~shared.domain.feedback_batch.FeedbackBatch`, its
+body serialised once) to ``<prefix>.feedback`` with the batch id as its message and
+correlation id, its own reply queue and a time to live equal to the timeout; a queue worker
+applies it and answers (:class:`~shared.domain.feedback_batch.FeedbackReply`). No
 answer in time is :class:`shared.core.errors.FeedbackTimeout` (a LUNA 5xx), never a hang, and
 the batch expires in the queue instead of being applied after the gateway gave up.
 
@@ -14,14 +16,12 @@ timeout, a new batch is answered :class:`shared.core.errors.FeedbackOverloaded` 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import statistics
 import time
 import uuid
 from collections import deque
-from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
@@ -31,6 +31,7 @@ from shared.core.errors import (
     FeedbackOverloaded,
     FeedbackTimeout,
 )
+from shared.domain.feedback_batch import FeedbackBatch, FeedbackReply
 from shared.messaging.broker import Broker, broker_errors
 from shared.telemetry.metrics import RECEIVED_AT
 
@@ -48,7 +49,7 @@ class FeedbackClient:
         self.broker = broker
         self.timeout = timeout
         self.reply_queue_name = f"{broker.names.prefix}.reply.{uuid.uuid4().hex}"
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[str, asyncio.Future[FeedbackReply]] = {}
         self._queue: AbstractQueue | None = None
         #: feedback batches waiting in the queue, as last sampled
         self.backlog = 0
@@ -92,31 +93,30 @@ class FeedbackClient:
             log.info("late feedback reply %s dropped", message.correlation_id)
             return
         try:
-            waiter.set_result(json.loads(message.body))
-        except ValueError as exc:
+            waiter.set_result(FeedbackReply.model_validate_json(message.body))
+        except ValueError as exc:  # pydantic's ValidationError too
             waiter.set_exception(exc)
 
-    async def call(
-        self, items: list[dict[str, Any]], received_at: float | None = None
-    ) -> dict[str, Any]:
-        """Apply ``items`` through a queue worker; ``received_at`` (Unix time, now by
-        default): when the request arrived, for the worker's feedback-lag metric."""
+    async def call(self, batch: FeedbackBatch) -> FeedbackReply:
+        """Apply ``batch`` through a queue worker: its outcome (a reply with an error is
+        :class:`~shared.core.errors.DependencyUnavailable`). Its ``received_at`` (Unix time,
+        now by default): when the request arrived, for the worker's feedback-lag metric."""
         await self._sample()
         self._check_overload()
         started = time.monotonic()
-        correlation_id = str(uuid.uuid4())
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        correlation_id = batch.batch_id
+        waiter: asyncio.Future[FeedbackReply] = asyncio.get_running_loop().create_future()
         self._waiting[correlation_id] = waiter
         try:
             try:
                 await self.broker.publish(
                     self.broker.names.feedback,
-                    json.dumps({"streams": items}).encode(),
+                    batch.model_dump_json().encode(),
                     correlation_id=correlation_id,
                     message_id=correlation_id,
                     reply_to=self.reply_queue_name,
                     expiration=self.timeout,
-                    headers={RECEIVED_AT: received_at or time.time()},
+                    headers={RECEIVED_AT: batch.received_at or time.time()},
                 )
             except BrokerUnavailable as exc:
                 raise DependencyUnavailable(reason=f"RabbitMQ refused the feedback: {exc}") from exc
@@ -129,6 +129,6 @@ class FeedbackClient:
             self._latencies.append(time.monotonic() - started)
         finally:
             self._waiting.pop(correlation_id, None)
-        if "error" in reply:
-            raise DependencyUnavailable(reason=f"queue worker failed: {reply['error']}")
+        if reply.error is not None:
+            raise DependencyUnavailable(reason=f"queue worker failed: {reply.error}")
         return reply

@@ -28,6 +28,10 @@ Each item has a feedback id (``<batch id>:<index>``), its log row's ``_id``. A b
 redelivered after a worker died mid-way recognises what its first delivery applied (the
 stream's ``claim.feedback_ids`` for changes, the existing rows for the others), does not
 apply it again, and reports it ``modified`` as the first delivery would have.
+
+Batches come typed, as the queue worker validated them (:mod:`shared.domain.feedback_batch`),
+and are answered typed; what a report shows (its video_info and preview) becomes a
+document's fields only where it is stored (the stream, its stored report, a log row).
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+
+from pydantic import BaseModel
 
 from shared.core.clock import now_utc
 from shared.core.types import Doc
 from shared.domain import autorestart
+from shared.domain.feedback_batch import FeedbackBatch, FeedbackEntry, FeedbackOutcome
+from shared.domain.models.feedback import FeedbackItem
 from shared.domain.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
 from shared.store.changes import Change, StreamChanges, insert_log_rows, log_row
 from shared.store.liveness import record_reports
@@ -60,43 +67,31 @@ REDELIVERY: Doc = {"claim.feedback_ids": 1, "outbox": 1}
 CHANGE: Doc = DECIDE | {"groups": 1, "outbox": 1, "autorestart": 1}
 
 
-@dataclass(slots=True)
-class FeedbackBatch:
-    batch_id: str
-    items: list[Doc]
-    #: a redelivery: its first delivery may have applied some of it
-    redelivered: bool = False
+def stored(value: BaseModel | None) -> Doc | None:
+    """A report's video_info or preview as a document stores it (None: not given)."""
+    return None if value is None else value.model_dump(mode="json")
 
 
-@dataclass(slots=True)
-class FeedbackResult:
-    modified: list[dict[str, Any]] = field(default_factory=list)
-    unmodified: list[dict[str, Any]] = field(default_factory=list)
-
-    def body(self) -> dict[str, Any]:
-        return {"streams": {"modified": self.modified, "unmodified": self.unmodified}}
-
-
-def changes_stream(doc: Doc, item: Doc) -> bool:
+def changes_stream(doc: Doc, item: FeedbackItem) -> bool:
     """Whether a report changes the stream's status or what it shows (else it only proves
     liveness)."""
     return changes_status(doc, item) or changes_shown(doc, item)
 
 
-def changes_status(doc: Doc, item: Doc) -> bool:
+def changes_status(doc: Doc, item: FeedbackItem) -> bool:
     """Whether a report changes the stream's status (a guarded change of the stream)."""
-    return bool(item["status"] != doc["status"])
+    return bool(item.status != doc["status"])
 
 
-def changes_shown(doc: Doc, item: Doc) -> bool:
+def changes_shown(doc: Doc, item: FeedbackItem) -> bool:
     """Whether a report changes what the stream shows (its video_info, preview, error)."""
-    return item.get("error") != doc.get("last_error") or any(
-        item.get(key) is not None and item[key] != doc.get(key) for key in SHOWN
+    return item.error != doc.get("last_error") or any(
+        (value := getattr(item, key)) is not None and stored(value) != doc.get(key) for key in SHOWN
     )
 
 
 #: a report's answer: (its index in its batch, modified?, the entry)
-Answer = tuple[int, bool, dict[str, Any]]
+Answer = tuple[int, bool, FeedbackEntry]
 
 
 @dataclass(slots=True)
@@ -105,7 +100,7 @@ class _Report:
 
     batch_no: int
     index: int
-    item: Doc
+    item: FeedbackItem
     feedback_id: str
 
 
@@ -118,25 +113,33 @@ class _Fold:
     reports: list[_Report] = field(default_factory=list)
     #: what the reports so far leave the stream showing (deciding the next one reads it)
     state: Doc = field(init=False)
-    #: the one report that stands for them all: the last one's status, version and error,
-    #: and the last video_info and preview any of them gave
-    merged: Doc = field(init=False)
+    #: the one report that stands for them all (set by the first :meth:`add`): the last
+    #: one's status, version and error, and the last video_info and preview any of them gave
+    merged: FeedbackItem = field(init=False)
     change: Change | None = None
 
     def __post_init__(self) -> None:
         doc = self.doc
         self.state = {key: doc.get(key) for key in ("_id", "status", "version", "last_error")}
         self.state |= {key: doc.get(key) for key in SHOWN}
-        self.merged = dict.fromkeys(SHOWN)
 
     def add(self, report: _Report) -> None:
         item = report.item
+        kept = (
+            {
+                key: value
+                for key in SHOWN
+                if getattr(item, key) is None and (value := getattr(self.merged, key)) is not None
+            }
+            if self.reports
+            else {}
+        )
         self.reports.append(report)
-        self.merged |= {key: item[key] for key in ("stream_id", "status", "version")}
-        self.merged["error"] = item.get("error")
-        self.merged |= {key: item[key] for key in SHOWN if item.get(key) is not None}
-        self.state |= {"status": item["status"], "last_error": item.get("error")}
-        self.state |= {key: item[key] for key in SHOWN if item.get(key) is not None}
+        self.merged = item.model_copy(update=kept) if kept else item
+        self.state |= {"status": item.status, "last_error": item.error}
+        self.state |= {
+            key: stored(value) for key in SHOWN if (value := getattr(item, key)) is not None
+        }
 
     @property
     def feedback_id(self) -> str:
@@ -147,25 +150,25 @@ class _Fold:
         self,
         answers: list[list[Answer]],
         modified: bool,
-        entry_of: Callable[[Doc], dict[str, Any]],
+        entry_of: Callable[[FeedbackItem], FeedbackEntry],
     ) -> None:
         for report in self.reports:
             answers[report.batch_no].append((report.index, modified, entry_of(report.item)))
 
 
-def _entry(item: Doc) -> dict[str, Any]:
-    return {"stream_id": item["stream_id"], "status": item["status"], "version": item["version"]}
+def _entry(item: FeedbackItem) -> FeedbackEntry:
+    return FeedbackEntry(stream_id=item.stream_id, status=item.status, version=item.version)
 
 
-def _current(doc: Doc | None, item: Doc) -> dict[str, Any]:
+def _current(doc: Doc | None, item: FeedbackItem) -> FeedbackEntry:
     if doc is None:
-        return {"stream_id": item["stream_id"], "status": NOT_FOUND, "version": item["version"]}
-    return {"stream_id": doc["_id"], "status": doc["status"], "version": doc["version"]}
+        return FeedbackEntry(stream_id=item.stream_id, status=NOT_FOUND, version=item.version)
+    return FeedbackEntry(stream_id=doc["_id"], status=doc["status"], version=doc["version"])
 
 
 async def apply_feedback(
     database: Database, changes: StreamChanges, batches: list[FeedbackBatch]
-) -> list[FeedbackResult]:
+) -> list[FeedbackOutcome]:
     """Apply feedback batches that arrived together; one result per batch, in order.
 
     Reports of one stream among them are folded, in order, into one report that stands for
@@ -189,7 +192,7 @@ async def apply_feedback(
             changing.append(fold)
         else:
             if changes_shown(fold.doc, fold.merged):
-                shown[fold.doc["_id"]] = report_doc(fold.merged["version"], now, fold.state)
+                shown[fold.doc["_id"]] = report_doc(fold.merged.version, now, fold.state)
             alive.append(fold)
     await _apply_changes(database, changes, changing, answers)
     # before the rows: a redelivered batch whose rows exist was applied, reports and all
@@ -207,9 +210,9 @@ async def apply_feedback(
     return [_result(given) for given in answers]
 
 
-def _result(answers: list[Answer]) -> FeedbackResult:
+def _result(answers: list[Answer]) -> FeedbackOutcome:
     """A batch's answers, each list in the order of the batch's items."""
-    result = FeedbackResult()
+    result = FeedbackOutcome()
     for _, modified, entry in sorted(answers, key=lambda answer: answer[0]):
         (result.modified if modified else result.unmodified).append(entry)
     return result
@@ -222,7 +225,7 @@ async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dic
     Each shows its latest report (:mod:`shared.store.shown`, one more read). A second
     read of the streams only when some report changes a stream's status: most reports
     only prove liveness, and the server pays for every field it reads of every stream."""
-    ids = list(dict.fromkeys(item["stream_id"] for b in batches for item in b.items))
+    ids = list(dict.fromkeys(item.stream_id for b in batches for item in b.streams))
     projection = DECIDE | (REDELIVERY if any(b.redelivered for b in batches) else {})
     docs = {doc["_id"]: doc for doc in await find_by_ids(database.streams, ids, projection)}
     reports = await reports_of(database, docs)
@@ -230,10 +233,10 @@ async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dic
         overlay(read, reports.get(read["_id"]))
     changing = list(
         dict.fromkeys(
-            item["stream_id"]
+            item.stream_id
             for b in batches
-            for item in b.items
-            if (doc := docs.get(item["stream_id"])) is not None
+            for item in b.streams
+            if (doc := docs.get(item.stream_id)) is not None
             and _current_version(doc, item)
             and changes_status(doc, item)
         )
@@ -246,9 +249,9 @@ async def _read_streams(database: Database, batches: list[FeedbackBatch]) -> dic
     return docs
 
 
-def _current_version(doc: Doc, item: Doc) -> bool:
+def _current_version(doc: Doc, item: FeedbackItem) -> bool:
     """The report is of the version being processed (else it is answered ``unmodified``)."""
-    return bool(doc["status"] == IN_PROGRESS and doc["version"] == item["version"])
+    return bool(doc["status"] == IN_PROGRESS and doc["version"] == item.version)
 
 
 def _applied_before(
@@ -263,17 +266,17 @@ def _applied_before(
         return set()
     applied: set[int] = set()
     last: dict[tuple[str, int], int] = {}
-    for index, item in enumerate(batch.items):
-        doc = docs.get(item["stream_id"])
+    for index, item in enumerate(batch.streams):
+        doc = docs.get(item.stream_id)
         if doc is None:
             continue
         feedback_id = f"{batch.batch_id}:{index}"
         recent = (doc.get("claim") or {}).get("feedback_ids") or []
         if feedback_id in recent or feedback_id in logged_before:
             applied.add(index)
-            last[item["stream_id"], item["version"]] = index
-    for index, item in enumerate(batch.items):
-        if index < last.get((item["stream_id"], item["version"]), -1):
+            last[item.stream_id, item.version] = index
+    for index, item in enumerate(batch.streams):
+        if index < last.get((item.stream_id, item.version), -1):
             applied.add(index)
     return applied
 
@@ -291,10 +294,10 @@ def _plan(
     for number, batch in enumerate(batches):
         given = answers[number]
         applied_before = _applied_before(batch, docs, logged_before)
-        for index, item in enumerate(batch.items):
+        for index, item in enumerate(batch.streams):
             feedback_id = f"{batch.batch_id}:{index}"
-            doc = docs.get(item["stream_id"])
-            fold = folds.get(item["stream_id"])
+            doc = docs.get(item.stream_id)
+            fold = folds.get(item.stream_id)
             if doc is not None and index in applied_before:
                 # its row is written, or in the outbox
                 recovered += [
@@ -307,7 +310,7 @@ def _plan(
                 given.append((index, False, _current(fold.state if fold else doc, item)))
             else:
                 if fold is None:
-                    fold = folds[item["stream_id"]] = _Fold(doc)
+                    fold = folds[item.stream_id] = _Fold(doc)
                 fold.add(_Report(number, index, item, feedback_id))
     return list(folds.values())
 
@@ -333,7 +336,7 @@ async def _apply_changes(
 async def _rows_of_redeliveries(database: Database, batches: list[FeedbackBatch]) -> set[str]:
     """Feedback ids of redelivered batches whose log row exists (applied before)."""
     fids = [
-        f"{b.batch_id}:{index}" for b in batches if b.redelivered for index in range(len(b.items))
+        f"{b.batch_id}:{index}" for b in batches if b.redelivered for index in range(len(b.streams))
     ]
     if not fids:
         return set()
@@ -346,40 +349,40 @@ def _row(fold: _Fold, now: datetime) -> Doc:
     item = fold.merged
     return log_row(
         fold.doc,
-        item["status"],
-        item["version"],
+        item.status,
+        item.version,
         now,
-        error=item.get("error"),
-        video_info=item.get("video_info"),
-        preview=item.get("preview"),
+        error=item.error,
+        video_info=stored(item.video_info),
+        preview=stored(item.preview),
         row_id=fold.feedback_id,
     )
 
 
-def _change(doc: Doc, item: Doc, state: Doc, feedback_id: str, now: datetime) -> Change:
+def _change(doc: Doc, item: FeedbackItem, state: Doc, feedback_id: str, now: datetime) -> Change:
     """The guarded change that applies one report that changes the stream's status (a
     failure arms autorestart with it); the stream shows what ``state`` (its latest report
     and this one) shows, so its stored report is older than what it shows now."""
     fields: Doc = {
-        "status": item["status"],
-        "last_error": item.get("error"),
+        "status": item.status,
+        "last_error": item.error,
         "claim.last_feedback_at": now,
     }
     for key in SHOWN:
         fields[key] = state.get(key)
-    if item["status"] == FAILURE:
+    if item.status == FAILURE:
         fields.update(autorestart.on_failure(doc, now))
     change = Change(
         dict(doc),
-        [item["status"]],
-        guard={"version": item["version"], "status": IN_PROGRESS},
+        [item.status],
+        guard={"version": item.version, "status": IN_PROGRESS},
         set=fields,
         when=now,
         push={"claim.feedback_ids": {"$each": [feedback_id], "$slice": -RECENT_FEEDBACK_IDS}},
         details={
-            "error": item.get("error"),
-            "video_info": item.get("video_info"),
-            "preview": item.get("preview"),
+            "error": item.error,
+            "video_info": stored(item.video_info),
+            "preview": stored(item.preview),
         },
         row_ids=[feedback_id],
     )

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from queue_worker.worker import FeedbackWorker
-from shared.services.feedback import FeedbackBatch, FeedbackResult, apply_feedback
+from shared.domain.feedback_batch import FeedbackBatch, FeedbackEntry, FeedbackOutcome
+from shared.domain.models import FeedbackItem
+from shared.services.feedback import apply_feedback
 from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
 from shared.store.shown import with_report
@@ -55,8 +57,8 @@ def report(stream_id: str, status: str = "in_progress", **fields: Any) -> Json:
     } | fields
 
 
-def entry(stream_id: str, status: str, version: int = 1) -> Json:
-    return {"stream_id": stream_id, "status": status, "version": version}
+def entry(stream_id: str, status: str, version: int = 1) -> FeedbackEntry:
+    return FeedbackEntry(stream_id=stream_id, status=status, version=version)
 
 
 async def shown(database: Database, stream_id: str) -> Json:
@@ -81,19 +83,24 @@ async def test_ten_thousand_duplicates_cost_one_change(client: Client, database:
         report(ended, "done"),
         report(ended, error="after done"),  # after its end: unmodified, as before
     ]
+    # ten times what an agent may send in one batch (the gateway and the worker refuse
+    # that): put together as if from batches that arrived together
+    batch = FeedbackBatch.model_construct(
+        batch_id="dups", streams=[FeedbackItem.model_validate(item) for item in items]
+    )
     changes = CountingChanges(database)
     started = time.monotonic()
-    [result] = await apply_feedback(database, changes, [FeedbackBatch("dups", items)])
+    [result] = await apply_feedback(database, changes, [batch])
     elapsed = time.monotonic() - started
     print(f"\n{DUPLICATES} duplicates applied in {elapsed:.2f} s, writes {changes.writes[:5]}")
 
     # one guarded update for the one status change (the others' reports only change what
     # their streams show: stored reports, shared.store.shown)
     assert changes.writes == [1]
-    assert Counter(e["stream_id"] for e in result.modified) == Counter(
+    assert Counter(e.stream_id for e in result.modified) == Counter(
         {target: DUPLICATES, other: 1, ended: 1}
     )
-    assert all(e == entry(e["stream_id"], e["status"]) for e in result.modified)
+    assert all(e == entry(e.stream_id, e.status) for e in result.modified)
     assert result.unmodified == [entry(target, "in_progress"), entry(ended, "done")]
 
     stream = await shown(database, target)
@@ -119,6 +126,11 @@ async def test_folded_reports_keep_every_rule(client: Client, database: Database
         "start_time": "2024-03-01T10:00:00Z",
     }
     preview = {"last_frame": {"url": "http://127.0.0.1:34569/frame"}}
+    # as validated (and stored): every field, null where not given
+    stored_info, stored_preview = (
+        info | {"duration": None, "progress": None},
+        {"live": None} | preview,
+    )
     items = [
         report(stream_id, error="warming up", video_info=info),
         report(stream_id, preview=preview),
@@ -126,7 +138,7 @@ async def test_folded_reports_keep_every_rule(client: Client, database: Database
         report(stream_id, error="too late"),
     ]
     changes = CountingChanges(database)
-    [result] = await apply_feedback(database, changes, [FeedbackBatch("b", items)])
+    [result] = await apply_feedback(database, changes, [FeedbackBatch(batch_id="b", streams=items)])
     assert changes.writes == [1]
     assert result.modified == [
         entry(stream_id, "in_progress"),
@@ -137,7 +149,7 @@ async def test_folded_reports_keep_every_rule(client: Client, database: Database
     stream = await shown(database, stream_id)
     assert stream is not None
     assert (stream["status"], stream["last_error"]) == ("failure", "eof")
-    assert (stream["video_info"], stream["preview"]) == (info, preview)
+    assert (stream["video_info"], stream["preview"]) == (stored_info, stored_preview)
     assert stream["autorestart"]["status"] == "disabled"
     assert await log_rows(database, stream_id) == [
         ("pending", 1),
@@ -148,8 +160,8 @@ async def test_folded_reports_keep_every_rule(client: Client, database: Database
     assert (row["_id"], row["error"], row["video_info"], row["preview"]) == (
         "b:2",
         "eof",
-        info,
-        preview,
+        stored_info,
+        stored_preview,
     )
 
 
@@ -163,15 +175,17 @@ async def test_folded_batch_redelivered_is_applied_once(client: Client, database
         report(a, error="3"),
     ]
     first = await apply_feedback(
-        database, StreamChanges(database, None), [FeedbackBatch("r", items)]
+        database, StreamChanges(database, None), [FeedbackBatch(batch_id="r", streams=items)]
     )
     after_first = await database.streams.find({}).sort("_id", 1).to_list()
     rows_first = await database.stream_logs.find({}).sort("_id", 1).to_list()
     again = await apply_feedback(
-        database, StreamChanges(database, None), [FeedbackBatch("r", items, redelivered=True)]
+        database,
+        StreamChanges(database, None),
+        [FeedbackBatch(batch_id="r", streams=items, redelivered=True)],
     )
 
-    def outcome(results: list[FeedbackResult]) -> tuple[Counter[str], list[Json]]:
+    def outcome(results: list[FeedbackOutcome]) -> tuple[Counter[str], list[FeedbackEntry]]:
         [result] = results
         return Counter(str(e) for e in result.modified), result.unmodified
 
@@ -203,7 +217,7 @@ async def test_duplicates_do_not_hold_other_agents_feedback(
     flood_status, flood_answer, flood_took = await flooding
     print(f"\nhonest report answered in {waited:.2f} s; the flood in {flood_took:.2f} s")
     assert status == 200, answer
-    assert answer["streams"]["modified"] == [entry(honest, "done")]
+    assert answer["streams"]["modified"] == [entry(honest, "done").model_dump()]
     assert flood_status == 200, flood_answer
     assert len(flood_answer["streams"]["modified"]) == 1000
     assert waited < 3, waited

@@ -16,18 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import aio_pika
 import pytest
 
-import shared.services.feedback
 import shared.store.changes
 from shared.core.clock import now_utc
 from shared.core.settings import Settings
+from shared.domain.feedback_batch import FeedbackBatch
 from shared.messaging.broker import QueueNames
-from shared.services.feedback import FeedbackBatch, FeedbackResult, apply_feedback
+from shared.services.feedback import apply_feedback
 from shared.store.changes import StreamChanges, insert_log_rows
 from shared.store.mongo import Database
 from shared.store.shown import with_report
@@ -81,17 +82,25 @@ async def feedback_rows(database: Database, ids: list[str]) -> Counter[tuple[str
     )
 
 
-def outcome(result: shared.services.feedback.FeedbackResult) -> tuple[list[Json], list[Json]]:
+@dataclass
+class Answered:
+    """A batch's answers, as the agent reads them."""
+
+    modified: list[Json]
+    unmodified: list[Json]
+
+
+def outcome(result: Answered) -> tuple[list[Json], list[Json]]:
     return result.modified, result.unmodified
 
 
 async def apply(
     database: Database, batch_id: str, items: list[Json], *, redelivered: bool = False
-) -> FeedbackResult:
+) -> Answered:
     """What a queue worker does with one delivered batch."""
-    batch = FeedbackBatch(batch_id, items, redelivered=redelivered)
+    batch = FeedbackBatch(batch_id=batch_id, streams=items, redelivered=redelivered)
     [result] = await apply_feedback(database, StreamChanges(database, None), [batch])
-    return result
+    return Answered(**result.model_dump())
 
 
 async def test_same_batch_twice_is_applied_once(client: Client, database: Database) -> None:

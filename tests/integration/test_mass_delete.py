@@ -21,10 +21,11 @@ from shared.core.clock import now_utc
 from shared.core.settings import Settings
 from shared.core.types import Doc
 from shared.domain.documents import new_stream
+from shared.domain.feedback_batch import FeedbackBatch
 from shared.domain.models import StreamCreateV1
 from shared.messaging.broker import open_configured_broker
 from shared.messaging.publisher import BrokerTokenPublisher
-from shared.services.feedback import FeedbackBatch, apply_feedback
+from shared.services.feedback import apply_feedback
 from shared.services.streams import StreamService
 from shared.store.changes import DELETION, StreamChanges, deleted_account
 from shared.store.mongo import ID_CHUNK, Database
@@ -98,7 +99,7 @@ async def test_a_report_read_before_the_delete_logs_before_the_deleted_row(
 
     monkeypatch.setattr(shared.services.feedback, "_read_streams", read_then_delete)
     item = {"stream_id": stream_id, "status": "in_progress", "version": 1}
-    await apply_feedback(database, changes, [FeedbackBatch("b1", [item])])
+    await apply_feedback(database, changes, [FeedbackBatch(batch_id="b1", streams=[item])])
     assert await rows_after_deleted(database, [stream_id]) == {}
 
 
