@@ -203,8 +203,9 @@ async def apply_feedback(
         for fold in alive:
             for number in {report.batch_no for report in fold.reports}:
                 reported[number].append(fold.doc["_id"])
-        for batch, stream_ids in zip(batches, reported, strict=True):
-            await record_reports(database, batch.batch_id, stream_ids, now)
+        await record_reports(
+            database, [(b.batch_id, ids) for b, ids in zip(batches, reported, strict=True)], now
+        )
         for fold in alive:
             fold.answer_all(answers, True, _entry)
     return [_result(given) for given in answers]
@@ -318,19 +319,29 @@ def _plan(
 async def _apply_changes(
     database: Database, changes: StreamChanges, folds: list[_Fold], answers: list[list[Answer]]
 ) -> None:
-    """One bulk write of every fold's change; each report answered by how its fold's went."""
+    """One bulk write of every fold's change; each report answered by how its fold's went.
+
+    A change that lost a race (its stream paused, patched, downgraded meanwhile) is answered
+    with the stream as it is now: one read of all of them (by ids, in chunks)."""
     if not folds:
         return
     landed = {id(c) for c in await changes.apply([f.change for f in folds if f.change])}
+    lost: list[_Fold] = []
     for fold in folds:
         if id(fold.change) in landed:
             fold.answer_all(answers, True, _entry)
-            continue
-        # lost a race (paused, patched, downgraded meanwhile)
-        fresh = await database.streams.find_one(
-            {"_id": fold.doc["_id"]}, {"status": 1, "version": 1}
+        else:
+            lost.append(fold)
+    if not lost:
+        return
+    fresh = {
+        doc["_id"]: doc
+        for doc in await find_by_ids(
+            database.streams, [fold.doc["_id"] for fold in lost], {"status": 1, "version": 1}
         )
-        fold.answer_all(answers, False, partial(_current, fresh))
+    }
+    for fold in lost:
+        fold.answer_all(answers, False, partial(_current, fresh.get(fold.doc["_id"])))
 
 
 async def _rows_of_redeliveries(database: Database, batches: list[FeedbackBatch]) -> set[str]:

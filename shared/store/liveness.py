@@ -4,33 +4,45 @@ Most feedback only says "still processing, nothing new" (same status, same video
 preview and error). Rewriting the whole stream for that is the dominant cost of the hot
 path, so, as Kubernetes moved node heartbeats out of NodeStatus into small Lease objects
 (KEP-589), such a report writes only its log row and one small record per feedback batch:
-``{_id: batch id, stream_ids, at}``. The handler-lost rule (:mod:`shared.services.downgrade`) reads
-these records; a TTL index drops them after :data:`RETENTION` (so
-``STREAM_STATUS_OBSOLETING_PERIOD`` is at most that long).
+``{_id: batch id, stream_ids, at}``. The records of batches applied together are written in
+one insert. The handler-lost rule (:mod:`shared.services.downgrade`) reads these records; a
+TTL index drops them after :data:`RETENTION` (so ``STREAM_STATUS_OBSOLETING_PERIOD`` is at
+most that long).
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from shared.store.mongo import Database
 
 RETENTION = timedelta(hours=1)
+#: the server's code for a duplicate key: a batch recorded before (a redelivery)
+DUPLICATE_KEY = 11000
 
 
 async def record_reports(
-    database: Database, batch_id: str, stream_ids: list[str], at: datetime
+    database: Database, reported: Iterable[tuple[str, list[str]]], at: datetime
 ) -> None:
-    """Record that these streams reported at ``at`` (once per batch id: idempotent)."""
-    if not stream_ids:
+    """Record that streams reported at ``at``: ``reported`` holds each batch's id and the
+    streams its reports named (a batch that named none is not recorded). One unordered
+    insert for them all; a batch recorded already (redelivered) keeps its first record:
+    idempotent."""
+    records = [
+        {"_id": batch_id, "stream_ids": list(dict.fromkeys(stream_ids)), "at": at}
+        for batch_id, stream_ids in reported
+        if stream_ids
+    ]
+    if not records:
         return
-    with contextlib.suppress(DuplicateKeyError):  # a redelivered batch: recorded already
-        await database.liveness.insert_one(
-            {"_id": batch_id, "stream_ids": list(dict.fromkeys(stream_ids)), "at": at}
-        )
+    try:
+        await database.liveness.insert_many(records, ordered=False)
+    except BulkWriteError as exc:
+        if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+            raise
 
 
 async def reported_since(database: Database, since: datetime) -> set[str]:
