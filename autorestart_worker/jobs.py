@@ -13,23 +13,15 @@ from shared.services.downgrade import downgrade_silent
 from shared.services.fleet import census_forever
 from shared.services.reconciler import reconcile_tokens
 from shared.services.restarts import restart_due
-from shared.store.changes import StreamChanges
 
 
 def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
-    def changes(clients: JobClients) -> StreamChanges:
-        return StreamChanges(
-            clients.database,
-            BrokerTokenPublisher(clients.broker),
-            timedelta(seconds=settings.change_sweep_delay),
-        )
-
     async def autorestart_sweep(clients: JobClients) -> int:
-        return await restart_due(clients.database, changes(clients))
+        return await restart_due(clients.database, clients.changes)
 
     async def downgrade(clients: JobClients) -> int:
         return await downgrade_silent(
-            clients.database, changes(clients), settings.stream_status_obsoleting_period
+            clients.database, clients.changes, settings.stream_status_obsoleting_period
         )
 
     async def reconcile(clients: JobClients) -> int:
@@ -41,7 +33,7 @@ def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
         )
 
     async def outbox_sweep(clients: JobClients) -> int:
-        return await changes(clients).sweep()
+        return await clients.changes.sweep(timedelta(seconds=settings.change_sweep_delay))
 
     async def fleet_census(clients: JobClients) -> None:
         await census_forever(clients.database, settings.fleet_census_interval)
@@ -56,7 +48,7 @@ def spec(settings: AutorestartWorkerSettings) -> JobWorkerSpec:
             ),
             PeriodicJob("downgrade", downgrade, settings.stream_status_obsoleting_interval),
             PeriodicJob("reconcile", reconcile, settings.reconcile_interval),
-            PeriodicJob("outbox_sweep", outbox_sweep, settings.reconcile_interval),
+            PeriodicJob("outbox_sweep", outbox_sweep, settings.change_sweep_interval),
             webhooks.periodic,
         ],
         background=(fleet_census, webhooks.pool_lifetime),

@@ -60,7 +60,7 @@ async def seed(changes: StreamChanges, count: int, prefix: str) -> list[str]:
             new_stream(str(uuid.uuid4()), 1, {**BODY, "name": f"{prefix}{i}"}, [], now)
             for i in range(start, min(start + ID_CHUNK, count))
         ]
-        await changes.create(docs, {d["_id"]: ["pending"] for d in docs})
+        await changes.create(docs)
         ids += [d["_id"] for d in docs]
     return ids
 

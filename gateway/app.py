@@ -115,7 +115,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     publisher = BrokerTokenPublisher(broker)
     changes = StreamChanges(database, publisher)
     app[STREAMS] = StreamService(database, changes)
-    app[GROUPS] = GroupService(database, publisher)
+    app[GROUPS] = GroupService(database, changes)
     app[CLAIMS] = ClaimService(
         database,
         broker,

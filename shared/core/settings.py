@@ -389,6 +389,9 @@ class AutorestartWorkerSettings(JobWorkerSettings):
     change_sweep_delay: float = Field(
         default=10.0, gt=0, le=300, validation_alias=_env("LUNA_STREAMS_CHANGE_SWEEP_DELAY")
     )
+    change_sweep_interval: float = Field(
+        default=15.0, gt=0, le=3600, validation_alias=_env("LUNA_STREAMS_CHANGE_SWEEP_INTERVAL")
+    )
     webhook_interval: float = Field(
         default=1.0, gt=0, le=60, validation_alias=_env("LUNA_STREAMS_WEBHOOK_INTERVAL")
     )

@@ -13,9 +13,9 @@ from typing import Any
 
 from shared.core.errors import NotConvertible, StreamNotConvertible
 from shared.core.types import Doc
+from shared.domain import transitions
 from shared.domain.autorestart import fresh_state
 from shared.domain.models.convert import v1_to_v2, v2_to_v1
-from shared.domain.statuses import PENDING
 
 
 def format_time(value: datetime | None) -> str | None:
@@ -72,17 +72,14 @@ def new_stream(
         "_id": stream_id,
         "account_id": body["account_id"],
         **settings_fields(api_version, body),
-        "status": body["status"],
-        "version": 1,
         "create_time": now,
         "last_error": None,
         "video_info": None,
         "preview": None,
         "groups": [group_id for group_id, _ in groups],
         "group_names": [name for _, name in groups],
-        "queued_at": now if body["status"] == PENDING else None,
-        "claim": None,
         "outbox": [],
+        **transitions.create(body["status"], now).set,
     }
 
 

@@ -1,7 +1,5 @@
-"""The stream status machine (behaviour reference, section 2): one place for every rule.
-
-Each function answers which statuses a change passes through, in order; every status in
-that path gets one stream log row. Callers apply the change with one compare-and-set.
+"""The statuses (behaviour reference, section 2): their names and sets. The machine that
+moves a stream between them is :mod:`shared.domain.transitions`.
 
 This module is the one home of every status name and status set, stream and autorestart:
 every other module imports them from here (the ``Literal`` types too, for the models and
@@ -11,8 +9,6 @@ the OpenAPI enums), none spells them again.
 from __future__ import annotations
 
 from typing import Final, Literal, get_args
-
-from shared.core.errors import BadStreamStatus, CannotCancelFinished, CannotStopInProgress
 
 PENDING: Final = "pending"
 IN_PROGRESS: Final = "in_progress"
@@ -78,49 +74,3 @@ _same(StoredStatus, STORED)
 _same(LoggedStatus, LOGGED)
 _same(FeedbackStatus, FEEDBACK_STATUSES)
 _same(AutorestartStatus, AUTORESTART_STATUSES)
-
-
-def _check(status: str, permitted: tuple[str, ...]) -> None:
-    if status not in permitted:
-        raise BadStreamStatus(status=status, permitted=", ".join(permitted))
-
-
-def create_path(status: str) -> list[str]:
-    """∅ -> pending | pause."""
-    _check(status, CREATE_STATUSES)
-    return [status]
-
-
-def replace_path(status: str) -> list[str]:
-    """PUT: any status -> restart -> pending | pause (the version is bumped)."""
-    _check(status, CREATE_STATUSES)
-    return [RESTART, status]
-
-
-def patch_path(stream_id: str, current: str, target: str, source_type: str) -> list[str]:
-    """PATCH status: the statuses to pass through; [] when the stream is already there.
-
-    - pause of an in-progress video file is refused (39003): it cannot be stopped midway;
-    - cancel of a finished stream (done, failure) is refused (39005);
-    - back to pending from in_progress restarts processing: in_progress -> restart -> pending.
-    """
-    _check(target, PATCH_STATUSES)
-    if target == current:
-        return []
-    if target == PAUSE and current == IN_PROGRESS and source_type == "videofile":
-        raise CannotStopInProgress(stream_id=stream_id)
-    if target == CANCEL and current in FINISHED:
-        raise CannotCancelFinished(stream_id=stream_id)
-    if target == PENDING and current == IN_PROGRESS:
-        return [RESTART, PENDING]
-    return [target]
-
-
-def downgrade_path() -> list[str]:
-    """A handler went silent: in_progress -> handler_lost -> restart -> pending."""
-    return [HANDLER_LOST, RESTART, PENDING]
-
-
-def autorestart_path() -> list[str]:
-    """An autorestart attempt: failure -> restart -> pending."""
-    return [RESTART, PENDING]

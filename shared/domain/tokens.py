@@ -3,15 +3,19 @@
 A token is a hint, MongoDB is the truth: a claim applies a token only through a
 compare-and-set on ``(status=pending, version, queued_at)``, so a stale or duplicate token
 costs one failed update and never hands a stream out twice.
+
+The freshness rule is here and only here: :func:`waiting_guard` (in MongoDB) and
+:func:`waits_at` (in memory) say the same thing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.core.types import Doc
 from shared.domain.statuses import PENDING
 
 
@@ -29,13 +33,9 @@ class QueueToken(BaseModel):
     def decode(cls, body: bytes) -> QueueToken:
         return cls.model_validate_json(body)
 
-    def cas_filter(self) -> dict[str, Any]:
-        return {
-            "_id": self.stream_id,
-            "status": PENDING,
-            "version": self.version,
-            "queued_at": self.queued_at,
-        }
+    def waited_by(self, doc: Doc) -> bool:
+        """The stream (as read) still waits in the queue where this token put it."""
+        return waits_at(doc, self.version, self.queued_at)
 
 
 class TokenPublisher(Protocol):
@@ -44,3 +44,24 @@ class TokenPublisher(Protocol):
     ) -> None: ...
 
     async def drop_group_queue(self, group_id: str) -> None: ...
+
+
+#: MongoDB keeps milliseconds: a time read back equals the one written within this
+SAME_TIME = timedelta(milliseconds=1)
+
+
+def waiting_guard(version: int, queued_at: datetime | None) -> Doc:
+    """The stream still waits in the queue at this version and place (a claim's guard)."""
+    return {"status": PENDING, "version": version, "queued_at": queued_at}
+
+
+def waits_at(doc: Doc, version: int, queued_at: datetime | None) -> bool:
+    """:func:`waiting_guard`, of a stream as read."""
+    stored = doc.get("queued_at")
+    return (
+        doc.get("status") == PENDING
+        and doc.get("version") == version
+        and stored is not None
+        and queued_at is not None
+        and abs(stored - queued_at) < SAME_TIME
+    )

@@ -46,9 +46,11 @@ from shared.core.clock import now_utc
 from shared.core.errors import BackendUnavailable
 from shared.core.settings import CommonSettings, JobWorkerSettings, node_urls
 from shared.messaging.broker import Broker, open_configured_broker
+from shared.messaging.publisher import BrokerTokenPublisher
 from shared.runtime.heartbeats import beat_forever, instance_id
 from shared.runtime.lifecycle import Readiness, never_broken
 from shared.runtime.probes import probe_forever
+from shared.store.changes import StreamChanges
 from shared.store.leases import next_start, start_period
 from shared.store.mongo import Database, open_configured_database
 from shared.telemetry import tracing
@@ -85,6 +87,7 @@ class JobClients(Middleware):
         self.settings = settings
         self._database: Database | None = None
         self._broker: Broker | None = None
+        self._changes: StreamChanges | None = None
         self._opened = asyncio.Event()  # bound to the loop that first waits on it
         #: why the clients could not be opened (the process then fails its start)
         self.error: BaseException | None = None
@@ -98,6 +101,13 @@ class JobClients(Middleware):
     def broker(self) -> Broker:
         assert self._broker is not None, "the worker has not booted"
         return self._broker
+
+    @property
+    def changes(self) -> StreamChanges:
+        """The process's one change writer: its record of the rows it wrote
+        (:class:`~shared.store.changes.WrittenRows`) carries over from job run to job run."""
+        assert self._changes is not None, "the worker has not booted"
+        return self._changes
 
     def database_if_open(self) -> Database | None:
         return self._database
@@ -118,6 +128,7 @@ class JobClients(Middleware):
         try:
             self._database = await open_configured_database(self.settings)
             self._broker = await open_configured_broker(self.settings)
+            self._changes = StreamChanges(self._database, BrokerTokenPublisher(self._broker))
         except Exception as exc:  # not swallowed: JobWorker.start raises it (exit code 1)
             self.error = exc
             return
@@ -125,7 +136,7 @@ class JobClients(Middleware):
 
     async def _close(self) -> None:
         broker, database = self._broker, self._database
-        self._broker = self._database = None
+        self._broker = self._database = self._changes = None
         if broker is not None:
             await broker.close()
         if database is not None:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from shared.core.clock import now_utc
-from shared.core.errors import BadStreamStatus, CannotCancelFinished, CannotStopInProgress
+from shared.core.errors import CannotCancelFinished, CannotStopInProgress
 from shared.core.types import Doc
-from shared.domain import statuses
-from shared.services.status_change import patch_change
+from shared.domain import transitions
 from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import ID_CHUNK, Database
 
@@ -48,8 +47,7 @@ async def change_status(
     database: Database, changes: StreamChanges, query: Doc, target: str
 ) -> BulkOutcome:
     """Move every stream matching ``query`` (a streams filter) to ``target``."""
-    if target not in statuses.PATCH_STATUSES:
-        raise BadStreamStatus(status=target, permitted=", ".join(statuses.PATCH_STATUSES))
+    transitions.check_patch_target(target)
     ids = [doc["_id"] async for doc in database.streams.find(query, {"_id": 1})]
     outcome = BulkOutcome()
     for start in range(0, len(ids), ID_CHUNK):
@@ -74,20 +72,17 @@ async def _change_chunk(
         planned: list[Change] = []
         for doc in docs:
             try:
-                path = statuses.patch_path(
-                    doc["_id"], doc["status"], target, doc["data"].get("type", "")
-                )
+                transition = transitions.patch(doc, target, now)
             except CannotStopInProgress:
                 outcome.skipped.append(_skip(doc, NOT_STOPPABLE))
                 continue
             except CannotCancelFinished:
                 outcome.skipped.append(_skip(doc, FINISHED))
                 continue
-            change = patch_change(doc, path, now)
-            if change is None:
+            if not transition.path:
                 outcome.skipped.append(_skip(doc, ALREADY))
                 continue
-            planned.append(change)
+            planned.append(Change(doc, transition, now))
         landed = {change.stream_id for change in await changes.apply(planned)}
         outcome.changed += len(landed)
         ids = [change.stream_id for change in planned if change.stream_id not in landed]

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
@@ -36,6 +36,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.core.clock import now_utc
 from shared.core.errors import BrokerUnavailable
 from shared.core.types import Doc
+from shared.domain import transitions
 from shared.domain.documents import V1_VISIBLE
 from shared.domain.statuses import IN_PROGRESS, PENDING
 from shared.domain.tokens import QueueToken
@@ -279,7 +280,7 @@ class ClaimService:
         passed: list[AbstractIncomingMessage] = []  # claimable, but not by these filters
         for token, message in tokens:
             doc = docs.get(token.stream_id)
-            if doc is None or not _waits_at(doc, token):
+            if doc is None or not token.waited_by(doc):
                 done.append(message)  # stale (or a duplicate of one taken just before)
             elif not filters.admits(doc):
                 passed.append(message)
@@ -300,45 +301,14 @@ class ClaimService:
         return claimed
 
     async def _compare_and_set(self, docs: list[Doc], filters: QueueFilters) -> list[Doc]:
-        """pending -> in_progress for each stream, guarded by the version and ``queued_at``
-        read and by the filters (a stream detached from the group since its token was
-        queued stays); the streams that were claimed, in the order given."""
+        """pending -> in_progress for each stream (:func:`shared.domain.transitions.claim`),
+        within the filters (a stream detached from the group since its token was queued
+        stays); the streams that were claimed, in the order given."""
         now = now_utc()
-        changes = []
-        for doc in docs:
-            claim: Doc = {
-                "claimed_at": now,
-                "last_feedback_at": None,
-                "feedback_ids": [],
-            }
-            changes.append(
-                Change(
-                    doc,
-                    [IN_PROGRESS],
-                    guard={
-                        **self._match(filters),
-                        "version": doc["version"],
-                        "queued_at": doc["queued_at"],
-                    },
-                    set={"status": IN_PROGRESS, "claim": claim},
-                    when=now,
-                )
-            )
+        scope = self._match(filters)
+        changes = [Change(doc, transitions.claim(doc, now), now, scope=scope) for doc in docs]
         # each claim's row is new: its insert journals the claims (one flush)
         landed = await self.changes.apply(changes, fresh_rows=True)
         for change in landed:
             change.stream.update(change.set)
         return [change.stream for change in landed]
-
-
-def _waits_at(doc: Doc, token: QueueToken) -> bool:
-    """The stream still waits in the queue at this token's version and ``queued_at``."""
-    return (
-        doc["status"] == PENDING
-        and doc["version"] == token.version
-        and _same_time(doc.get("queued_at"), token.queued_at)
-    )
-
-
-def _same_time(stored: datetime | None, token: datetime) -> bool:
-    return stored is not None and abs((stored - token).total_seconds()) < 0.001

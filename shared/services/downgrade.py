@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 
 from shared.core.clock import now_utc
-from shared.domain.statuses import IN_PROGRESS, PENDING, downgrade_path
+from shared.domain import transitions
 from shared.store.changes import Change, StreamChanges
 from shared.store.liveness import reported_since
 from shared.store.mongo import Database
@@ -37,42 +37,22 @@ async def downgrade_silent(
     now = now or now_utc()
     cutoff = now - timedelta(seconds=period)
     claimed = await (
-        database.streams.find(
-            {"status": IN_PROGRESS, "claim.claimed_at": {"$lt": cutoff}},
-            {"claim.last_feedback_at": 1},
-        )
+        database.streams.find(transitions.silent_query(cutoff), {"claim.last_feedback_at": 1})
         .limit(limit)
         .to_list()
     )
-    quiet = [
-        doc["_id"]
-        for doc in claimed
-        if (doc.get("claim") or {}).get("last_feedback_at") is None
-        or doc["claim"]["last_feedback_at"] < cutoff
-    ]
+    quiet = [doc["_id"] for doc in claimed if transitions.silent_since(doc, cutoff)]
     if not quiet:
         return 0
     alive = await reported_since(database, cutoff)
     silent = [stream_id for stream_id in quiet if stream_id not in alive]
     if not silent:
         return 0
-    docs = await database.streams.find({"_id": {"$in": silent}, "status": IN_PROGRESS}).to_list()
+    docs = await database.streams.find(
+        {**transitions.silent_query(cutoff), "_id": {"$in": silent}}
+    ).to_list()
     landed = await changes.apply(
-        [
-            Change(
-                doc,
-                downgrade_path(),
-                guard={
-                    "status": IN_PROGRESS,
-                    "version": doc["version"],
-                    "claim.claimed_at": doc["claim"]["claimed_at"],
-                    "claim.last_feedback_at": doc["claim"].get("last_feedback_at"),
-                },
-                set={"status": PENDING, "queued_at": now, "claim": None},
-                when=now,
-            )
-            for doc in docs
-        ]
+        [Change(doc, transitions.handler_lost(doc, now), now) for doc in docs]
     )
     for change in landed:
         log.info("stream %s: handler lost, back in the queue", change.stream_id)

@@ -45,16 +45,15 @@ from pydantic import BaseModel
 
 from shared.core.clock import now_utc
 from shared.core.types import Doc
-from shared.domain import autorestart
+from shared.domain import transitions
 from shared.domain.feedback_batch import FeedbackBatch, FeedbackEntry, FeedbackOutcome
 from shared.domain.models.feedback import FeedbackItem
-from shared.domain.statuses import FAILURE, IN_PROGRESS, NOT_FOUND
-from shared.store.changes import Change, StreamChanges, insert_log_rows, log_row
+from shared.domain.statuses import IN_PROGRESS, NOT_FOUND
+from shared.store.changes import Change, StreamChanges, insert_log_rows, log_row, rows_of
 from shared.store.liveness import record_reports
 from shared.store.mongo import Database, find_by_ids
 from shared.store.shown import SHOWN_AT, overlay, report_doc, reports_of, write_reports
 
-RECENT_FEEDBACK_IDS = 64
 SHOWN = ("video_info", "preview")
 #: the fields of a stream that deciding a report needs (and its log row: ``account_id``)
 DECIDE: Doc = {"status": 1, "version": 1, "last_error": 1, "account_id": 1, SHOWN_AT: 1} | {
@@ -302,7 +301,7 @@ def _plan(
             if doc is not None and index in applied_before:
                 # its row is written, or in the outbox
                 recovered += [
-                    e["log"] for e in doc.get("outbox") or [] if e["log"]["_id"] == feedback_id
+                    row for row in rows_of(doc.get("outbox") or []) if row["_id"] == feedback_id
                 ]
                 given.append((index, True, _entry(item)))
             elif doc is None:
@@ -374,22 +373,11 @@ def _change(doc: Doc, item: FeedbackItem, state: Doc, feedback_id: str, now: dat
     """The guarded change that applies one report that changes the stream's status (a
     failure arms autorestart with it); the stream shows what ``state`` (its latest report
     and this one) shows, so its stored report is older than what it shows now."""
-    fields: Doc = {
-        "status": item.status,
-        "last_error": item.error,
-        "claim.last_feedback_at": now,
-    }
-    for key in SHOWN:
-        fields[key] = state.get(key)
-    if item.status == FAILURE:
-        fields.update(autorestart.on_failure(doc, now))
     change = Change(
         dict(doc),
-        [item.status],
-        guard={"version": item.version, "status": IN_PROGRESS},
-        set=fields,
-        when=now,
-        push={"claim.feedback_ids": {"$each": [feedback_id], "$slice": -RECENT_FEEDBACK_IDS}},
+        transitions.report(doc, item.status, item.error, feedback_id, now),
+        now,
+        fields={key: state.get(key) for key in SHOWN},
         details={
             "error": item.error,
             "video_info": stored(item.video_info),

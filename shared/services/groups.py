@@ -2,11 +2,16 @@
 
 ``group_name`` is unique per account through a unique index (a racing create gets 39006,
 never a duplicate). Streams keep the ids and names of their groups (names never change).
+
+Streams join and leave groups through the change writer (:mod:`shared.store.changes`), as
+the status machine describes it (:func:`shared.domain.transitions.attach`,
+:func:`~shared.domain.transitions.detach_guard`): a ``pending`` stream that joins gets its
+token in the group's queue through its outbox, and a stream that enters ``pending`` while it
+joins is read again (every change into ``pending`` is guarded by the groups it read).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Literal
 
@@ -14,15 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
 from shared.core.clock import now_utc
-from shared.core.errors import BrokerUnavailable, GroupExists, GroupNotFound, StreamNotFound
+from shared.core.errors import ConcurrentModification, GroupExists, GroupNotFound, StreamNotFound
 from shared.core.types import Doc
+from shared.domain import transitions
 from shared.domain.documents import format_time
 from shared.domain.filters import LIST_FILTER_NOTE, Page, QueryGroupName, QueryUUID
-from shared.domain.statuses import PENDING
-from shared.domain.tokens import QueueToken, TokenPublisher
+from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
-
-log = logging.getLogger("luna_streams.groups")
 
 
 class GroupFilters(BaseModel):
@@ -68,10 +71,16 @@ def _scope(group_id: str, account_id: str | None) -> Doc:
     return query
 
 
+#: what attaching a stream reads of it (its guard, and its group token)
+ATTACH_READ: Doc = {"account_id": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1}
+#: an attach reads the streams still out of the group again at most this often
+ATTACH_ROUNDS = 20
+
+
 class GroupService:
-    def __init__(self, database: Database, publisher: TokenPublisher | None) -> None:
+    def __init__(self, database: Database, changes: StreamChanges) -> None:
         self.database = database
-        self.publisher = publisher
+        self.changes = changes
 
     async def create(self, account_id: str, group_name: str, description: str) -> Doc:
         doc = {
@@ -116,13 +125,14 @@ class GroupService:
         """Unlink the group's streams (they stay), remove the group, then its queue."""
         group = await self.get(group_id, account_id)
         # by name in its account (index ``group_names``): the same streams as by its id
-        await self.database.streams.update_many(
+        await self.changes.leave_group(
             {"account_id": group["account_id"], "group_names": group["group_name"]},
-            {"$pull": {"groups": group_id, "group_names": group["group_name"]}},
+            group_id,
+            group["group_name"],
         )
         await self.database.groups.delete_one({"_id": group_id})
-        if self.publisher is not None:
-            await self.publisher.drop_group_queue(group_id)
+        if self.changes.publisher is not None:
+            await self.changes.publisher.drop_group_queue(group_id)
         return group
 
     async def link(
@@ -147,29 +157,16 @@ class GroupService:
             raise StreamNotFound(stream_id=missing[0])
         name = group["group_name"]
         if action == "detach":
-            await self.database.streams.update_many(
-                {"_id": {"$in": wanted}}, {"$pull": {"groups": group_id, "group_names": name}}
-            )
+            await self.changes.leave_group({"_id": {"$in": wanted}}, group_id, name)
             return
-        attach_filter: Doc = {"_id": {"$in": wanted}, "groups": {"$ne": group_id}}
-        newly_pending = await self.database.streams.find(
-            {**attach_filter, "status": PENDING}, {"version": 1, "queued_at": 1}
-        ).to_list()
-        await self.database.streams.update_many(
-            attach_filter, {"$push": {"groups": group_id, "group_names": name}}
-        )
-        await self._publish_to_group(group_id, newly_pending)
-
-    async def _publish_to_group(self, group_id: str, streams: list[Doc]) -> None:
-        """A pending stream that joins a group becomes claimable through the group's queue.
-        A failed publish is repaired by the dispatch reconciler."""
-        if self.publisher is None:
-            return
-        for doc in streams:
-            token = QueueToken(
-                stream_id=doc["_id"], version=doc["version"], queued_at=doc["queued_at"]
+        for _ in range(ATTACH_ROUNDS):
+            out = await self.database.streams.find(
+                {"_id": {"$in": wanted}, **transitions.out_of_group(group_id)}, ATTACH_READ
+            ).to_list()
+            if not out:
+                return
+            now = now_utc()
+            await self.changes.apply(
+                [Change(doc, transitions.attach(doc, group_id, name), now) for doc in out]
             )
-            try:
-                await self.publisher.publish_token(token, [group_id], only_groups=True)
-            except BrokerUnavailable as exc:
-                log.warning("group token publish deferred for %s: %s", doc["_id"], exc)
+        raise ConcurrentModification(group_id)

@@ -14,13 +14,7 @@ from datetime import datetime
 
 from shared.core.clock import now_utc
 from shared.core.types import Doc
-from shared.domain.statuses import (
-    AUTORESTART_ENABLED,
-    AUTORESTART_IN_PROGRESS,
-    FAILURE,
-    PENDING,
-    autorestart_path,
-)
+from shared.domain import transitions
 from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
 from shared.telemetry.metrics import AUTORESTARTS, RESTARTED
@@ -31,51 +25,17 @@ log = logging.getLogger("luna_streams.autorestart")
 SWEEP_LIMIT = 1000
 
 
-def _restart(doc: Doc, now: datetime) -> Change:
-    autorestart = doc["autorestart"]
-    attempt = int(autorestart.get("current_attempt", 0)) + 1
-    return Change(
-        doc,
-        autorestart_path(),
-        guard={
-            "status": FAILURE,
-            "version": doc["version"],
-            "autorestart.status": AUTORESTART_IN_PROGRESS,
-            "autorestart.current_attempt": attempt - 1,
-            "autorestart.due_at": autorestart["due_at"],
-        },
-        set={
-            "status": PENDING,
-            "queued_at": now,
-            "claim": None,
-            "autorestart.current_attempt": attempt,
-            "autorestart.last_attempt_time": now,
-            "autorestart.status": AUTORESTART_ENABLED,
-            "autorestart.due_at": None,
-        },
-        when=now,
-    )
-
-
 async def restart_due(
     database: Database, changes: StreamChanges, now: datetime | None = None
 ) -> int:
     """Restart every stream whose attempt is due at ``now``; how many were restarted."""
     now = now or now_utc()
     docs: list[Doc] = await (
-        database.streams.find(
-            {
-                "status": FAILURE,
-                "autorestart.status": AUTORESTART_IN_PROGRESS,
-                "autorestart.due_at": {"$lte": now},
-            }
-        )
-        .limit(SWEEP_LIMIT)
-        .to_list()
+        database.streams.find(transitions.restart_due_query(now)).limit(SWEEP_LIMIT).to_list()
     )
     if not docs:
         return 0
-    landed = await changes.apply([_restart(doc, now) for doc in docs])
+    landed = await changes.apply([Change(doc, transitions.restart(doc, now), now) for doc in docs])
     AUTORESTARTS.labels(outcome=RESTARTED).inc(len(landed))
     for change in landed:
         log.info("stream %s restarted", change.stream_id)

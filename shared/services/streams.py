@@ -21,10 +21,9 @@ from shared.core.errors import (
     StreamNotFound,
 )
 from shared.core.types import Doc
-from shared.domain import statuses
+from shared.domain import transitions
 from shared.domain.documents import VIEW_PROJECTION, new_stream, settings_fields
 from shared.domain.filters import StreamFiltersV2, StreamListQueryV2
-from shared.services.status_change import patch_change
 from shared.store.changes import Change, Deletion, StreamChanges
 from shared.store.mongo import Database
 from shared.store.shown import with_report, with_reports
@@ -44,10 +43,10 @@ class StreamService:
         self.database = database
         self.changes = changes
         #: creates that arrive together are inserted together (group commit)
-        self._creates: Coalescer[tuple[Doc, list[str]], None] = Coalescer(self._insert)
+        self._creates: Coalescer[Doc, None] = Coalescer(self._insert)
 
-    async def _insert(self, batch: list[tuple[Doc, list[str]]]) -> list[None]:
-        await self.changes.create([doc for doc, _ in batch], {d["_id"]: p for d, p in batch})
+    async def _insert(self, batch: list[Doc]) -> list[None]:
+        await self.changes.create(batch)
         return [None] * len(batch)
 
     async def _group_of(
@@ -72,13 +71,12 @@ class StreamService:
         return found
 
     async def create(self, api_version: int, body: dict[str, Any]) -> Doc:
-        path = statuses.create_path(body["status"])
         groups = await self._group_of(
             body["account_id"], body.get("group_name"), body.get("group_id")
         )
         now = now_utc()
         doc = new_stream(str(uuid.uuid4()), api_version, body, groups, now)
-        await self._creates.submit((doc, path))
+        await self._creates.submit(doc)
         return doc
 
     async def get(self, stream_id: str, account_id: str | None) -> Doc:
@@ -114,23 +112,19 @@ class StreamService:
         description: str | None,
         status: str | None,
     ) -> None:
+        fields = {} if description is None else {"description": description}
         for _ in range(MAX_CAS_ATTEMPTS):
             doc = await self._read_for_change(stream_id, account_id)
-            path = (
-                statuses.patch_path(stream_id, doc["status"], status, doc["data"].get("type", ""))
-                if status is not None
-                else []
-            )
-            change = patch_change(doc, path, now_utc(), description)
-            if change is None:
+            now = now_utc()
+            transition = transitions.patch(doc, status, now)
+            if not transition.path and not fields:
                 return
-            if await self.changes.apply([change]):
+            if await self.changes.apply([Change(doc, transition, now, fields=fields)]):
                 return
         raise ConcurrentModification(stream_id)
 
     async def replace(self, stream_id: str, api_version: int, body: dict[str, Any]) -> int:
         """PUT: new settings, version + 1, through ``restart`` to the body's status."""
-        path = statuses.replace_path(body["status"])
         new_groups = await self._group_of(
             body["account_id"], body.get("group_name"), body.get("group_id")
         )
@@ -142,31 +136,21 @@ class StreamService:
                 if group_id not in groups:
                     groups.append(group_id)
                     names.append(name)
-            version = doc["version"] + 1
             now = now_utc()
-            target = path[-1]
+            transition = transitions.replace(doc, body["status"], now)
             change = Change(
                 doc,
-                path,
-                guard={"version": doc["version"]},
-                set={
+                transition,
+                now,
+                fields={
                     **settings_fields(api_version, body),
-                    "status": target,
-                    "version": version,
-                    "last_error": None,
-                    "video_info": None,
-                    "preview": None,
-                    "claim": None,
                     "groups": groups,
                     "group_names": names,
-                    "queued_at": now if target == statuses.PENDING else None,
                 },
-                when=now,
-                version=version,
                 details={"error": None, "video_info": None, "preview": None},
             )
             if await self.changes.apply([change]):
-                return int(version)
+                return change.version
         raise ConcurrentModification(stream_id)
 
     async def delete(self, stream_id: str, account_id: str | None) -> None:

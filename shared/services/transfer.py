@@ -26,10 +26,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.core.clock import now_utc
 from shared.core.errors import GroupExists, StreamNotConvertible
 from shared.core.types import Doc
-from shared.domain import statuses
 from shared.domain.documents import new_stream, stream_view
 from shared.services.groups import GroupService
-from shared.store.changes import StreamChanges, tokens_of
+from shared.store.changes import StreamChanges, rows_of, tokens_of
 from shared.store.mongo import ID_CHUNK, Database, find_by_ids
 
 #: the uuid5 namespace of imported stream ids
@@ -137,9 +136,8 @@ async def import_streams(
 async def _create(changes: StreamChanges, docs: list[Doc]) -> int:
     """Insert ``docs`` through the change writer; how many were new (a concurrent import
     of the same lines made the others)."""
-    path_of = {doc["_id"]: statuses.create_path(doc["status"]) for doc in docs}
     try:
-        await changes.create(docs, path_of)
+        await changes.create(docs)
     except DuplicateKeyError:  # one document, made meanwhile
         return 0
     except BulkWriteError as exc:
@@ -150,7 +148,7 @@ async def _create(changes: StreamChanges, docs: list[Doc]) -> int:
         refused = {error["index"] for error in errors}
         made = [doc for index, doc in enumerate(docs) if index not in refused]
         entries = [entry for doc in made for entry in doc["outbox"]]
-        await changes.write_rows([entry["log"] for entry in entries])
+        await changes.write_rows(rows_of(entries))
         await changes.publish(tokens_of(entries))
         return len(made)
     return len(docs)

@@ -44,8 +44,9 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from shared.core.clock import now_utc
 from shared.core.errors import BrokerUnavailable, ConcurrentModification
 from shared.core.types import Doc
-from shared.domain import statuses
-from shared.domain.tokens import QueueToken, TokenPublisher
+from shared.domain import statuses, transitions
+from shared.domain.tokens import QueueToken, TokenPublisher, waits_at
+from shared.domain.transitions import Transition
 from shared.store.mongo import ID_CHUNK, Database, find_by_ids
 from shared.store.shown import SHOWN, SHOWN_AT, forget_reports, overlay, reports_of, with_reports
 from shared.telemetry.metrics import count_changes, count_entries
@@ -54,9 +55,6 @@ log = logging.getLogger("luna_streams.changes")
 
 #: outbox entries younger than this are written again before a change replaces them
 CARRY_HORIZON = timedelta(minutes=5)
-#: the sweep finishes changes older than this (their writer had time to finish them);
-#: ``LUNA_STREAMS_CHANGE_SWEEP_DELAY``
-SWEEP_DELAY = timedelta(seconds=10)
 #: the sweep walks this much time per query, so one query reads a bounded number
 SWEEP_STEP = timedelta(seconds=2)
 SWEEP_CURSOR = "changes.sweep_cursor"
@@ -107,8 +105,12 @@ def entries_for(
     video_info: dict[str, Any] | None = None,
     preview: dict[str, Any] | None = None,
     row_ids: list[str] | None = None,
+    group_tokens: Sequence[str] = (),
 ) -> list[Doc]:
-    """One outbox entry per status in ``path``; the ``pending`` one carries its token."""
+    """One outbox entry per status in ``path``; the ``pending`` one carries its token.
+
+    ``group_tokens``: a stream that stays where it is in the queue (it joined these groups)
+    gets one entry with its token for these groups' queues only, and no row."""
     entries = []
     for step, status in enumerate(path):
         # one millisecond apart (MongoDB's precision), so newest-first keeps the path's order
@@ -133,7 +135,31 @@ def entries_for(
                 "groups": list(groups),
             }
         entries.append(entry)
+    if group_tokens:
+        entries.append(
+            {
+                "id": uuid.uuid4().hex,
+                "at": when,
+                "token": {
+                    "stream_id": stream["_id"],
+                    "version": version,
+                    "queued_at": stream["queued_at"],
+                    "groups": list(group_tokens),
+                    "only_groups": True,
+                },
+            }
+        )
     return entries
+
+
+def rows_of(entries: Iterable[Doc]) -> list[Doc]:
+    """The log rows of outbox entries (an entry with only a group token has none)."""
+    return [entry["log"] for entry in entries if "log" in entry]
+
+
+def entry_id(entry: Doc) -> str:
+    """What names an outbox entry: its row's id, or its own."""
+    return str(entry["log"]["_id"] if "log" in entry else entry["id"])
 
 
 async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
@@ -148,21 +174,21 @@ async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
 
 @dataclass(slots=True)
 class Change:
-    """One guarded change of one stream, and the log rows and token it implies.
+    """One guarded change of one stream: a :class:`~shared.domain.transitions.Transition`
+    of the stream as read, and the log rows and tokens it implies.
 
-    ``stream`` is the document as read; ``path`` the statuses passed through (one log row
-    each, ``[]`` for a change of settings only); ``guard`` what must still hold (besides
-    ``_id``); ``set`` the fields written. ``details`` overrides the error, video_info and
-    preview the rows carry (by default the stream's); ``row_ids`` fixes the rows' ids.
+    ``stream`` is the document as read; ``transition`` the status machine's description
+    (statuses passed, guard, entering-effects); ``fields`` what the caller writes besides
+    (a PUT's settings, a report's shown fields); ``scope`` the caller's selection besides
+    the guard (a claim's filters). ``details`` overrides the error, video_info and preview
+    the rows carry (by default the stream's); ``row_ids`` fixes the rows' ids.
     """
 
     stream: Doc
-    path: list[str]
-    guard: Doc
-    set: Doc
+    transition: Transition
     when: datetime
-    version: int | None = None
-    push: Doc | None = None
+    fields: Doc | None = None
+    scope: Doc | None = None
     details: Doc | None = None
     row_ids: list[str] | None = None
     entries: list[Doc] = field(init=False)
@@ -172,21 +198,39 @@ class Change:
         self.entries = entries_for(
             stream,
             self.path,
-            self.version if self.version is not None else stream["version"],
+            self.version,
             self.when,
             groups=list(self.set.get("groups", stream.get("groups")) or []),
             error=details.get("error", stream.get("last_error")),
             video_info=details.get("video_info", stream.get("video_info")),
             preview=details.get("preview", stream.get("preview")),
             row_ids=self.row_ids,
+            group_tokens=self.transition.group_tokens,
         )
+
+    @property
+    def path(self) -> list[str]:
+        return self.transition.path
+
+    @property
+    def version(self) -> int:
+        return int(
+            self.transition.version
+            if self.transition.version is not None
+            else self.stream["version"]
+        )
+
+    @property
+    def set(self) -> Doc:
+        """Every field the change writes."""
+        return {**(self.fields or {}), **self.transition.set}
 
     @property
     def stream_id(self) -> str:
         return str(self.stream["_id"])
 
     def filter(self) -> Doc:
-        return {"_id": self.stream_id, **self.guard}
+        return {**(self.scope or {}), **self.transition.guard, "_id": self.stream_id}
 
     @property
     def knows_shown(self) -> bool:
@@ -201,21 +245,25 @@ class Change:
             self.__post_init__()
 
     def update(self) -> Doc:
-        changes: Doc = {"$set": dict(self.set)}
-        if any(key in self.set for key in SHOWN):
+        written = self.set
+        changes: Doc = {"$set": dict(written)} if written else {}
+        if any(key in written for key in SHOWN):
             # what the stream shows is its own again, until a newer report
             changes["$set"][SHOWN_AT] = self.when
-        if self.entries:
-            changes["$set"]["outbox"] = self.entries
-        if self.push:
-            changes["$push"] = self.push
+        push: Doc = dict(self.transition.push or {})
+        if self.path:
+            changes.setdefault("$set", {})["outbox"] = self.entries
+        elif self.entries:  # no row of its own: the entries it would replace stay
+            push["outbox"] = {"$each": self.entries}
+        if push:
+            changes["$push"] = push
         return changes
 
 
 def carried_rows(stream: Doc, now: datetime) -> list[Doc]:
     """Rows of the outbox read with ``stream`` that may not have been written yet."""
     since = now - CARRY_HORIZON
-    return [e["log"] for e in stream.get("outbox") or [] if e["log"]["log_time"] >= since]
+    return [row for row in rows_of(stream.get("outbox") or []) if row["log_time"] >= since]
 
 
 def tokens_of(entries: Sequence[Doc]) -> list[Doc]:
@@ -258,15 +306,9 @@ class WrittenRows:
 
 
 class StreamChanges:
-    def __init__(
-        self,
-        database: Database,
-        publisher: TokenPublisher | None,
-        sweep_delay: timedelta = SWEEP_DELAY,
-    ) -> None:
+    def __init__(self, database: Database, publisher: TokenPublisher | None) -> None:
         self.database = database
         self.publisher = publisher
-        self.sweep_delay = sweep_delay
         self.written = WrittenRows()
 
     def _carried(self, streams: Sequence[Doc], now: datetime) -> list[Doc]:
@@ -295,7 +337,7 @@ class StreamChanges:
         if not changes:
             return []
         now = now_utc()
-        unshown = [c for c in changes if c.entries and not c.knows_shown]
+        unshown = [c for c in changes if c.path and not c.knows_shown]
         if unshown:  # their rows (and a claim's answer) show the streams' latest reports
             reports = await reports_of(self.database, (c.stream_id for c in unshown))
             for change in unshown:
@@ -321,23 +363,32 @@ class StreamChanges:
         return landed
 
     async def _landed(self, changes: Sequence[Change]) -> list[Change]:
-        """Which changes of a partly matched bulk write landed: their rows are in the
-        outbox now (only a change that writes rows can be applied in a batch)."""
-        first_rows = {c.entries[0]["log"]["_id"]: c for c in changes}
+        """Which changes of a partly matched bulk write landed: their entries are in the
+        outbox now. A change without entries cannot be told (it is not counted as landed:
+        its caller reads the stream again, and finds it changed or not)."""
+        first = {entry_id(c.entries[0]): c for c in changes if c.entries}
+        if not first:
+            return []
         cursor = self.database.streams.find(
-            {
-                "_id": {"$in": [c.stream_id for c in changes]},
-                "outbox.log._id": {"$in": list(first_rows)},
-            },
-            {"outbox.log._id": 1},
+            {"_id": {"$in": [c.stream_id for c in first.values()]}}, {"outbox": 1}
         )
-        found = {e["log"]["_id"] async for doc in cursor for e in doc.get("outbox") or []}
-        return [c for row_id, c in first_rows.items() if row_id in found]
+        found = {entry_id(e) async for doc in cursor for e in doc.get("outbox") or []}
+        return [c for key, c in first.items() if key in found]
+
+    async def leave_group(self, scope: Doc, group_id: str, group_name: str) -> int:
+        """The streams in ``scope`` leave a group, in one set-based guarded write (no status
+        passed, so no row; no token); how many left."""
+        result = await self.database.streams.update_many(
+            {**scope, **transitions.detach_guard(group_id)},
+            transitions.detach_update(group_id, group_name),
+        )
+        return int(result.modified_count)
 
     async def finish(self, landed: Sequence[Change]) -> None:
         """Write the rows of landed changes, then publish their tokens."""
-        await self.write_rows([e["log"] for c in landed for e in c.entries])
-        await self.publish(tokens_of([e for c in landed for e in c.entries]))
+        entries = [e for c in landed for e in c.entries]
+        await self.write_rows(rows_of(entries))
+        await self.publish(tokens_of(entries))
 
     async def publish(self, tokens: list[Doc]) -> bool:
         if not tokens:
@@ -355,6 +406,7 @@ class StreamChanges:
                         queued_at=token["queued_at"],
                     ),
                     token["groups"],
+                    only_groups=bool(token.get("only_groups")),
                 )
                 for token in tokens
             ),
@@ -379,19 +431,19 @@ class StreamChanges:
             return False
         return True
 
-    async def create(self, docs: Sequence[Doc], path_of: dict[str, list[str]]) -> None:
-        """Insert new streams with their outbox (``path_of``: stream id -> statuses)."""
+    async def create(self, docs: Sequence[Doc]) -> None:
+        """Insert new streams (:func:`shared.domain.documents.new_stream`) with their outbox:
+        a row for the status each was created in, and its token."""
         for doc in docs:
-            doc["outbox"] = entries_for(
-                doc, path_of[doc["_id"]], 1, doc["create_time"], groups=doc["groups"]
-            )
+            path = transitions.create(doc["status"], doc["create_time"]).path
+            doc["outbox"] = entries_for(doc, path, 1, doc["create_time"], groups=doc["groups"])
         if len(docs) == 1:
             await self.database.streams.insert_one(docs[0])
         else:
             await self.database.streams.insert_many(list(docs), ordered=False)
         entries = [e for doc in docs for e in doc["outbox"]]
         count_entries(entries)
-        await self.write_rows([e["log"] for e in entries])
+        await self.write_rows(rows_of(entries))
         await self.publish(tokens_of(entries))
 
     async def delete(self, deletion: Deletion) -> int:
@@ -529,11 +581,12 @@ class StreamChanges:
             written += len(owed)
         return written
 
-    async def sweep(self, now: datetime | None = None, budget: int = 2000) -> int:
-        """Finish the changes made since the last sweep and older than the sweep delay:
-        rows written, tokens of streams still waiting at that version published again."""
+    async def sweep(self, delay: timedelta, now: datetime | None = None, budget: int = 2000) -> int:
+        """Finish the changes made since the last sweep and older than ``delay``
+        (``LUNA_STREAMS_CHANGE_SWEEP_DELAY``: their writer had time to finish them): rows
+        written, tokens of streams still waiting at that version published again."""
         now = now or now_utc()
-        until = now - self.sweep_delay
+        until = now - delay
         state = await self.database.leases.find_one({"_id": SWEEP_CURSOR})
         # a first sweep looks back as far as changes carry their predecessors' rows
         cursor: datetime = state["at"] if state else until - CARRY_HORIZON
@@ -557,14 +610,15 @@ class StreamChanges:
     async def _sweep_window(self, start: datetime, end: datetime) -> tuple[int, bool]:
         """Finish the changes made in ``[start, end)``: (effects, whether every token the
         window needed was published)."""
+        window = {"$gte": start, "$lt": end}
         docs = await self.database.streams.find(
-            {"outbox.log.log_time": {"$gte": start, "$lt": end}},
-            {"outbox": 1, "status": 1, "version": 1, "queued_at": 1},
+            {"$or": [{"outbox.log.log_time": window}, {"outbox.at": window}]},
+            {"outbox": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1},
         ).to_list()
-        entries = [e for doc in docs for e in doc["outbox"] if start <= e["log"]["log_time"] < end]
+        entries = [e for doc in docs for e in doc["outbox"] if start <= _entry_time(e) < end]
         if not entries:
             return 0, True
-        rows = [e["log"] for e in entries]
+        rows = rows_of(entries)
         existing = {
             r["_id"]
             for r in await find_by_ids(
@@ -573,24 +627,36 @@ class StreamChanges:
         }
         missing = [row for row in rows if row["_id"] not in existing]
         await self.write_rows(missing)
-        waiting = {
-            (d["_id"], d["version"], d["queued_at"])
-            for d in docs
-            if d["status"] == statuses.PENDING
-        }
+        streams = {doc["_id"]: doc for doc in docs}
         # a writer writes its rows before it publishes: where they are all there, it got
-        # as far as the publish (and a publish that failed then is the reconciler's)
+        # as far as the publish (and a publish that failed then is the reconciler's); a
+        # group token has no row to tell, and goes again (a duplicate costs one stale
+        # compare-and-set)
         unfinished = {row["stream_id"] for row in missing}
         tokens = [
-            t
-            for t in tokens_of(entries)
-            if t["stream_id"] in unfinished
-            and (t["stream_id"], t["version"], t["queued_at"]) in waiting
+            entry["token"]
+            for entry in entries
+            if "token" in entry
+            and ("log" not in entry or entry["token"]["stream_id"] in unfinished)
+            and _still_owed(streams[entry["token"]["stream_id"]], entry["token"])
         ]
         published = await self.publish(tokens)
-        if missing:
+        if missing or tokens:
             log.info("finished %d changes a writer left (%d rows)", len(tokens), len(missing))
         return len(missing) + len(tokens), published
+
+
+def _entry_time(entry: Doc) -> datetime:
+    when: datetime = entry["log"]["log_time"] if "log" in entry else entry["at"]
+    return when
+
+
+def _still_owed(stream: Doc, token: Doc) -> bool:
+    """A token of the outbox is still worth publishing: its stream waits where it put it
+    (and, for a group's token, is still in that group)."""
+    return waits_at(stream, token["version"], token["queued_at"]) and (
+        not token.get("only_groups") or set(token["groups"]) <= set(stream.get("groups") or [])
+    )
 
 
 def _unjournaled(concern: WriteConcern) -> WriteConcern:
@@ -655,7 +721,7 @@ def deleted_row(doc: Doc, at: datetime) -> Doc:
         doc,
         statuses.DELETED,
         doc["version"],
-        max([at, *(e["log"]["log_time"] + step for e in doc.get("outbox") or [])]),
+        max([at, *(row["log_time"] + step for row in rows_of(doc.get("outbox") or []))]),
         error=doc.get("last_error"),
         video_info=doc.get("video_info"),
         preview=doc.get("preview"),

@@ -107,9 +107,11 @@ class LandedChange(Protocol):
 
 
 def count_entries(entries: Iterable[dict[str, Any]]) -> None:
-    """Count the statuses of outbox entries written (one log row each)."""
+    """Count the statuses of outbox entries written (one log row each; an entry with only
+    a group's token has none)."""
     for entry in entries:
-        STATUS_CHANGES.labels(status=str(entry["log"]["status"])).inc()
+        if "log" in entry:
+            STATUS_CHANGES.labels(status=str(entry["log"]["status"])).inc()
 
 
 def count_changes(landed: Iterable[LandedChange]) -> None:

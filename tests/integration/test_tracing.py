@@ -248,7 +248,7 @@ def test_off_imports_nothing_of_opentelemetry() -> None:
         "import sys\n"
         "import gateway.app, gateway.__main__, queue_worker.worker, shared.runtime.jobs\n"
         "import shared.runtime.lifecycle\n"
-        "from shared import tracing\n"
+        "from shared.telemetry import tracing\n"
         "for name in ('gateway', 'queue-worker', 'autorestart-worker', 'log-janitor'):\n"
         "    assert tracing.setup(name) is False\n"
         "assert not tracing.enabled()\n"
@@ -289,7 +289,7 @@ def test_an_endpoint_without_the_packages_leaves_traces_off() -> None:
         "import logging, sys\n"
         "logging.basicConfig()\n"
         "sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None\n"
-        "from shared import tracing\n"
+        "from shared.telemetry import tracing\n"
         "assert tracing.setup('gateway') is False and not tracing.enabled()\n"
     )
     found = subprocess.run(

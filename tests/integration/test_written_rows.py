@@ -13,6 +13,7 @@ import pytest
 
 import shared.store.changes
 from shared.core.clock import now_utc
+from shared.domain.transitions import Transition
 from shared.store.changes import Change, StreamChanges, insert_log_rows
 from shared.store.mongo import Database
 from tests.integration.factories import Client, create_stream, v1_body
@@ -40,10 +41,9 @@ async def test_a_change_skips_only_the_rows_its_process_wrote(
             [
                 Change(
                     doc,
-                    [new],
-                    guard={"status": doc["status"], "version": doc["version"]},
-                    set={"status": new},
-                    when=now_utc(),
+                    Transition([new], {"status": doc["status"], "version": doc["version"]}, {}),
+                    now_utc(),
+                    fields={"status": new},
                 )
                 for doc in docs
             ]

@@ -50,6 +50,7 @@ from shared.services.webhooks.events import (
     STATUS_EVENTS,
     delivery_body,
 )
+from shared.store.changes import rows_of
 from shared.store.mongo import Database, find_by_ids
 
 log = logging.getLogger("luna_streams.webhooks")
@@ -121,7 +122,7 @@ def events_of(row: Doc, earlier: list[Doc], stream: Doc | None) -> tuple[list[st
 
 def _exhausted_by(stream: Doc, row: Doc) -> bool:
     """Whether the change that wrote ``row`` used up the stream's autorestart attempts."""
-    last = {entry["log"]["_id"] for entry in stream.get("outbox") or []}
+    last = {row["_id"] for row in rows_of(stream.get("outbox") or [])}
     state = (stream.get("autorestart") or {}).get("status")
     return row["_id"] in last and state == statuses.AUTORESTART_FAILED
 
