@@ -239,8 +239,8 @@ async def test_sign_in_with_a_token(settings: Any, database: Any, browser: Any) 
     (the page cannot read it), shows who is signed in, and changes streams with the CSRF
     header; signing out asks again."""
     from shared.domain.roles import Role
+    from tests.fast.test_auth import open_stack
     from tests.integration.factories import create_stream, v1_body
-    from tests.integration.test_auth import open_stack
 
     async with open_stack(settings, database) as stack:
         admin = await stack.as_role(Role.ADMIN)

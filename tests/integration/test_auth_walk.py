@@ -21,6 +21,7 @@ from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.domain.roles import Role
 from shared.store.mongo import Database
+from tests.fast.test_auth import Stack, open_stack
 from tests.integration.factories import (
     ACCOUNT,
     OTHER_ACCOUNT,
@@ -30,7 +31,6 @@ from tests.integration.factories import (
     v1_body,
     v2_body,
 )
-from tests.integration.test_auth import Stack, open_stack
 
 pytestmark = pytest.mark.usefixtures("queue_worker")
 

@@ -1,16 +1,13 @@
 """Authentication on (LUNA_STREAMS_AUTH=on): tokens, roles, account scope, agent networks,
 the failure throttle, the console's session with its CSRF check, the audit trail, and no
-token in clear in the database or the logs (design.md, invariant 9)."""
+token in clear in the database or the logs (design.md, invariant 9). The ``tokens`` command:
+tests/integration/test_tokens_cli.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from ipaddress import ip_network
 from typing import Any
@@ -22,7 +19,7 @@ from gateway.app import create_app
 from gateway.gatekeeper import CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE
 from shared.core.settings import Settings
 from shared.domain.roles import Role
-from shared.services.access.credentials import CACHE_SECONDS, TokenStore, token_hash
+from shared.services.access.credentials import TokenStore, token_hash
 from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
@@ -33,6 +30,7 @@ from tests.integration.factories import (
     snapshot,
     v1_body,
 )
+from tests.stub_broker import StubBroker
 
 
 class Stack:
@@ -65,9 +63,11 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def open_stack(
-    settings: Settings, database: Database, **changes: Any
+    settings: Settings, database: Database, broker: Any = None, **changes: Any
 ) -> AsyncIterator[Stack]:
-    app = create_app(settings.model_copy(update={"auth": "on", **changes}))
+    """A gateway with authentication on; ``broker``: an in-memory one (the fast tier's
+    :class:`~tests.stub_broker.StubBroker`), else it connects to ``settings.amqp_url``."""
+    app = create_app(settings.model_copy(update={"auth": "on", **changes}), broker=broker)
     server = TestServer(app)
     await server.start_server()
     stack = Stack(server, database)
@@ -80,8 +80,8 @@ async def open_stack(
 
 
 @pytest.fixture
-async def stack(settings: Settings, database: Database) -> AsyncIterator[Stack]:
-    async with open_stack(settings, database, auth_max_failures=5) as made:
+async def stack(settings: Settings, database: Database, broker: StubBroker) -> AsyncIterator[Stack]:
+    async with open_stack(settings, database, broker, auth_max_failures=5) as made:
         yield made
 
 
@@ -165,9 +165,10 @@ async def test_an_account_token_reaches_its_account_only(stack: Stack) -> None:
 
 
 async def test_agent_networks_admit_agents_without_a_token(
-    settings: Settings, database: Database
+    settings: Settings, database: Database, broker: StubBroker
 ) -> None:
-    async with open_stack(settings, database, agent_networks=(ip_network("127.0.0.0/8"),)) as stack:
+    networks = (ip_network("127.0.0.0/8"),)
+    async with open_stack(settings, database, broker, agent_networks=networks) as stack:
         admin = await stack.as_role(Role.ADMIN)
         await create_stream(admin, v1_body())
         facestream = await stack.client()
@@ -314,54 +315,3 @@ async def test_with_auth_off_everything_acts_as_admin(client: Client) -> None:
     me = await (await client.get("/1/auth/me")).json()
     assert me["auth"] == "off" and me["role"] == "admin" and me["account_id"] is None
     assert (await client.get("/1/streams")).status == 200
-
-
-def _tokens_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LUNA_STREAMS_MONGO_URI": settings.mongo_uri or "",
-        "LUNA_STREAMS_DB_NAME": settings.db_name,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "tokens", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-async def test_tokens_command_makes_lists_and_revokes(stack: Stack, settings: Settings) -> None:
-    made = await asyncio.to_thread(
-        _tokens_cli, settings, "create", "--role", "operator", "--account", ACCOUNT, "--name", "cli"
-    )
-    assert made.returncode == 0, made.stderr
-    token = made.stdout.strip().splitlines()[-1]
-    assert token.startswith("lst_")
-    operator = await stack.client(token)
-    body = v1_body()
-    del body["account_id"]
-    await create_stream(operator, body)
-
-    listed = await asyncio.to_thread(_tokens_cli, settings, "list")
-    assert listed.returncode == 0 and "operator" in listed.stdout and ACCOUNT in listed.stdout
-    assert token not in listed.stdout
-    token_id = listed.stdout.split()[0]
-    revoked = await asyncio.to_thread(_tokens_cli, settings, "revoke", token_id)
-    assert revoked.returncode == 0, revoked.stderr
-    # revoked in another process: this gateway trusts what it checked for CACHE_SECONDS
-    deadline = time.monotonic() + CACHE_SECONDS + 2
-    while (await operator.get("/1/streams")).status == 200:
-        assert time.monotonic() < deadline, "a revoked token still works"
-        await asyncio.sleep(0.2)
-    await _error(await operator.get("/1/streams"), 401, 12040)
-
-    refused = await asyncio.to_thread(
-        _tokens_cli, settings, "create", "--role", "agent", "--account", ACCOUNT
-    )
-    assert refused.returncode == 2 and "only viewer and operator" in refused.stderr
-    bad = await asyncio.to_thread(
-        _tokens_cli, settings, "create", "--role", "viewer", "--account", "x"
-    )
-    assert bad.returncode == 2 and "uuid" in bad.stderr
