@@ -26,7 +26,8 @@ from shared.core.settings import Settings
 from shared.store.mongo import open_database
 from tests.fast.stub_gateway import Client, open_gateway
 from tests.no_rabbitmq import amqp_url, queue_worker  # noqa: F401 - refused here
-from tests.stub_broker import StubBroker, StubServer
+from tests.stub_broker import StubBroker
+from tests.stub_rabbitmq import StubServer
 
 #: nothing listens there: a RabbitMQ connection attempted by mistake is refused at once
 CLOSED_AMQP = "amqp://guest:guest@127.0.0.1:1/"

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import gateway.app
 from shared.core.settings import Settings
-from tests.stub_broker import StubBroker, StubServer
+from tests.stub_broker import StubBroker
+from tests.stub_rabbitmq import StubServer
 
 Client = TestClient[Any, Any]
 

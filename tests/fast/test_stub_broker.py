@@ -16,7 +16,8 @@ from shared.core.errors import BrokerUnavailable
 from shared.domain.tokens import QueueToken
 from shared.messaging.publisher import BrokerTokenPublisher
 from shared.messaging.token_buffer import TokenBuffer
-from tests.stub_broker import StubBroker, StubMessage, StubServer
+from tests.stub_broker import StubBroker
+from tests.stub_rabbitmq import StubMessage, StubServer
 
 
 async def received(queue: asyncio.Queue[StubMessage], count: int) -> list[StubMessage]:
