@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pymongo.errors import PyMongoError
 
+from shared.core.backoff import Backoff
 from shared.core.errors import BrokerUnavailable
 from shared.core.settings import QueueWorkerSettings
 from shared.domain.feedback_batch import FeedbackBatch, FeedbackReply
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
 log = logging.getLogger("queue_worker")
+
+#: a database failure requeues the batches after 0.2-1 s, longer while failures go on
+REQUEUE_BACKOFF = Backoff(first=1.0, cap=10.0, jitter=(0.2, 1.0))
 
 #: a message as it waits to be applied: when it arrived, and the trace it continues (None
 #: with tracing off)
@@ -93,6 +96,8 @@ class FeedbackWorker:
         self._idle.set()
         self.applied_batches = 0
         self.failed_batches = 0
+        #: database failures in a row: how long a requeue waits (:data:`REQUEUE_BACKOFF`)
+        self._failures = 0
         self.rejected_messages = 0
         self.expired_batches = 0
         self.unhealthy_since: float | None = None
@@ -179,7 +184,8 @@ class FeedbackWorker:
             self.failed_batches += len(batches)
             FEEDBACK_BATCHES.labels(outcome="requeued").inc(len(batches))
             log.warning("%d feedback batches not applied, requeued: %s", len(batches), exc)
-            await asyncio.sleep(random.uniform(0.2, 1.0))
+            self._failures += 1
+            await asyncio.sleep(REQUEUE_BACKOFF.delay(self._failures))
             for message, _ in batches:
                 await message.nack(requeue=True)
             return
@@ -197,6 +203,7 @@ class FeedbackWorker:
         )
         # counted before the answers go out: whoever reads an answer sees its batch counted
         self.applied_batches += len(batches)
+        self._failures = 0
         log.debug(
             "applied %d batches (%d items) in %.3f s",
             len(batches),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
@@ -33,6 +32,7 @@ from typing import Any, Final
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 
+from shared.core.backoff import Backoff
 from shared.core.errors import (
     BadEventId,
     BadLastEventId,
@@ -52,6 +52,9 @@ from shared.services.events import (
 from shared.store.mongo import Database
 
 log = logging.getLogger("luna_streams.events")
+
+#: a failed change stream is reopened after 0.5-1 s, then up to 30 s while failures go on
+REOPEN_BACKOFF = Backoff(first=1.0, cap=30.0)
 
 DEFAULT_MAX_SUBSCRIBERS: Final = 250
 DEFAULT_MAX_PER_CLIENT: Final = 20
@@ -343,7 +346,7 @@ class StreamEventHub:
                     resume = None  # history lost: every subscriber must start again
                     for subscription in list(self.subscriptions):
                         subscription.drop(overflow=True)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
+                await asyncio.sleep(REOPEN_BACKOFF.delay(failures))
 
     def _note_position(self, token: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """Everything up to ``token`` has been published (an empty batch's resume token).

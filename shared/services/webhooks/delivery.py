@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import uuid
 from collections import Counter
@@ -43,6 +42,7 @@ from typing import Final
 import aiohttp
 from pymongo import UpdateOne
 
+from shared.core.backoff import Backoff
 from shared.core.clock import now_utc
 from shared.core.errors import WebhookUrlRefused
 from shared.core.settings import AutorestartWorkerSettings
@@ -72,8 +72,7 @@ USER_AGENT: Final = "luna-streams-webhooks"
 
 def retry_delay(attempts: int, first: float) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones."""
-    delay: float = min(MAX_DELAY, first * 2.0 ** max(0, attempts - 1))
-    return delay * random.uniform(0.8, 1.2)
+    return Backoff(first=first, cap=MAX_DELAY, jitter=(0.8, 1.2)).delay(attempts)
 
 
 def attempt_outcome(status: int | None, error: str | None) -> str | None:
