@@ -262,9 +262,9 @@ def silent_query(cutoff: datetime) -> Doc:
 
 
 def attach(doc: Doc, group_id: str, group_name: str) -> Transition:
-    """A stream joins a group: no status passed; a ``pending`` one gets a token in the
-    group's queue. Guarded by the stream as read (status, place in the queue, groups): a
-    stream that enters ``pending`` meanwhile is read again and gets its group token."""
+    """A ``pending`` stream joins a group: no status passed; it gets a token in the group's
+    queue. Guarded by the stream as read (status, place in the queue, groups): one that left
+    ``pending`` meanwhile is read again, and joins with the others (:func:`join_guard`)."""
     return Transition(
         [],
         {
@@ -274,7 +274,7 @@ def attach(doc: Doc, group_id: str, group_name: str) -> Transition:
             "groups": doc.get("groups"),
         },
         {},
-        push={"groups": group_id, "group_names": group_name},
+        push=join_update(group_id, group_name)["$push"],
         group_tokens=[group_id] if doc["status"] == PENDING else [],
     )
 
@@ -282,6 +282,18 @@ def attach(doc: Doc, group_id: str, group_name: str) -> Transition:
 def out_of_group(group_id: str) -> Doc:
     """Streams an attach changes: those not in the group yet."""
     return {"groups": {"$ne": group_id}}
+
+
+def join_guard(group_id: str) -> Doc:
+    """Streams that join a group in one set-based write: those not in it and not
+    ``pending`` (they need no token; a change into ``pending`` that read them before they
+    joined fails its guard on the groups read, reads again, and queues the group's token).
+    A ``pending`` one joins by :func:`attach`, its token through its outbox."""
+    return {**out_of_group(group_id), "status": {"$ne": PENDING}}
+
+
+def join_update(group_id: str, group_name: str) -> Doc:
+    return {"$push": {"groups": group_id, "group_names": group_name}}
 
 
 def detach_guard(group_id: str) -> Doc:

@@ -159,9 +159,12 @@ class GroupService:
         if action == "detach":
             await self.changes.leave_group({"_id": {"$in": wanted}}, group_id, name)
             return
+        scope: Doc = {"_id": {"$in": wanted}}
         for _ in range(ATTACH_ROUNDS):
+            await self.changes.join_group(scope, group_id, name)
+            # the pending ones (and any that entered pending meanwhile), one change each
             out = await self.database.streams.find(
-                {"_id": {"$in": wanted}, **transitions.out_of_group(group_id)}, ATTACH_READ
+                {**scope, **transitions.out_of_group(group_id)}, ATTACH_READ
             ).to_list()
             if not out:
                 return

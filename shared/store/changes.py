@@ -375,6 +375,17 @@ class StreamChanges:
         found = {entry_id(e) async for doc in cursor for e in doc.get("outbox") or []}
         return [c for key, c in first.items() if key in found]
 
+    async def join_group(self, scope: Doc, group_id: str, group_name: str) -> int:
+        """The streams in ``scope`` that need no token join a group, in one set-based
+        guarded write (:func:`~shared.domain.transitions.join_guard`: no status passed, so no
+        row); how many joined. The ``pending`` ones join by
+        :func:`~shared.domain.transitions.attach`, one guarded change each."""
+        result = await self.database.streams.update_many(
+            {**scope, **transitions.join_guard(group_id)},
+            transitions.join_update(group_id, group_name),
+        )
+        return int(result.modified_count)
+
     async def leave_group(self, scope: Doc, group_id: str, group_name: str) -> int:
         """The streams in ``scope`` leave a group, in one set-based guarded write (no status
         passed, so no row; no token); how many left."""

@@ -160,18 +160,20 @@ async def claimable_through(client: Client, group_id: str) -> list[str]:
     return await claim_ids(client, {"group_ids": [group_id]})
 
 
-async def test_entering_pending_while_the_attach_was_computed(
+async def test_queued_again_while_the_attach_was_computed(
     client: Client, database: Database, racing: Any
 ) -> None:
-    """The attach read the stream paused; before it lands the stream enters pending: the
-    attach's guard (the stream as read) fails, it reads again and queues the group token."""
+    """The attach read the stream pending; before it lands the stream is claimed and sent
+    back to the queue (a new place in it): the attach's guard (the stream as read) fails, it
+    reads again and queues the group token of the stream's new place, not a stale one."""
     group_id = await create_group(client, "race-1")
-    stream_id = await create_stream(client, v1_body(name="cam", status="pause"))
-    streams = client.app[STREAMS]
-    racing(
-        client.app[GROUPS],
-        lambda: streams.patch(stream_id, ACCOUNT, description=None, status="pending"),
-    )
+    stream_id = await create_stream(client, v1_body(name="cam"))
+
+    async def claimed_and_back() -> None:
+        assert await claim_ids(client, {"stream_ids": [stream_id]}) == [stream_id]
+        await patch_status(client, stream_id, "pending")
+
+    racing(client.app[GROUPS], claimed_and_back)
     await link(client, "attach", group_id, [stream_id])
     assert await claimable_through(client, group_id) == [stream_id]
 

@@ -130,6 +130,8 @@ def test_attach_queues_a_group_token_for_a_pending_stream_only() -> None:
         "groups": ["g1"],
     }
     assert transitions.attach(stream(), "g2", "two").group_tokens == []
+    # the others join in one set-based write that no pending stream matches
+    assert transitions.join_guard("g2") == {"groups": {"$ne": "g2"}, "status": {"$ne": "pending"}}
 
 
 def test_no_module_but_the_machine_makes_a_transition_or_an_entering_effect() -> None:
