@@ -6,20 +6,19 @@ path, so, as Kubernetes moved node heartbeats out of NodeStatus into small Lease
 (KEP-589), such a report writes only its log row and one small record per feedback batch:
 ``{_id: batch id, stream_ids, at}``. The records of batches applied together are written in
 one insert. The handler-lost rule (:mod:`shared.services.downgrade`) reads these records; a
-TTL index drops them after :data:`RETENTION` (so ``STREAM_STATUS_OBSOLETING_PERIOD`` is at
-most that long).
+TTL index drops them after :data:`shared.store.mongo.LIVENESS_RETENTION` (so
+``STREAM_STATUS_OBSOLETING_PERIOD`` is at most that long).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pymongo.errors import BulkWriteError
 
 from shared.store.mongo import Database
 
-RETENTION = timedelta(hours=1)
 #: the server's code for a duplicate key: a batch recorded before (a redelivery)
 DUPLICATE_KEY = 11000
 

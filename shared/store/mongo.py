@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -40,6 +41,10 @@ API_TOKENS = "api_tokens"
 AUDIT = "audit"
 WEBHOOKS = "webhooks"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
+
+#: how long a stream's liveness record is kept (:mod:`shared.store.liveness`): the longest
+#: ``STREAM_STATUS_OBSOLETING_PERIOD`` (its bound in settings) the handler-lost rule can use
+LIVENESS_RETENTION: Final = timedelta(hours=1)
 
 #: every index serves a query of the API or of a periodic job (docs/architecture.md lists
 #: them beside their queries): each one is paid for on every write of its collection
@@ -89,8 +94,13 @@ INDEXES: Mapping[str, list[IndexModel]] = {
     ],
     LEASES: [],
     HEARTBEATS: [IndexModel([("seen_at", ASCENDING)], name="ttl", expireAfterSeconds=600)],
-    # shared.store.liveness.RETENTION
-    LIVENESS: [IndexModel([("at", ASCENDING)], name="ttl", expireAfterSeconds=3600)],
+    LIVENESS: [
+        IndexModel(
+            [("at", ASCENDING)],
+            name="ttl",
+            expireAfterSeconds=int(LIVENESS_RETENTION.total_seconds()),
+        )
+    ],
     # a token is found by the hash of what the client sends (shared.services.access.credentials)
     API_TOKENS: [IndexModel([("hash", ASCENDING)], name="hash", unique=True)],
     AUDIT: [
