@@ -31,8 +31,9 @@ from shared.domain.documents import new_stream
 from shared.domain.models import StreamCreateV1
 from shared.messaging.broker import open_configured_broker
 from shared.messaging.publisher import BrokerTokenPublisher
-from shared.store.changes import StreamChanges, log_row
+from shared.store.changes import StreamChanges
 from shared.store.mongo import ID_CHUNK, Database, open_database
+from shared.store.outbox import log_row
 from tests.processes import Component, component_env, running
 from tests.services import free_port
 

@@ -25,7 +25,7 @@ from shared.core.errors import BadEventId, StreamNotConvertible
 from shared.core.types import Doc
 from shared.domain.documents import VIEW_PROJECTION, format_time, stream_view
 from shared.domain.statuses import DELETED
-from shared.store.changes import deleted_account
+from shared.store.deletions import deleted_account
 from shared.store.mongo import STREAM_REPORTS, STREAMS, Database
 from shared.store.shown import SHOWN, with_report
 

@@ -49,9 +49,10 @@ from shared.domain import transitions
 from shared.domain.feedback_batch import FeedbackBatch, FeedbackEntry, FeedbackOutcome
 from shared.domain.models.feedback import FeedbackItem
 from shared.domain.statuses import IN_PROGRESS, NOT_FOUND
-from shared.store.changes import Change, StreamChanges, insert_log_rows, log_row, rows_of
+from shared.store.changes import Change, StreamChanges
 from shared.store.liveness import record_reports
 from shared.store.mongo import Database, find_by_ids
+from shared.store.outbox import insert_log_rows, log_row, rows_of
 from shared.store.shown import SHOWN_AT, overlay, report_doc, reports_of, write_reports
 
 SHOWN = ("video_info", "preview")

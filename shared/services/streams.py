@@ -24,7 +24,8 @@ from shared.core.types import Doc
 from shared.domain import transitions
 from shared.domain.documents import VIEW_PROJECTION, new_stream, settings_fields
 from shared.domain.filters import StreamFiltersV2, StreamListQueryV2
-from shared.store.changes import Change, Deletion, StreamChanges
+from shared.store.changes import Change, StreamChanges
+from shared.store.deletions import Deletion
 from shared.store.mongo import Database
 from shared.store.shown import with_report, with_reports
 

@@ -28,8 +28,9 @@ from shared.core.errors import GroupExists, StreamNotConvertible
 from shared.core.types import Doc
 from shared.domain.documents import new_stream, stream_view
 from shared.services.groups import GroupService
-from shared.store.changes import StreamChanges, rows_of, tokens_of
+from shared.store.changes import StreamChanges
 from shared.store.mongo import ID_CHUNK, Database, find_by_ids
+from shared.store.outbox import rows_of, tokens_of
 
 #: the uuid5 namespace of imported stream ids
 IMPORT_NAMESPACE: Final = uuid.UUID("5b0e3f6e-7a52-4c1f-9a39-3c0a3d2f1e11")

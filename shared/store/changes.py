@@ -21,155 +21,50 @@ time, once, after a delay, and finishes any that a dead writer left (missing row
 the token published again while the stream still waits at that version; a duplicate token
 costs one stale compare-and-set, never a double claim).
 
-A delete is not a guarded change of one stream but two set-based phases over many
-(:meth:`StreamChanges.delete`): first the documents go, chunk by chunk (so nothing claims or
-changes them any more), the ``deleted`` rows they owe recorded beforehand; then the rows are
-written, after every other row of their streams. The sweep also writes the rows a delete
-interrupted between its phases owes (:meth:`StreamChanges.finish_deletions`).
+The entries' format is :mod:`shared.store.outbox`; deletes, set-based over many streams,
+are :mod:`shared.store.deletions`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from pymongo import UpdateOne, WriteConcern
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from shared.core.clock import now_utc
-from shared.core.errors import BrokerUnavailable, ConcurrentModification
+from shared.core.errors import BrokerUnavailable
 from shared.core.types import Doc
-from shared.domain import statuses, transitions
+from shared.domain import transitions
 from shared.domain.tokens import QueueToken, TokenPublisher, waits_at
 from shared.domain.transitions import Transition
-from shared.store.mongo import ID_CHUNK, Database, find_by_ids
-from shared.store.shown import SHOWN, SHOWN_AT, forget_reports, overlay, reports_of, with_reports
+from shared.store.deletions import Deletion, StreamDeletions
+from shared.store.mongo import Database, find_by_ids
+from shared.store.outbox import (
+    CARRY_HORIZON,
+    WrittenRows,
+    carried_rows,
+    entries_for,
+    entry_id,
+    insert_log_rows,
+    rows_of,
+    tokens_of,
+)
+from shared.store.shown import SHOWN, SHOWN_AT, overlay, reports_of
 from shared.telemetry.metrics import count_changes, count_entries
 
 log = logging.getLogger("luna_streams.changes")
 
-#: outbox entries younger than this are written again before a change replaces them
-CARRY_HORIZON = timedelta(minutes=5)
 #: the sweep walks this much time per query, so one query reads a bounded number
 SWEEP_STEP = timedelta(seconds=2)
 SWEEP_CURSOR = "changes.sweep_cursor"
 #: a guarded change names its stream by ``_id``: the planner is told so (left to itself, the
 #: embedded server may walk a status index, and pay for every stream in that status)
 BY_ID = "_id_"
-
-
-#: the server's code for a duplicate key: a log row written before
-DUPLICATE_KEY = 11000
-
-#: ``leases`` records (``kind``) of the ``deleted`` rows a delete owes, until it wrote them
-DELETION = "changes.deletion"
-
-
-def log_row(
-    stream: Doc,
-    status: str,
-    version: int,
-    log_time: datetime,
-    *,
-    error: str | None = None,
-    video_info: dict[str, Any] | None = None,
-    preview: dict[str, Any] | None = None,
-    row_id: str | None = None,
-) -> Doc:
-    return {
-        "_id": row_id or str(uuid.uuid4()),
-        "stream_id": stream["_id"],
-        "account_id": stream["account_id"],
-        "log_time": log_time,
-        "status": status,
-        "error": error,
-        "video_info": video_info,
-        "version": version,
-        "preview": preview,
-    }
-
-
-def entries_for(
-    stream: Doc,
-    path: list[str],
-    version: int,
-    when: datetime,
-    *,
-    groups: list[str],
-    error: str | None = None,
-    video_info: dict[str, Any] | None = None,
-    preview: dict[str, Any] | None = None,
-    row_ids: list[str] | None = None,
-    group_tokens: Sequence[str] = (),
-) -> list[Doc]:
-    """One outbox entry per status in ``path``; the ``pending`` one carries its token.
-
-    ``group_tokens``: a stream that stays where it is in the queue (it joined these groups)
-    gets one entry with its token for these groups' queues only, and no row."""
-    entries = []
-    for step, status in enumerate(path):
-        # one millisecond apart (MongoDB's precision), so newest-first keeps the path's order
-        log_time = when + timedelta(milliseconds=step)
-        entry: Doc = {
-            "log": log_row(
-                stream,
-                status,
-                version,
-                log_time,
-                error=error,
-                video_info=video_info,
-                preview=preview,
-                row_id=row_ids[step] if row_ids else None,
-            )
-        }
-        if status == statuses.PENDING:
-            entry["token"] = {
-                "stream_id": stream["_id"],
-                "version": version,
-                "queued_at": when,
-                "groups": list(groups),
-            }
-        entries.append(entry)
-    if group_tokens:
-        entries.append(
-            {
-                "id": uuid.uuid4().hex,
-                "at": when,
-                "token": {
-                    "stream_id": stream["_id"],
-                    "version": version,
-                    "queued_at": stream["queued_at"],
-                    "groups": list(group_tokens),
-                    "only_groups": True,
-                },
-            }
-        )
-    return entries
-
-
-def rows_of(entries: Iterable[Doc]) -> list[Doc]:
-    """The log rows of outbox entries (an entry with only a group token has none)."""
-    return [entry["log"] for entry in entries if "log" in entry]
-
-
-def entry_id(entry: Doc) -> str:
-    """What names an outbox entry: its row's id, or its own."""
-    return str(entry["log"]["_id"] if "log" in entry else entry["id"])
-
-
-async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
-    """Insert stream log rows; a row whose ``_id`` exists already was written before."""
-    for start in range(0, len(rows), ID_CHUNK):
-        try:
-            await database.stream_logs.insert_many(rows[start : start + ID_CHUNK], ordered=False)
-        except BulkWriteError as exc:
-            if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                raise
 
 
 @dataclass(slots=True)
@@ -260,58 +155,18 @@ class Change:
         return changes
 
 
-def carried_rows(stream: Doc, now: datetime) -> list[Doc]:
-    """Rows of the outbox read with ``stream`` that may not have been written yet."""
-    since = now - CARRY_HORIZON
-    return [row for row in rows_of(stream.get("outbox") or []) if row["log_time"] >= since]
-
-
-def tokens_of(entries: Sequence[Doc]) -> list[Doc]:
-    return [entry["token"] for entry in entries if "token" in entry]
-
-
-#: outbox rows a process remembers having written (about 100 bytes each)
-WRITTEN_ROWS = 20_000
-
-
-class WrittenRows:
-    """Ids of the outbox rows this process wrote, the most recent :data:`WRITTEN_ROWS`.
-
-    A change writes again the rows of the outbox it replaces (step 1 above), in case their
-    writer died before writing them. Most often that writer was this very process, and it
-    knows it wrote them: an id goes in only once its insert was acknowledged, journaled
-    (or found the row there), so skipping it loses nothing. What a dead writer left is
-    not here (its process is gone) and is written as before; so is what was forgotten.
-    On the hot path this spares the server an insert of duplicates with every change of
-    a stream changed within :data:`CARRY_HORIZON` (a claim after its create, reports
-    after their claim), about 15 ms per 100 rows on the embedded server.
-    """
-
-    def __init__(self, size: int = WRITTEN_ROWS) -> None:
-        self.size = size
-        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
-
-    def add(self, ids: Iterable[str]) -> None:
-        for row_id in ids:
-            self._ids.pop(row_id, None)
-            self._ids[row_id] = None
-        for _ in range(len(self._ids) - self.size):
-            del self._ids[next(iter(self._ids))]
-
-    def __contains__(self, row_id: object) -> bool:
-        return row_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
 class StreamChanges:
     def __init__(self, database: Database, publisher: TokenPublisher | None) -> None:
         self.database = database
         self.publisher = publisher
         self.written = WrittenRows()
+        self.deletions = StreamDeletions(database, self)
 
-    def _carried(self, streams: Sequence[Doc], now: datetime) -> list[Doc]:
+    async def delete(self, deletion: Deletion) -> int:
+        """Delete streams (:meth:`StreamDeletions.delete`); how many are gone."""
+        return await self.deletions.delete(deletion)
+
+    def carried(self, streams: Sequence[Doc], now: datetime) -> list[Doc]:
         """The rows of the outboxes read with ``streams`` that may not be written yet."""
         return [
             row
@@ -342,7 +197,7 @@ class StreamChanges:
             reports = await reports_of(self.database, (c.stream_id for c in unshown))
             for change in unshown:
                 change.show(reports.get(change.stream_id))
-        await self.write_rows(self._carried([c.stream for c in changes], now))
+        await self.write_rows(self.carried([c.stream for c in changes], now))
         streams = self.database.streams
         if fresh_rows and all(c.entries for c in changes):
             streams = streams.with_options(write_concern=_unjournaled(streams.write_concern))
@@ -457,141 +312,6 @@ class StreamChanges:
         await self.write_rows(rows_of(entries))
         await self.publish(tokens_of(entries))
 
-    async def delete(self, deletion: Deletion) -> int:
-        """Delete the streams ``deletion`` names; how many are gone, each with its
-        ``deleted`` row journaled as its last row.
-
-        Set-based, in two phases, so that the streams stop being claimable first and
-        their ``deleted`` rows come last:
-
-        1. per chunk of at most :data:`ID_CHUNK` streams: one read; the rows their outbox
-           may still owe (:func:`carried_rows`); a record of their ``deleted`` rows in
-           ``leases`` (:data:`DELETION`); then one removal per version read (a PUT landing
-           meanwhile makes its stream be read again). With its document gone, a stream's
-           queue tokens are stale, and no claim, report, patch, autorestart or handler_lost
-           can land on it;
-        2. the ``deleted`` rows of every stream removed, timed after the last removal (so
-           after the row of any change that landed before it, and after the row of any
-           report read before it: :func:`shared.services.feedback.apply_feedback` times its rows
-           before it reads), one insert per chunk; then the records go.
-
-        A delete interrupted between the phases (its process killed, the server lost) left
-        its records: the change sweep (:meth:`finish_deletions`) writes the rows they owe.
-        """
-        removed: list[Doc] = []  # the deleted rows owed, timed in phase 2
-        records: list[str] = []
-        contended: list[str] = []
-        for scope in deletion.scopes():
-            query = scope
-            for _ in range(DELETE_ROUNDS):
-                docs = await self.database.streams.find(query, DELETE_READ).to_list()
-                changed: list[str] = []
-                for start in range(0, len(docs), ID_CHUNK):
-                    gone, kept = await self._remove(docs[start : start + ID_CHUNK], records)
-                    removed += gone
-                    changed += kept
-                if not changed:
-                    break
-                query = {"$and": [scope, {"_id": {"$in": changed}}]}
-            else:
-                contended += changed
-        await self._write_deleted(removed, records)
-        if contended:
-            raise ConcurrentModification(", ".join(contended))
-        return len(removed)
-
-    async def _write_deleted(self, rows: list[Doc], records: list[str]) -> None:
-        """Phase 2 of :meth:`delete`: the ``deleted`` rows owed, timed after every removal
-        of phase 1, then the records of phase 1 go."""
-        after = now_utc() + timedelta(milliseconds=1)
-        await insert_log_rows(self.database, [_timed(row, after) for row in rows])
-        for start in range(0, len(records), ID_CHUNK):
-            await self.database.leases.delete_many(
-                {"_id": {"$in": records[start : start + ID_CHUNK]}}
-            )
-
-    async def _remove(self, docs: list[Doc], records: list[str]) -> tuple[list[Doc], list[str]]:
-        """Phase 1 of :meth:`delete` for streams as read: the ``deleted`` rows owed (of
-        the streams gone, by this call or a concurrent one: the rows' fixed ids make
-        them one row), and the ids of the streams that a PUT re-versioned meanwhile."""
-        if not docs:
-            return [], []
-        now = now_utc()
-        await self.write_rows(self._carried(docs, now))
-        rows = {
-            doc["_id"]: deleted_row(doc, now) for doc in await with_reports(self.database, docs)
-        }
-        record = f"{DELETION}:{uuid.uuid4().hex}"
-        await self.database.leases.insert_one(
-            {"_id": record, "kind": DELETION, "at": now, "rows": list(rows.values())}
-        )
-        records.append(record)
-        by_version: dict[int, list[str]] = {}
-        for doc in docs:
-            by_version.setdefault(doc["version"], []).append(doc["_id"])
-        deleted = 0
-        for version, ids in by_version.items():
-            outcome = await self.database.streams.delete_many(
-                {"_id": {"$in": ids}, "version": version}
-            )
-            deleted += outcome.deleted_count
-        if deleted == len(docs):
-            await forget_reports(self.database, list(rows))
-            return list(rows.values()), []
-        # some were not removed here: re-versioned meanwhile (they exist), or removed by
-        # another delete (at the version read: the same row; or at a later one: its row)
-        alive = {
-            d["_id"]
-            async for d in self.database.streams.find({"_id": {"$in": list(rows)}}, {"_id": 1})
-        }
-        await forget_reports(self.database, [sid for sid in rows if sid not in alive])
-        return await self._owed([r for sid, r in rows.items() if sid not in alive]), list(alive)
-
-    async def _owed(self, rows: list[Doc]) -> list[Doc]:
-        """The ``deleted`` rows of streams that are gone, but for those whose log has a
-        row of a later version (re-versioned, then deleted by another delete)."""
-        if not rows:
-            return []
-        of = {row["stream_id"]: row for row in rows}
-        later = {
-            found["stream_id"]
-            for found in await self.database.stream_logs.find(
-                {
-                    "stream_id": {"$in": list(of)},
-                    "version": {"$gt": min(row["version"] for row in rows)},
-                },
-                {"stream_id": 1, "version": 1},
-            ).to_list()
-            if found["version"] > of[found["stream_id"]]["version"]
-        }
-        return [row for row in rows if row["stream_id"] not in later]
-
-    async def finish_deletions(self, until: datetime) -> int:
-        """Write the ``deleted`` rows that deletes recorded before ``until`` still owe
-        (their writer died, or lost the server, between its phases); how many.
-
-        A recorded stream that still exists was not deleted (the writer died before its
-        removal, or a PUT re-versioned it): it owes nothing. One that is gone owes its
-        row, unless rows of a later version show it was re-versioned and deleted later
-        (by a delete that owes its own row)."""
-        written = 0
-        async for record in self.database.leases.find({"kind": DELETION, "at": {"$lt": until}}):
-            rows = {row["stream_id"]: row for row in record["rows"]}
-            ids = list(rows)
-            alive = {d["_id"] for d in await find_by_ids(self.database.streams, ids, {"_id": 1})}
-            gone = await self._owed([row for sid, row in rows.items() if sid not in alive])
-            ids = [row["_id"] for row in gone]
-            there = {
-                r["_id"] for r in await find_by_ids(self.database.stream_logs, ids, {"_id": 1})
-            }
-            owed = [_timed(row, now_utc()) for row in gone if row["_id"] not in there]
-            await insert_log_rows(self.database, owed)
-            await self.database.leases.delete_one({"_id": record["_id"]})
-            if owed:
-                log.info("wrote %d deleted rows an interrupted delete owed", len(owed))
-            written += len(owed)
-        return written
-
     async def sweep(self, delay: timedelta, now: datetime | None = None, budget: int = 2000) -> int:
         """Finish the changes made since the last sweep and older than ``delay``
         (``LUNA_STREAMS_CHANGE_SWEEP_DELAY``: their writer had time to finish them): rows
@@ -603,7 +323,7 @@ class StreamChanges:
         cursor: datetime = state["at"] if state else until - CARRY_HORIZON
         finished = 0
         try:
-            finished += await self.finish_deletions(until)
+            finished += await self.deletions.finish_deletions(until)
             while cursor < until and finished < budget:
                 step_end = min(cursor + SWEEP_STEP, until)
                 done, published = await self._sweep_window(cursor, step_end)
@@ -673,73 +393,3 @@ def _still_owed(stream: Doc, token: Doc) -> bool:
 def _unjournaled(concern: WriteConcern) -> WriteConcern:
     """``concern`` without waiting for the journal (see :meth:`StreamChanges.apply`)."""
     return WriteConcern(**{**concern.document, "j": False})
-
-
-#: what deleting a stream reads of it: its ``deleted`` row and the rows it may carry
-DELETE_READ: Doc = {
-    "account_id": 1,
-    "version": 1,
-    "last_error": 1,
-    "video_info": 1,
-    "preview": 1,
-    SHOWN_AT: 1,
-    "outbox": 1,
-}
-#: a delete reads a stream again at most this often when PUTs re-version it meanwhile
-DELETE_ROUNDS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class Deletion:
-    """What a delete names: the streams with these ids or these names (OR), of one
-    account (or of any, ``account_id`` None)."""
-
-    account_id: str | None
-    stream_ids: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-
-    def scopes(self) -> list[Doc]:
-        """The deletion as queries of at most :data:`ID_CHUNK` ids or names each."""
-        account: Doc = {} if self.account_id is None else {"account_id": self.account_id}
-        return [
-            {key: {"$in": values[start : start + ID_CHUNK]}, **account}
-            for key, values in (("_id", self.stream_ids), ("name", self.names))
-            for start in range(0, len(values), ID_CHUNK)
-        ]
-
-
-async def deleted_account(database: Database, stream_id: str) -> str | None:
-    """The account of a stream just deleted: from the record its delete keeps until its
-    ``deleted`` row is written, else from that row. In this order: the record goes only
-    after the row is written, so one of the two is there whenever the delete is done."""
-    record = await database.leases.find_one({"kind": DELETION, "rows.stream_id": stream_id})
-    for row in record["rows"] if record is not None else []:
-        if row["stream_id"] == stream_id:
-            return str(row["account_id"])
-    row = await database.stream_logs.find_one(
-        {"stream_id": stream_id, "status": statuses.DELETED},
-        {"account_id": 1},
-        sort=[("log_time", -1)],
-    )
-    return None if row is None else str(row["account_id"])
-
-
-def deleted_row(doc: Doc, at: datetime) -> Doc:
-    """A stream's last row: timed at ``at`` at the earliest, after every row it carries
-    (:func:`_timed` times it again once the stream is gone)."""
-    step = timedelta(milliseconds=1)
-    return log_row(
-        doc,
-        statuses.DELETED,
-        doc["version"],
-        max([at, *(row["log_time"] + step for row in rows_of(doc.get("outbox") or []))]),
-        error=doc.get("last_error"),
-        video_info=doc.get("video_info"),
-        preview=doc.get("preview"),
-        row_id=f"{doc['_id']}:deleted:{doc['version']}",
-    )
-
-
-def _timed(row: Doc, after: datetime) -> Doc:
-    """A ``deleted`` row timed at ``after`` (its removal's end) or later."""
-    return {**row, "log_time": max(row["log_time"], after)}

@@ -17,7 +17,8 @@ from shared.core.clock import now_utc
 from shared.core.types import Doc
 from shared.domain.statuses import PAUSE
 from shared.services.streams import StreamService
-from shared.store.changes import DELETION, StreamChanges
+from shared.store.changes import StreamChanges
+from shared.store.deletions import DELETION
 from shared.store.mongo import Database
 from tests.integration.factories import Client, claim_ids, create_stream, log_rows, v1_body
 
@@ -33,7 +34,7 @@ def interrupted_changes(database: Database) -> StreamChanges:
     async def die(rows: list[Doc], records: list[str]) -> None:
         raise Interrupted
 
-    changes._write_deleted = die  # type: ignore[method-assign]
+    changes.deletions._write_deleted = die  # type: ignore[method-assign]
     return changes
 
 
@@ -65,7 +66,7 @@ async def test_a_put_between_read_and_removal_makes_the_delete_read_again(
     changes = StreamChanges(database, None)
     records: list[str] = []
     # removing the stream as read (version 1) removes nothing: it is read again...
-    assert await changes._remove([stale], records) == ([], [stream_id])
+    assert await changes.deletions._remove([stale], records) == ([], [stream_id])
     assert await database.streams.find_one({"_id": stream_id}) is not None
     # ...and the record that phase left owes nothing (the stream was not removed)
     assert await database.leases.count_documents({"kind": DELETION}) == 1

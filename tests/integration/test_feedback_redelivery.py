@@ -29,8 +29,9 @@ from shared.core.settings import Settings
 from shared.domain.feedback_batch import FeedbackBatch
 from shared.messaging.broker import QueueNames
 from shared.services.feedback import apply_feedback
-from shared.store.changes import StreamChanges, insert_log_rows
+from shared.store.changes import StreamChanges
 from shared.store.mongo import Database
+from shared.store.outbox import insert_log_rows
 from shared.store.shown import with_report
 from tests.integration.factories import (
     MISSING_ID,

@@ -27,7 +27,8 @@ from shared.messaging.broker import open_configured_broker
 from shared.messaging.publisher import BrokerTokenPublisher
 from shared.services.feedback import apply_feedback
 from shared.services.streams import StreamService
-from shared.store.changes import DELETION, StreamChanges, deleted_account
+from shared.store.changes import StreamChanges
+from shared.store.deletions import DELETION, deleted_account
 from shared.store.mongo import ID_CHUNK, Database
 from tests.integration.factories import ACCOUNT, Client, claim_ids, create_stream, v1_body
 
@@ -167,9 +168,9 @@ class Load:
 def timing(
     changes: StreamChanges, moments: dict[str, float]
 ) -> Callable[[list[Doc], list[str]], Awaitable[None]]:
-    """``changes._write_deleted`` that notes when the delete's first phase (the removal of
-    the documents) ended."""
-    write = changes._write_deleted
+    """``changes.deletions._write_deleted`` that notes when the delete's first phase (the
+    removal of the documents) ended."""
+    write = changes.deletions._write_deleted
 
     async def noted(rows: list[Doc], records: list[str]) -> None:
         moments.setdefault("removed", time.monotonic())
@@ -186,7 +187,7 @@ async def test_a_mass_delete_under_claims_and_reports(
     doomed, others = await seed(database, settings, DOOMED)
     changes = client.app[STREAMS].changes
     moments: dict[str, float] = {}
-    changes._write_deleted = timing(changes, moments)  # type: ignore[method-assign]
+    changes.deletions._write_deleted = timing(changes, moments)  # type: ignore[method-assign]
     load = Load(client)
     agents = [asyncio.create_task(load.claimer()) for _ in range(CLAIMERS)] + [
         asyncio.create_task(load.reporter(n)) for n in range(REPORTERS)

@@ -14,8 +14,9 @@ import pytest
 import shared.store.changes
 from shared.core.clock import now_utc
 from shared.domain.transitions import Transition
-from shared.store.changes import Change, StreamChanges, insert_log_rows
+from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
+from shared.store.outbox import insert_log_rows
 from tests.integration.factories import Client, create_stream, v1_body
 
 Json = dict[str, Any]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.store.changes import WrittenRows
+from shared.store.outbox import WrittenRows
 
 
 def test_the_oldest_ids_go_first_and_a_rewritten_id_is_young_again() -> None:

@@ -50,8 +50,8 @@ from shared.services.webhooks.events import (
     STATUS_EVENTS,
     delivery_body,
 )
-from shared.store.changes import rows_of
 from shared.store.mongo import Database, find_by_ids
+from shared.store.outbox import rows_of
 
 log = logging.getLogger("luna_streams.webhooks")
 
