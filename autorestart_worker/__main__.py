@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from autorestart_worker.jobs import spec
 from shared.core.settings import AutorestartWorkerSettings
-from shared.runtime.jobs import JobWorker
+from shared.runtime.job_worker import JobWorker
 from shared.runtime.lifecycle import main
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from autorestart_worker.webhook_job import webhook_job
 from shared.core.settings import AutorestartWorkerSettings
 from shared.messaging.publisher import BrokerTokenPublisher
-from shared.runtime.jobs import AUTORESTART, JobClients, JobWorkerSpec, PeriodicJob
+from shared.runtime.job_worker import AUTORESTART, JobClients, JobWorkerSpec, PeriodicJob
 from shared.services.downgrade import downgrade_silent
 from shared.services.fleet import census_forever
 from shared.services.reconciler import reconcile_tokens

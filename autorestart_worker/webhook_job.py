@@ -1,9 +1,10 @@
 """The webhooks job of the autorestart worker: a dramatiq actor started each
-``LUNA_STREAMS_WEBHOOK_INTERVAL`` (one replica a period, :mod:`shared.runtime.jobs`) that writes
-the deliveries of new stream log rows (:class:`~shared.services.webhooks.dispatch.Dispatcher`) and
-starts the due ones (:class:`~shared.services.webhooks.delivery.DeliveryPool`); and, beside it, the
-pool's lifetime: on shutdown the attempts in flight get the shutdown bound to end, then
-its HTTP client closes."""
+``LUNA_STREAMS_WEBHOOK_INTERVAL`` (one replica a period, :mod:`shared.runtime.job_worker`)
+that writes the deliveries of new stream log rows
+(:class:`~shared.services.webhooks.dispatch.Dispatcher`) and starts the due ones
+(:class:`~shared.services.webhooks.delivery.DeliveryPool`); and, beside it, the pool's
+lifetime: on shutdown the attempts in flight get the shutdown bound to end, then its HTTP
+client closes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 
 from shared.core.settings import AutorestartWorkerSettings
-from shared.runtime.jobs import Background, JobClients, PeriodicJob
+from shared.runtime.job_worker import Background, JobClients, PeriodicJob
 from shared.services.webhooks.delivery import DeliveryPool
 from shared.services.webhooks.dispatch import Dispatcher
 

@@ -24,7 +24,7 @@ from urllib.request import urlopen
 
 from shared.core.settings import METRICS_PORT_FIELDS, Settings, env_name, node_urls
 from shared.messaging.broker import QueueNames
-from shared.runtime.jobs import AUTORESTART, JANITOR
+from shared.runtime.job_worker import AUTORESTART, JANITOR
 from shared.store.embedded_mongo import embedded_uri
 from tests.services import free_port
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from log_janitor.jobs import spec
 from shared.core.settings import LogJanitorSettings
-from shared.runtime.jobs import JobWorker
+from shared.runtime.job_worker import JobWorker
 from shared.runtime.lifecycle import main
 
 

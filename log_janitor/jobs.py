@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from shared.core.clock import now_utc
 from shared.core.settings import LogJanitorSettings
-from shared.runtime.jobs import JANITOR, JobClients, JobWorkerSpec, PeriodicJob
+from shared.runtime.job_worker import JANITOR, JobClients, JobWorkerSpec, PeriodicJob
 from shared.services.logs import StreamLogService
 from shared.telemetry.metrics import LOG_ROWS_REMOVED
 

@@ -20,7 +20,7 @@ from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
-from shared.runtime.jobs import AUTORESTART, JANITOR, jobs_queue
+from shared.runtime.job_worker import AUTORESTART, JANITOR, jobs_queue
 from shared.store.mongo import Database, open_database
 from tests.services import mongo_server, rabbitmq_server
 

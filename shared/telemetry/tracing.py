@@ -24,7 +24,7 @@ it belongs to (:func:`request_scope`, :func:`received`); the queue worker's appl
 the batches that arrived together, which runs after their consumer callbacks returned
 (:func:`span`, parented on the first batch's delivery and linked to the others'); and the
 trace context through dramatiq messages, which dramatiq publishes with pika
-(:func:`inject`, :func:`begin`; the middleware is :class:`shared.runtime.jobs.JobTracing`).
+(:func:`inject`, :func:`begin`; the middleware is :class:`shared.runtime.job_worker.JobTracing`).
 
 Tests and benchmarks pass their own provider to :func:`install` (the SDK's global provider
 can be set once per process) and :func:`uninstall` afterwards. pymongo has no way to remove

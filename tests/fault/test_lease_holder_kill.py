@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from shared.core.settings import Settings
-from shared.runtime.jobs import AUTORESTART
+from shared.runtime.job_worker import AUTORESTART
 from shared.store.mongo import Database
 from tests.fault.figures import BODY, Figures
 from tests.processes import running, worker

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shared.core.settings import Settings
-from shared.runtime.jobs import TICK  # how often the scheduler looks at the leases
+from shared.runtime.job_worker import TICK  # how often the scheduler looks at the leases
 from shared.store.mongo import Database
 from tests.processes import Component, running, worker
 from tests.waits import wait_for

@@ -38,7 +38,7 @@ from log_janitor.jobs import spec as janitor_spec
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.domain.request_id import HEADER
-from shared.runtime.jobs import JobTracing, JobWorker
+from shared.runtime.job_worker import JobTracing, JobWorker
 from shared.telemetry import tracing
 from tests.integration.factories import Client, claim_ids, create_stream, v1_body
 from tests.otlp_receiver import receiving
@@ -246,7 +246,7 @@ def test_off_imports_nothing_of_opentelemetry() -> None:
     module: nothing of it can run on a request or a message."""
     code = (
         "import sys\n"
-        "import gateway.app, gateway.__main__, queue_worker.worker, shared.runtime.jobs\n"
+        "import gateway.app, gateway.__main__, queue_worker.worker, shared.runtime.job_worker\n"
         "import shared.runtime.lifecycle\n"
         "from shared.telemetry import tracing\n"
         "for name in ('gateway', 'queue-worker', 'autorestart-worker', 'log-janitor'):\n"

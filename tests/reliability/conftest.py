@@ -28,7 +28,7 @@ from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
 from shared.runtime.heartbeats import COMPONENTS, beat_forever
-from shared.runtime.jobs import AUTORESTART, JANITOR, jobs_queue
+from shared.runtime.job_worker import AUTORESTART, JANITOR, jobs_queue
 from shared.store.mongo import Database, open_database
 from tests.conftest import delete_queues
 

@@ -26,7 +26,7 @@ import yaml
 from cli.main import COMMANDS
 from shared.core.settings import METRICS_PORT_FIELDS, CommonSettings, Settings, env_name
 from shared.messaging.broker import QueueNames
-from shared.runtime.jobs import AUTORESTART, jobs_queue
+from shared.runtime.job_worker import AUTORESTART, jobs_queue
 from shared.runtime.lifecycle import FINISH_GRACE
 from tests.services import missing
 from tests.unit.test_compose import setting_env_names
@@ -336,7 +336,7 @@ def served_metric_names() -> set[str]:
     """Every sample name the gateway's /metrics and the job workers' ports serve today."""
     from prometheus_client import REGISTRY
 
-    import shared.runtime.jobs
+    import shared.runtime.job_worker
     from gateway.metrics import GatewayMetrics
 
     gateway = GatewayMetrics()
@@ -344,9 +344,9 @@ def served_metric_names() -> set[str]:
     gateway.observe("GET:/version", 200, 0.01)
     gateway.errors.labels(path="GET:/version", error_code="0").inc()
     names = {s.name for family in gateway.registry.collect() for s in family.samples}
-    shared.runtime.jobs.JOBS_RUN.labels(job="probe")
-    shared.runtime.jobs.JOB_EFFECTS.labels(job="probe")
-    shared.runtime.jobs.JOB_LAST_RUN.labels(job="probe")
+    shared.runtime.job_worker.JOBS_RUN.labels(job="probe")
+    shared.runtime.job_worker.JOB_EFFECTS.labels(job="probe")
+    shared.runtime.job_worker.JOB_LAST_RUN.labels(job="probe")
     names |= {s.name for family in REGISTRY.collect() for s in family.samples}
     return names
 
