@@ -62,6 +62,8 @@ log = logging.getLogger("luna_streams.changes")
 #: the sweep walks this much time per query, so one query reads a bounded number
 SWEEP_STEP = timedelta(seconds=2)
 SWEEP_CURSOR = "changes.sweep_cursor"
+#: what the sweep reads of a stream whose change it may finish
+SWEEP_READ: Doc = {"outbox": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1}
 #: a guarded change names its stream by ``_id``: the planner is told so (left to itself, the
 #: embedded server may walk a status index, and pay for every stream in that status)
 BY_ID = "_id_"
@@ -125,7 +127,10 @@ class Change:
         return str(self.stream["_id"])
 
     def filter(self) -> Doc:
-        return {**(self.scope or {}), **self.transition.guard, "_id": self.stream_id}
+        # ``_id`` first: the embedded server plans by the first key it can serve from an
+        # index, whatever the hint (a claim's filters begin with ``status``, and would walk
+        # every pending stream's index entry for each claim)
+        return {"_id": self.stream_id, **(self.scope or {}), **self.transition.guard}
 
     @property
     def knows_shown(self) -> bool:
@@ -342,10 +347,15 @@ class StreamChanges:
         """Finish the changes made in ``[start, end)``: (effects, whether every token the
         window needed was published)."""
         window = {"$gte": start, "$lt": end}
-        docs = await self.database.streams.find(
-            {"$or": [{"outbox.log.log_time": window}, {"outbox.at": window}]},
-            {"outbox": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1},
-        ).to_list()
+        # two queries, each served by its index (an ``$or`` of the two makes the embedded
+        # server scan the collection)
+        docs = list(
+            {
+                doc["_id"]: doc
+                for field in ("outbox.log.log_time", "outbox.at")
+                for doc in await self.database.streams.find({field: window}, SWEEP_READ).to_list()
+            }.values()
+        )
         entries = [e for doc in docs for e in doc["outbox"] if start <= _entry_time(e) < end]
         if not entries:
             return 0, True
