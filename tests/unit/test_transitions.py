@@ -15,6 +15,7 @@ from shared.core.errors import BadStreamStatus, CannotCancelFinished, CannotStop
 from shared.domain import transitions
 from shared.domain.autorestart import fresh_state
 from shared.domain.tokens import QueueToken, waiting_guard
+from shared.store.changes import Change
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(minutes=5)
@@ -150,3 +151,12 @@ def test_no_module_but_the_machine_makes_a_transition_or_an_entering_effect() ->
     # a webhook delivery's lease is its own ``claim``, not a stream's
     offenders = [o for o in offenders if "webhooks/delivery.py" not in o]
     assert offenders == []
+
+
+def test_a_change_names_its_stream_first() -> None:
+    """The embedded server plans by a filter's first key it can serve from an index,
+    whatever the hint: a claim whose filter began with its scope's ``status`` walked every
+    pending stream's index entry (claims at a tenth of their pace)."""
+    waiting = stream(status="pending", queued_at=EARLIER, account_id="a")
+    change = Change(waiting, transitions.claim(waiting, NOW), NOW, scope={"status": "pending"})
+    assert next(iter(change.filter())) == "_id"
