@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,11 +142,18 @@ def agent_app(agent: Agent) -> web.Application:
     return app
 
 
+@contextlib.asynccontextmanager
+async def serve_agent(app_of: Callable[[Agent], web.Application]) -> AsyncIterator[Agent]:
+    """An agent on loopback: ``app_of``'s routes, answered with what it saw."""
+    state = Agent()
+    async with TestServer(app_of(state), host="127.0.0.1") as server:
+        state.base = str(server.make_url("")).rstrip("/")
+        yield state
+
+
 @pytest.fixture
 async def agent() -> AsyncIterator[Agent]:
-    state = Agent()
-    async with TestServer(agent_app(state), host="127.0.0.1") as server:
-        state.base = str(server.make_url("")).rstrip("/")
+    async with serve_agent(agent_app) as state:
         yield state
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from shared.store.mongo import Database
 from tests.integration.test_preview import (
@@ -30,6 +29,7 @@ from tests.integration.test_preview import (
     error_of,
     mjpeg_part,
     path,
+    serve_agent,
     set_preview,
 )
 
@@ -109,9 +109,7 @@ def hostile_agent_app(agent: Agent) -> web.Application:
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[Agent]:
-    state = Agent()
-    async with TestServer(hostile_agent_app(state), host="127.0.0.1") as server:
-        state.base = str(server.make_url("")).rstrip("/")
+    async with serve_agent(hostile_agent_app) as state:
         yield state
 
 
