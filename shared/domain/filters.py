@@ -76,7 +76,7 @@ class StreamFiltersV2(AccountQuery):
         query: dict[str, Any] = {}
         if self.account_id is not None:
             query["account_id"] = self.account_id
-        ids = _bounds(self.stream_id__gte, self.stream_id__lt)
+        ids = bounds(self.stream_id__gte, self.stream_id__lt)
         if self.stream_ids is not None:
             ids["$in"] = list(dict.fromkeys(self.stream_ids))
         if ids:
@@ -87,7 +87,7 @@ class StreamFiltersV2(AccountQuery):
             query["data.reference"] = self.reference
         if self.statuses is not None:
             query["status"] = {"$in": list(dict.fromkeys(self.statuses))}
-        created = _bounds(self.create_time__gte, self.create_time__lt)
+        created = bounds(self.create_time__gte, self.create_time__lt)
         if created:
             query["create_time"] = created
         if self.group_name is not None:
@@ -95,9 +95,19 @@ class StreamFiltersV2(AccountQuery):
         return query
 
 
-def _bounds(gte: Any, lt: Any) -> dict[str, Any]:
-    """``{"$gte": gte, "$lt": lt}`` without the absent (None) bounds."""
+def bounds(gte: Any, lt: Any) -> dict[str, Any]:
+    """``{"$gte": gte, "$lt": lt}`` without the absent (None) bounds: a half-open range of a
+    query (stream ids, creation times, log times, audit times); empty when both are absent."""
     return {op: value for op, value in (("$gte", gte), ("$lt", lt)) if value is not None}
+
+
+def one_in_account(doc_id: str, account_id: str | None) -> dict[str, Any]:
+    """The query of one document by id, limited to ``account_id``'s when one is given (the
+    ``account_id`` query parameter of a route on one stream, group or webhook)."""
+    query: dict[str, Any] = {"_id": doc_id}
+    if account_id is not None:
+        query["account_id"] = account_id
+    return query
 
 
 class StreamFiltersV1(StreamFiltersV2):

@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from shared.core.clock import now_utc
 from shared.core.types import Doc
 from shared.domain.documents import format_time
-from shared.domain.filters import LIST_FILTER_NOTE, AccountQuery, Page, QueryUUID
+from shared.domain.filters import LIST_FILTER_NOTE, AccountQuery, Page, QueryUUID, bounds
 from shared.domain.models.common import QueryTime
 from shared.domain.statuses import LoggedStatus
 from shared.store.mongo import Database
@@ -59,11 +59,7 @@ class LogFilters(AccountQuery):
             query["stream_id"] = {"$in": list(dict.fromkeys(self.stream_ids))}
         if self.statuses is not None:
             query["status"] = {"$in": list(dict.fromkeys(self.statuses))}
-        logged: Doc = {}
-        if self.log_time__gte is not None:
-            logged["$gte"] = self.log_time__gte
-        if self.log_time__lt is not None:
-            logged["$lt"] = self.log_time__lt
+        logged = bounds(self.log_time__gte, self.log_time__lt)
         if logged:
             query["log_time"] = logged
         return query

@@ -23,20 +23,13 @@ from shared.core.errors import (
 from shared.core.types import Doc
 from shared.domain import transitions
 from shared.domain.documents import VIEW_PROJECTION, new_stream, settings_fields
-from shared.domain.filters import StreamFiltersV2, StreamListQueryV2
+from shared.domain.filters import StreamFiltersV2, StreamListQueryV2, one_in_account
 from shared.store.changes import Change, StreamChanges
 from shared.store.deletions import Deletion
 from shared.store.mongo import Database
 from shared.store.shown import with_report, with_reports
 
 MAX_CAS_ATTEMPTS = 20
-
-
-def _scope(stream_id: str, account_id: str | None) -> Doc:
-    query: Doc = {"_id": stream_id}
-    if account_id is not None:
-        query["account_id"] = account_id
-    return query
 
 
 class StreamService:
@@ -81,7 +74,9 @@ class StreamService:
         return doc
 
     async def get(self, stream_id: str, account_id: str | None) -> Doc:
-        doc = await self.database.streams.find_one(_scope(stream_id, account_id), VIEW_PROJECTION)
+        doc = await self.database.streams.find_one(
+            one_in_account(stream_id, account_id), VIEW_PROJECTION
+        )
         if doc is None:
             raise StreamNotFound(stream_id=stream_id)
         await with_report(self.database, doc)
@@ -100,7 +95,7 @@ class StreamService:
         return await self.database.streams.count_documents(filters.mongo_filter())
 
     async def _read_for_change(self, stream_id: str, account_id: str | None) -> Doc:
-        doc = await self.database.streams.find_one(_scope(stream_id, account_id))
+        doc = await self.database.streams.find_one(one_in_account(stream_id, account_id))
         if doc is None:
             raise StreamNotFound(stream_id=stream_id)
         return doc

@@ -27,6 +27,7 @@ from shared.core import clock
 from shared.core.coalesce import Coalescer
 from shared.core.types import Doc
 from shared.domain.documents import format_time
+from shared.domain.filters import bounds
 from shared.domain.roles import Principal
 from shared.store.mongo import Database
 
@@ -93,11 +94,7 @@ class AuditTrail:
             match["account_id"] = query.account_id
         if query.token_id is not None:
             match["token_id"] = query.token_id
-        window: dict[str, datetime] = {}
-        if query.since is not None:
-            window["$gte"] = query.since
-        if query.until is not None:
-            window["$lt"] = query.until
+        window = bounds(query.since, query.until)
         if window:
             match["time"] = window
         cursor = (

@@ -14,6 +14,7 @@ from shared.core.clock import now_utc
 from shared.core.errors import BadInputJson, WebhookLimit, WebhookNotFound, WebhookUrlRefused
 from shared.core.types import Doc
 from shared.domain.documents import format_time
+from shared.domain.filters import one_in_account
 from shared.services.webhooks.dispatch import new_delivery
 from shared.services.webhooks.events import TEST, delivery_body
 from shared.services.webhooks.models import DeliveryListQuery, WebhookCreate, WebhookListQuery
@@ -57,13 +58,6 @@ def delivery_view(doc: Doc) -> Doc:
     }
 
 
-def _scope(webhook_id: str, account_id: str | None) -> Doc:
-    query: Doc = {"_id": webhook_id}
-    if account_id is not None:
-        query["account_id"] = account_id
-    return query
-
-
 class WebhookService:
     def __init__(self, database: Database, policy: WebhookUrlPolicy) -> None:
         self.database = database
@@ -103,14 +97,16 @@ class WebhookService:
         return await cursor.to_list()
 
     async def get(self, webhook_id: str, account_id: str | None) -> Doc:
-        doc = await self.database.webhooks.find_one(_scope(webhook_id, account_id), {"secret": 0})
+        doc = await self.database.webhooks.find_one(
+            one_in_account(webhook_id, account_id), {"secret": 0}
+        )
         if doc is None:
             raise WebhookNotFound(webhook_id=webhook_id)
         return doc
 
     async def delete(self, webhook_id: str, account_id: str | None) -> None:
         """Remove the webhook, then its deliveries (one in flight may still arrive)."""
-        result = await self.database.webhooks.delete_one(_scope(webhook_id, account_id))
+        result = await self.database.webhooks.delete_one(one_in_account(webhook_id, account_id))
         if not result.deleted_count:
             raise WebhookNotFound(webhook_id=webhook_id)
         await self.database.webhook_deliveries.delete_many({"webhook_id": webhook_id})
