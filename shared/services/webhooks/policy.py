@@ -27,13 +27,11 @@ from yarl import URL
 from shared.core.errors import WebhookUrlRefused
 from shared.domain.preview_policy import (
     HOST_INVALID,
-    SCHEME_INVALID,
-    SCHEMES,
-    USERINFO_INVALID,
     Address,
     Network,
     is_local_address,
     parse_address,
+    parse_http_url,
 )
 
 #: seconds a registration waits for a name to resolve
@@ -50,14 +48,7 @@ class WebhookUrlPolicy:
 
     def parse(self, url: str) -> URL:
         """``url`` parsed, when its form is allowed; else :class:`WebhookUrlRefused`."""
-        try:
-            parsed = URL(url)
-        except (ValueError, TypeError):
-            raise WebhookUrlRefused(HOST_INVALID) from None
-        if parsed.scheme not in SCHEMES:
-            raise WebhookUrlRefused(SCHEME_INVALID)
-        if parsed.raw_user is not None or parsed.raw_password is not None:
-            raise WebhookUrlRefused(USERINFO_INVALID)
+        parsed = parse_http_url(url, WebhookUrlRefused)
         if not parsed.host:
             raise WebhookUrlRefused(HOST_INVALID)
         literal = parse_address(parsed.host)
