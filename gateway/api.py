@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -70,41 +70,32 @@ class Operation:
         )
 
 
+class OperationOptions(TypedDict, total=False):
+    """The options of :meth:`Api.route`: those of :meth:`Api.add` (its defaults apply)."""
+
+    summary: Required[str]
+    responses: Required[Mapping[int, Response]]
+    query: type[BaseModel] | None
+    body: type[BaseModel] | None
+    errors: tuple[type[LunaError], ...]
+    description: str
+    operation_id: str | None
+    headers: Mapping[str, Mapping[str, Any]] | None
+    access: Access | None
+
+
 @dataclass(slots=True)
 class Api:
     tag: str
     operations: list[Operation] = field(default_factory=list)
 
     def route(
-        self,
-        method: str,
-        path: str,
-        *,
-        summary: str,
-        responses: Mapping[int, Response],
-        query: type[BaseModel] | None = None,
-        body: type[BaseModel] | None = None,
-        errors: tuple[type[LunaError], ...] = (),
-        description: str = "",
-        operation_id: str | None = None,
-        headers: Mapping[str, Mapping[str, Any]] | None = None,
-        access: Access | None = None,
+        self, method: str, path: str, **options: Unpack[OperationOptions]
     ) -> Callable[[Handler], Handler]:
+        """:meth:`add` as a decorator of the handler, with the same options."""
+
         def decorator(handler: Handler) -> Handler:
-            self.add(
-                method,
-                path,
-                handler,
-                summary=summary,
-                responses=responses,
-                query=query,
-                body=body,
-                errors=errors,
-                description=description,
-                operation_id=operation_id,
-                headers=headers,
-                access=access,
-            )
+            self.add(method, path, handler, **options)
             return handler
 
         return decorator
