@@ -12,13 +12,11 @@ creates go with an operator token and the agents with agent tokens.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from typing import Any
 
-import aiohttp
-
-from bench.bench_processing import AGENTS, BATCH, claims, creates, feedback, first_report
+from bench.bench_processing import AGENTS, client_session, creates, feedback
+from bench.rounds import claim_for_agents, rounds_parser
 from bench.stack import running_stack
 from shared.domain.roles import Role
 from shared.services.access.credentials import TokenStore
@@ -36,27 +34,15 @@ async def _tokens(mongo_uri: str, db_name: str) -> tuple[str, str]:
         await database.close()
 
 
-def _session(token: str | None) -> aiohttp.ClientSession:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=60),
-        connector=aiohttp.TCPConnector(limit=64),
-        headers=headers,
-    )
-
-
 async def one_round(auth: bool, streams: int, seconds: float) -> dict[str, float]:
     env: dict[str, Any] = {"STREAM_STATUS_OBSOLETING_PERIOD": "3600"}
     if auth:
         env["LUNA_STREAMS_AUTH"] = "on"
     with running_stack(**env) as stack:
         operator, agent = await _tokens(stack.mongo_uri, stack.db_name) if auth else (None, None)
-        async with _session(operator) as ops, _session(agent) as agents:
+        async with client_session(operator) as ops, client_session(agent) as agents:
             create_rate, create_errors = await creates(ops, stack.url, streams)
-            claim_rate, claimed = await claims(agents, stack.url)
-            mine = claimed[: AGENTS * BATCH]
-            for n in range(AGENTS):
-                await first_report(agents, stack.url, mine[n * BATCH : (n + 1) * BATCH])
+            claim_rate, mine = await claim_for_agents(agents, stack.url)
             rate, _, p99, errors, *_ = await feedback(agents, stack.url, mine, seconds, False)
     if create_errors or errors:
         raise SystemExit(f"errors: {create_errors} creates, {errors} feedback")
@@ -92,11 +78,7 @@ async def run(streams: int, seconds: float, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    args = rounds_parser(__doc__).parse_args()
     asyncio.run(run(args.streams, args.seconds, args.rounds))
 
 

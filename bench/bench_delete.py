@@ -23,12 +23,11 @@ from typing import Any
 
 import aiohttp
 
-from bench.env import bench_settings, mongo_uri
+from bench.env import bench_settings, mongo_uri, stored_body
 from bench.stack import delete_queues
 from shared.core.clock import now_utc
 from shared.core.settings import Settings
 from shared.domain.documents import new_stream
-from shared.domain.models import StreamCreateV1
 from shared.messaging.broker import open_configured_broker
 from shared.messaging.publisher import BrokerTokenPublisher
 from shared.store.changes import StreamChanges
@@ -37,17 +36,7 @@ from shared.store.outbox import log_row
 from tests.processes import Component, component_env, running
 from tests.services import free_port
 
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-BODY = StreamCreateV1.model_validate(
-    {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"},
-            "authorization": {"token": "t"},
-        },
-    }
-).model_dump(mode="json")
+BODY = stored_body()
 #: ids per DELETE request (the API's bound)
 PER_REQUEST = 1000
 

@@ -19,10 +19,8 @@ each figure is the median of its rounds. The cost is 1 - on / off.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import statistics
 import threading
 import time
 import urllib.request
@@ -32,7 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.bench_processing import AGENTS, BATCH, claims, creates, feedback, first_report
+from bench.bench_processing import AGENTS, BATCH, client_session
+from bench.rounds import hot_path, off_and_on, rounds_parser
 from bench.stack import ROOT, running_stack
 from tests.services import free_port
 
@@ -94,18 +93,9 @@ async def one_round(on: bool, streams: int, seconds: float) -> Figures:
         urls = [f"{stack.url}/metrics"]
         if on:
             urls += [f"http://127.0.0.1:{port}/metrics" for port in ports]
-        timeout = aiohttp.ClientTimeout(total=60)
-        connector = aiohttp.TCPConnector(limit=64)
         with scraping(urls if on else [], 1.0) as scrapes:
-            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-                await creates(session, stack.url, streams)
-                await asyncio.sleep(2)
-                claim_rate, claimed = await claims(session, stack.url)
-                mine = claimed[: AGENTS * BATCH]
-                for n in range(AGENTS):
-                    await first_report(session, stack.url, mine[n * BATCH : (n + 1) * BATCH])
-                steady = await feedback(session, stack.url, mine, seconds, changing=False)
-                changing = await feedback(session, stack.url, mine, seconds, changing=True)
+            async with client_session() as session:
+                claim_rate, steady, changing = await hot_path(session, stack.url, streams, seconds)
             counted = await scraped_claims(stack.url)
     if on and (scrapes[0] == 0 or counted == 0):
         raise SystemExit(f"metrics on, but not served: {scrapes}, claims counted {counted}")
@@ -128,10 +118,7 @@ def report(results: dict[bool, list[Figures]]) -> None:
         ("steady", "feedback items/s, batches of 100, steady"),
         ("changing", "feedback items/s, batches of 100, changing"),
     ):
-        off = statistics.median(r[key] for r in results[False])
-        on = statistics.median(r[key] for r in results[True])
-        rounds = " ".join(f"{r[key]:.0f}" for r in results[False])
-        rounds += " | " + " ".join(f"{r[key]:.0f}" for r in results[True])
+        off, on, rounds = off_and_on(results, key)
         print(f"{name:40} {off:9.0f} {on:9.0f} {1 - on / off:7.1%}   {rounds}")
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     scrapes = sum(r["scrapes"] for r in results[True])
@@ -139,10 +126,7 @@ def report(results: dict[bool, list[Figures]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = rounds_parser(__doc__)
     args = parser.parse_args()
     if args.streams < AGENTS * BATCH:
         parser.error(f"--streams must be at least {AGENTS * BATCH}")

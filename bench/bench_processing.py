@@ -66,6 +66,17 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def client_session(token: str | None = None) -> aiohttp.ClientSession:
+    """The session of this process's agents and operators: 64 connections, 60 s a request,
+    with ``token`` (authentication on) as its bearer."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60),
+        connector=aiohttp.TCPConnector(limit=64),
+        headers=headers,
+    )
+
+
 async def creates(session: aiohttp.ClientSession, url: str, count: int) -> tuple[float, int]:
     """(creates/s, errors) with CREATORS requests in flight."""
     todo = iter(range(count))
@@ -176,6 +187,12 @@ async def first_report(session: aiohttp.ClientSession, url: str, mine: list[Doc]
     async with session.post(f"{url}/1/streams/processing/feedback", json=report_body(mine, 0)) as r:
         if r.status != 200:
             raise SystemExit(f"first report answered {r.status}: {await r.text()}")
+
+
+async def first_reports(session: aiohttp.ClientSession, url: str, mine: list[Doc]) -> None:
+    """Each agent's first report of its BATCH streams of ``mine``, one agent after another."""
+    for n in range(AGENTS):
+        await first_report(session, url, mine[n * BATCH : (n + 1) * BATCH])
 
 
 # --- the database's ceiling ----------------------------------------------------------------
@@ -336,13 +353,8 @@ async def settle(seconds: float) -> None:
 async def run(streams: int, seconds: float) -> None:
     # agents that claim and do not report yet must not lose their streams meanwhile
     with running_stack(STREAM_STATUS_OBSOLETING_PERIOD="3600") as stack:
-        timeout = aiohttp.ClientTimeout(total=60)
-        connector = aiohttp.TCPConnector(limit=64)
         client: AsyncMongoClient[Doc] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
-        async with (
-            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
-            client,
-        ):
+        async with client_session() as session, client:
             create_rate, create_errors = await creates(session, stack.url, streams)
             await settle(2)
             claim_ceiling = await best_ceiling(stack, CLAIM_LIMIT, seconds / 2)
@@ -360,8 +372,7 @@ async def run(streams: int, seconds: float) -> None:
             # running fleet is past them
             await meter.start()
             first_started = time.perf_counter()
-            for n in range(AGENTS):
-                await first_report(session, stack.url, mine[n * BATCH : (n + 1) * BATCH])
+            await first_reports(session, stack.url, mine)
             first_seconds = time.perf_counter() - first_started
             await meter.phase("first reports, one batch at a time", "reports", needed)
             print(f"first reports: {needed} in {first_seconds:.2f} s")

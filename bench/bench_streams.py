@@ -15,24 +15,13 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from bench.env import bench_settings, gateway_client, mongo_uri, timed
+from bench.env import bench_settings, gateway_client, mongo_uri, stored_body, timed
 from shared.core.clock import now_utc
 from shared.domain.documents import VIEW_PROJECTION, new_stream
-from shared.domain.models import StreamCreateV1
 from shared.store.mongo import open_database
 
-ACCOUNT = "557d54ec-29ad-4f3c-93b4-c9092ef12515"
-BODY = StreamCreateV1.model_validate(
-    {
-        "account_id": ACCOUNT,
-        "data": {"type": "tcp", "reference": "rtsp://camera"},
-        "event_handler": {
-            "bestshot_handler": {"handler_id": "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"},
-            "authorization": {"token": "t"},
-        },
-        "status": "pause",
-    }
-).model_dump(mode="json")
+BODY = stored_body(status="pause")
+ACCOUNT: str = BODY["account_id"]
 
 
 async def seed(database: object, start: int, count: int) -> None:

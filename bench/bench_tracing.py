@@ -22,15 +22,12 @@ shared machine falls on both; each figure is the median of its rounds. The cost 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import statistics
 import time
 from typing import Any
 
-import aiohttp
-
-from bench.bench_processing import AGENTS, BATCH, claims, creates, feedback, first_report
+from bench.bench_processing import AGENTS, BATCH, client_session
+from bench.rounds import hot_path, off_and_on, rounds_parser
 from bench.stack import running_stack
 from tests.otlp_receiver import OtlpReceiver, receiving
 
@@ -56,17 +53,8 @@ async def one_round(
     with running_stack(
         STREAM_STATUS_OBSOLETING_PERIOD="3600", **stack_env(endpoint, ratio)
     ) as stack:
-        timeout = aiohttp.ClientTimeout(total=60)
-        connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            await creates(session, stack.url, streams)
-            await asyncio.sleep(2)
-            claim_rate, claimed = await claims(session, stack.url)
-            mine = claimed[: AGENTS * BATCH]
-            for n in range(AGENTS):
-                await first_report(session, stack.url, mine[n * BATCH : (n + 1) * BATCH])
-            steady = await feedback(session, stack.url, mine, seconds, changing=False)
-            changing = await feedback(session, stack.url, mine, seconds, changing=True)
+        async with client_session() as session:
+            claim_rate, steady, changing = await hot_path(session, stack.url, streams, seconds)
     # counted once the stack has stopped: each process sends what it holds as it exits
     spans = (receiver.total if receiver is not None else 0) - before
     if endpoint is not None and spans == 0:
@@ -93,11 +81,8 @@ def report(results: dict[bool, list[Figures]], receiver: OtlpReceiver, ratio: fl
         ("steady_p50", "feedback p50 ms, steady", False),
         ("changing_p50", "feedback p50 ms, changing", False),
     ):
-        off = statistics.median(r[key] for r in results[False])
-        on = statistics.median(r[key] for r in results[True])
+        off, on, rounds = off_and_on(results, key)
         cost = 1 - on / off if higher_is_better else on / off - 1
-        rounds = " ".join(f"{r[key]:.0f}" for r in results[False])
-        rounds += " | " + " ".join(f"{r[key]:.0f}" for r in results[True])
         print(f"{name:44} {off:9.0f} {on:9.0f} {cost:7.1%}   {rounds}")
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     spans = sum(r["spans"] for r in results[True])
@@ -111,10 +96,7 @@ def report(results: dict[bool, list[Figures]], receiver: OtlpReceiver, ratio: fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = rounds_parser(__doc__)
     parser.add_argument("--ratio", type=float, default=1.0, help="share of traces sampled")
     args = parser.parse_args()
     if args.streams < AGENTS * BATCH:

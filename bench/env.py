@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from shared.core.settings import Settings
+from shared.domain.models import StreamCreateV1
+from tests.fault.figures import BODY
 from tests.services import mongo_server
 
 
@@ -31,6 +33,12 @@ def bench_settings(uri: str, **extra: Any) -> Settings:
         queue_prefix=f"bench_{tag}",
         **extra,
     )
+
+
+def stored_body(**extra: Any) -> dict[str, Any]:
+    """The streams' create body (tests/fault/figures.py's, with ``extra``) as the service keeps
+    it: validated as a v1 body, dumped as JSON; what benchmarks seed straight into MongoDB."""
+    return StreamCreateV1.model_validate({**BODY, **extra}).model_dump(mode="json")
 
 
 @contextlib.asynccontextmanager
