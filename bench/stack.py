@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
+from cli.main import stop_child
 from shared.core.settings import METRICS_PORT_FIELDS, Settings, env_name, node_urls
 from shared.messaging.broker import QueueNames
 from shared.runtime.job_worker import AUTORESTART, JANITOR
@@ -83,12 +84,7 @@ def running_stack(**env_extra: str) -> Iterator[Stack]:
             pid=child.pid,
         )
     finally:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop_child(child, signal.SIGINT, 60)
         shutil.rmtree(data_dir, ignore_errors=True)
         delete_queues(amqp_url, f"bench_{tag}")
 

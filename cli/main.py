@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from shared.core.errors import EmbeddedUnavailable
 from shared.core.settings import (
@@ -191,6 +192,19 @@ def _say(message: str, err: bool = False) -> None:
     print(f"luna-streams: {message}", file=sys.stderr if err else sys.stdout, flush=True)
 
 
+def stop_child(child: subprocess.Popen[Any], sig: int, timeout: float) -> bool:
+    """Send ``sig`` to ``child`` and wait up to ``timeout`` seconds for it to exit; kill it
+    (and reap it) if it does not. True: it had to be killed."""
+    child.send_signal(sig)
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        return True
+    return False
+
+
 class Stack:
     """Child processes started in order, stopped one by one in reverse order.
 
@@ -224,12 +238,7 @@ class Stack:
         for name, child in reversed(self.children):
             started = time.monotonic()
             if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+                if stop_child(child, signal.SIGTERM, timeout):
                     report(f"{name} killed after {timeout:.0f} s")
                     continue
                 how = "killed" if child.returncode == -signal.SIGKILL else "stopped"

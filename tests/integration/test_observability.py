@@ -26,6 +26,7 @@ import pymongo
 import pytest
 import yaml
 
+from cli.main import stop_child
 from tests.integration.test_cli import _PREFIXES, delete_cli_queues, wait_version
 from tests.observability import (
     PROMETHEUS_CONFIG,
@@ -101,12 +102,7 @@ def stack(tmp_path: Path, amqp_url: str, mongo_uri: str) -> Iterator[dict[str, s
         wait_version(int(env["LUNA_STREAMS_PORT"]), 60)
         yield env
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, signal.SIGTERM, 40)
         with pymongo.MongoClient(mongo_uri) as client:
             client.drop_database(prefix)
 
