@@ -22,7 +22,12 @@ from aiormq.exceptions import (
 )
 
 from shared.core.errors import BrokerUnavailable
-from shared.messaging.broker import QueueNames, broker_errors
+from shared.messaging.broker import (
+    FEEDBACK_DEAD_ARGUMENTS,
+    QueueNames,
+    broker_errors,
+    feedback_queue_arguments,
+)
 from tests.stub_rabbitmq import (
     Callback,
     Consumer,
@@ -233,23 +238,13 @@ class StubBroker:
 
     @property
     def feedback_arguments(self) -> dict[str, Any]:
-        arguments: dict[str, Any] = {
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.names.feedback_dead,
-        }
-        if self.queue_type == "quorum":
-            arguments["x-delivery-limit"] = self.feedback_delivery_limit
-        return arguments
+        return feedback_queue_arguments(self.names, self.queue_type, self.feedback_delivery_limit)
 
     def _arguments(self, name: str) -> dict[str, Any]:
         if name == self.names.feedback:
             return {**self.queue_arguments, **self.feedback_arguments}
         if name == self.names.feedback_dead:
-            return {
-                **self.queue_arguments,
-                "x-message-ttl": 24 * 3600 * 1000,
-                "x-max-length": 10_000,
-            }
+            return {**self.queue_arguments, **FEEDBACK_DEAD_ARGUMENTS}
         return self.queue_arguments
 
     async def declare_queue(self, name: str, arguments: dict[str, Any] | None = None) -> StubQueue:

@@ -118,6 +118,25 @@ class QueueNames:
 
 #: queues remembered as declared, most recently used kept (one per group in use, plus two)
 DECLARED_QUEUES_CACHE = 1024
+#: the feedback dead-letter queue's arguments: a rejected batch kept a day, 10,000 at most
+FEEDBACK_DEAD_ARGUMENTS: Final[dict[str, Any]] = {
+    "x-message-ttl": 24 * 3600 * 1000,
+    "x-max-length": 10_000,
+}
+
+
+def feedback_queue_arguments(
+    names: QueueNames, queue_type: str, delivery_limit: int
+) -> dict[str, Any]:
+    """The feedback queue's arguments: rejected (and, on quorum queues, delivered more than
+    ``delivery_limit`` times) batches are dead-lettered to ``names.feedback_dead``."""
+    arguments: dict[str, Any] = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": names.feedback_dead,
+    }
+    if queue_type == "quorum":
+        arguments["x-delivery-limit"] = delivery_limit
+    return arguments
 
 
 @dataclass(slots=True)
@@ -169,19 +188,10 @@ class Broker:
     @property
     def feedback_arguments(self) -> dict[str, Any]:
         """Rejected (and, on quorum queues, too often delivered) batches are dead-lettered."""
-        arguments: dict[str, Any] = {
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.names.feedback_dead,
-        }
-        if self.queue_type == "quorum":
-            arguments["x-delivery-limit"] = self.feedback_delivery_limit
-        return arguments
+        return feedback_queue_arguments(self.names, self.queue_type, self.feedback_delivery_limit)
 
     async def declare_feedback_queue(self) -> AbstractQueue:
-        await self.declare_queue(
-            self.names.feedback_dead,
-            {"x-message-ttl": 24 * 3600 * 1000, "x-max-length": 10_000},
-        )
+        await self.declare_queue(self.names.feedback_dead, FEEDBACK_DEAD_ARGUMENTS)
         return await self.declare_queue(self.names.feedback, self.feedback_arguments)
 
     async def queue_depth(self, name: str) -> tuple[int, int]:
