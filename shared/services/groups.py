@@ -23,7 +23,7 @@ from shared.core.errors import ConcurrentModification, GroupExists, GroupNotFoun
 from shared.core.types import Doc
 from shared.domain import transitions
 from shared.domain.documents import format_time
-from shared.domain.filters import LIST_FILTER_NOTE, Page, QueryGroupName, QueryUUID
+from shared.domain.filters import LIST_FILTER_NOTE, Page, QueryGroupName, QueryUUID, one_in_account
 from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
 
@@ -64,13 +64,6 @@ def group_view(doc: Doc) -> Doc:
     }
 
 
-def _scope(group_id: str, account_id: str | None) -> Doc:
-    query: Doc = {"_id": group_id}
-    if account_id is not None:
-        query["account_id"] = account_id
-    return query
-
-
 #: what attaching a stream reads of it (its guard, and its group token)
 ATTACH_READ: Doc = {"account_id": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1}
 #: an attach reads the streams still out of the group again at most this often
@@ -97,7 +90,7 @@ class GroupService:
         return doc
 
     async def get(self, group_id: str, account_id: str | None) -> Doc:
-        doc = await self.database.groups.find_one(_scope(group_id, account_id))
+        doc = await self.database.groups.find_one(one_in_account(group_id, account_id))
         if doc is None:
             raise GroupNotFound(group_id=group_id)
         return doc
@@ -116,7 +109,7 @@ class GroupService:
 
     async def patch(self, group_id: str, account_id: str | None, description: str) -> None:
         result = await self.database.groups.update_one(
-            _scope(group_id, account_id), {"$set": {"description": description}}
+            one_in_account(group_id, account_id), {"$set": {"description": description}}
         )
         if not result.matched_count:
             raise GroupNotFound(group_id=group_id)
