@@ -7,21 +7,18 @@ import contextlib
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
-from shared.messaging.broker import QueueNames
-from shared.runtime.job_worker import AUTORESTART, JANITOR, jobs_queue
 from shared.store.mongo import Database, open_database
+from tests.isolation import drop_everything, isolated_settings
 from tests.services import mongo_server, rabbitmq_server
 
 #: seconds before pytest-timeout stops a test that the stacks of its tasks are printed
@@ -65,34 +62,9 @@ def amqp_url() -> Iterator[str]:
 @pytest.fixture
 async def settings(mongo_uri: str, amqp_url: str) -> AsyncIterator[Settings]:
     """Settings isolated to this test: its own database and its own queue names."""
-    tag = uuid.uuid4().hex[:12]
-    settings = Settings(
-        mongo_uri=mongo_uri,
-        amqp_url=amqp_url,
-        db_name=f"test_{tag}",
-        queue_prefix=f"test_{tag}",
-        feedback_timeout=5.0,
-    )
+    settings = isolated_settings(mongo_uri, amqp_url, feedback_timeout=5.0)
     yield settings
-    database = await open_database(mongo_uri, settings.db_name, ensure_indexes=False)
-    group_ids = [doc["_id"] async for doc in database.groups.find({}, {"_id": 1})]
-    await database.client.drop_database(settings.db_name)
-    await database.close()
-    names = QueueNames(settings.queue_prefix)
-    jobs = [
-        f"{jobs_queue(settings, kind)}{suffix}"
-        for kind in (AUTORESTART, JANITOR)
-        for suffix in ("", ".DQ", ".XQ")
-    ]
-    await delete_queues(amqp_url, [*names.every(group_ids), *jobs])
-
-
-async def delete_queues(amqp_url: str, queue_names: list[str]) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for name in queue_names:
-            await channel.queue_delete(name)
+    await drop_everything(settings)
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
 from shared.store.mongo import open_database
 from tests.browser.conftest import chromium_path
-from tests.conftest import delete_queues
 from tests.integration.factories import ACCOUNT, v1_body
+from tests.isolation import delete_queues
 from tests.services import mongo_server, rabbitmq_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

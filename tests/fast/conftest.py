@@ -14,7 +14,6 @@ Run with ``make test-fast`` (with ``tests/unit``); ``make test`` runs it too.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,8 +22,8 @@ import pytest
 import gateway.app
 from gateway.docs import DocsBundle, build_docs
 from shared.core.settings import Settings
-from shared.store.mongo import open_database
 from tests.fast.stub_gateway import Client, open_gateway
+from tests.isolation import drop_database, isolated_settings
 from tests.no_rabbitmq import amqp_url, queue_worker  # noqa: F401 - refused here
 from tests.stub_broker import StubBroker
 from tests.stub_rabbitmq import StubServer
@@ -53,18 +52,9 @@ def _docs_built_once() -> Iterator[None]:
 @pytest.fixture
 async def settings(mongo_uri: str) -> AsyncIterator[Settings]:
     """Settings isolated to this test: its own database and its own queue names."""
-    tag = uuid.uuid4().hex[:12]
-    settings = Settings(
-        mongo_uri=mongo_uri,
-        amqp_url=CLOSED_AMQP,
-        db_name=f"test_{tag}",
-        queue_prefix=f"test_{tag}",
-        feedback_timeout=5.0,
-    )
+    settings = isolated_settings(mongo_uri, CLOSED_AMQP, feedback_timeout=5.0)
     yield settings
-    database = await open_database(mongo_uri, settings.db_name, ensure_indexes=False)
-    await database.client.drop_database(settings.db_name)
-    await database.close()
+    await drop_database(settings)
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from shared.core.settings import Settings
-from shared.messaging.broker import QueueNames
-from shared.store.mongo import Database, open_database
-from tests.conftest import delete_queues
+from shared.store.mongo import Database
 from tests.integration.factories import (
     ACCOUNT,
     OTHER_ACCOUNT,
@@ -27,6 +25,7 @@ from tests.integration.factories import (
     v1_body,
     v2_body,
 )
+from tests.isolation import drop_everything
 from tests.processes import ROOT, gateway, running
 
 Client = TestClient[Any, Any]
@@ -43,12 +42,7 @@ async def elsewhere(settings: Settings) -> AsyncIterator[Client]:
     )
     async with TestClient(TestServer(create_app(other))) as client:
         yield client
-    assert other.mongo_uri is not None
-    database = await open_database(other.mongo_uri, other.db_name, ensure_indexes=False)
-    group_ids = [doc["_id"] async for doc in database.groups.find({}, {"_id": 1})]
-    await database.client.drop_database(other.db_name)
-    await database.close()
-    await delete_queues(other.amqp_url, QueueNames(other.queue_prefix).every(group_ids))
+    await drop_everything(other)
 
 
 def varied(n: int, account_id: str = ACCOUNT) -> dict[str, Any]:

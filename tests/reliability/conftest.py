@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -26,29 +25,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
-from shared.messaging.broker import QueueNames
 from shared.runtime.heartbeats import COMPONENTS, beat_forever
-from shared.runtime.job_worker import AUTORESTART, JANITOR, jobs_queue
 from shared.store.mongo import Database, open_database
-from tests.conftest import delete_queues
+from tests.isolation import drop_everything, isolated_settings
 
 T = TypeVar("T")
 Client = TestClient[Any, Any]
 
 #: Each blocking step of the server thread (start, stop) must finish within this.
 STEP_TIMEOUT = 60.0
-
-
-def isolated_settings(mongo_uri: str, amqp_url: str, **overrides: Any) -> Settings:
-    """Settings with a database and queue names of their own (dropped by :class:`LiveGateway`)."""
-    tag = uuid.uuid4().hex[:12]
-    return Settings(
-        mongo_uri=mongo_uri,
-        amqp_url=amqp_url,
-        db_name=f"test_rel_{tag}",
-        queue_prefix=f"test_rel_{tag}",
-        **overrides,
-    )
 
 
 class LiveGateway:
@@ -113,28 +98,14 @@ class LiveGateway:
             await self.runner.cleanup()
         if self.worker is not None:
             await self.worker.stop(timeout=5)
-        await _drop_everything(self.settings)
-
-
-async def _drop_everything(settings: Settings) -> None:
-    assert settings.mongo_uri is not None
-    database = await open_database(settings.mongo_uri, settings.db_name, ensure_indexes=False)
-    group_ids = [doc["_id"] async for doc in database.groups.find({}, {"_id": 1})]
-    await database.client.drop_database(settings.db_name)
-    await database.close()
-    names = QueueNames(settings.queue_prefix)
-    jobs = [
-        f"{jobs_queue(settings, kind)}{suffix}"
-        for kind in (AUTORESTART, JANITOR)
-        for suffix in ("", ".DQ", ".XQ")
-    ]
-    await delete_queues(settings.amqp_url, [*names.every(group_ids), *jobs])
+        await drop_everything(self.settings)
 
 
 @pytest.fixture(scope="module")
 def live_gateway(mongo_uri: str, amqp_url: str) -> Iterator[LiveGateway]:
     """A gateway with a feedback worker, for the whole module."""
-    with LiveGateway(isolated_settings(mongo_uri, amqp_url), with_worker=True) as live:
+    settings = isolated_settings(mongo_uri, amqp_url, prefix="test_rel")
+    with LiveGateway(settings, with_worker=True) as live:
         yield live
 
 
@@ -142,7 +113,7 @@ def live_gateway(mongo_uri: str, amqp_url: str) -> Iterator[LiveGateway]:
 def live_gateway_without_worker(mongo_uri: str, amqp_url: str) -> Iterator[LiveGateway]:
     """A gateway alone: no queue worker answers feedback (it times out after half a second),
     no other worker beats its heartbeat."""
-    settings = isolated_settings(mongo_uri, amqp_url, feedback_timeout=0.5)
+    settings = isolated_settings(mongo_uri, amqp_url, prefix="test_rel", feedback_timeout=0.5)
     with LiveGateway(settings, with_worker=False) as live:
         yield live
 
@@ -154,10 +125,14 @@ def live_gateway_without_worker(mongo_uri: str, amqp_url: str) -> Iterator[LiveG
 async def module_settings(mongo_uri: str, amqp_url: str) -> AsyncIterator[Settings]:
     # A's webhook calls loopback (no worker delivers anything in these tests)
     settings = isolated_settings(
-        mongo_uri, amqp_url, feedback_timeout=5.0, webhook_allowed_networks="127.0.0.0/8"
+        mongo_uri,
+        amqp_url,
+        prefix="test_rel",
+        feedback_timeout=5.0,
+        webhook_allowed_networks="127.0.0.0/8",
     )
     yield settings
-    await _drop_everything(settings)
+    await drop_everything(settings)
 
 
 @pytest_asyncio.fixture(scope="module")
