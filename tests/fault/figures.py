@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,3 +71,27 @@ async def claim_counts(database: Database) -> Counter[str]:
     async for row in database.stream_logs.find(query, {"stream_id": 1}):
         counts[row["stream_id"]] += 1
     return counts
+
+
+def marked_feedback(stream_ids: list[str], seq: int) -> list[dict[str, Any]]:
+    """Feedback keeping each stream ``in_progress``, marked with an ``error`` text of its own
+    (``{stream_id}:{seq}``): the log row it makes is found by its marker."""
+    return [
+        {"stream_id": sid, "status": "in_progress", "version": 1, "error": f"{sid}:{seq}"}
+        for sid in stream_ids
+    ]
+
+
+def acknowledged_markers(items: list[dict[str, Any]], answer: Mapping[str, Any]) -> list[str]:
+    """The markers of the items that the feedback answer says were applied."""
+    modified = {m["stream_id"] for m in answer["streams"]["modified"]}
+    return [i["error"] for i in items if i["stream_id"] in modified]
+
+
+async def applied_markers(database: Database) -> Counter[str]:
+    """How many log rows each feedback marker made: none is a lost report, two or more a
+    report applied twice."""
+    markers: Counter[str] = Counter()
+    async for row in database.stream_logs.find({"error": {"$ne": None}}, {"error": 1}):
+        markers[row["error"]] += 1
+    return markers

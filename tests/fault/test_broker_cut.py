@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -18,7 +17,14 @@ from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.fault.figures import Figures, claim_counts, create_streams
+from tests.fault.figures import (
+    Figures,
+    acknowledged_markers,
+    applied_markers,
+    claim_counts,
+    create_streams,
+    marked_feedback,
+)
 from tests.tcp_proxy import TcpProxy
 
 STREAMS = 120
@@ -79,22 +85,11 @@ async def test_cut_broker_connections_under_load(settings: Settings, database: D
                             await asyncio.sleep(0.2)
                             continue
                         seq += 1
-                        items = [
-                            {
-                                "stream_id": sid,
-                                "status": "in_progress",
-                                "version": 1,
-                                "error": f"{sid}:{seq}",
-                            }
-                            for sid in held
-                        ]
+                        items = marked_feedback(held, seq)
                         data = await post("/1/streams/processing/feedback", {"streams": items})
                         if data is not None:
                             last_ok = time.monotonic()
-                            modified = {m["stream_id"] for m in data["streams"]["modified"]}  # type: ignore[index]
-                            acknowledged.extend(
-                                i["error"] for i in items if i["stream_id"] in modified
-                            )
+                            acknowledged.extend(acknowledged_markers(items, data))
 
                 async def cutter() -> None:
                     nonlocal stop
@@ -137,9 +132,7 @@ async def test_cut_broker_connections_under_load(settings: Settings, database: D
         len(claimed) - len(set(claimed))
     )
     figures.streams_lost_from_queue = await database.streams.count_documents({"status": "pending"})
-    markers: Counter[str] = Counter()
-    async for row in database.stream_logs.find({"error": {"$ne": None}}, {"error": 1}):
-        markers[row["error"]] += 1
+    markers = await applied_markers(database)
     figures.acknowledged_feedback_lost = sum(1 for m in acknowledged if markers[m] == 0)
     figures.time_to_recover_s = round(max(recover, default=0.0), 2)
     in_progress = await database.streams.count_documents({"status": "in_progress"})

@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections import Counter
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -18,7 +17,13 @@ from gateway.app import create_app
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import open_database
-from tests.fault.figures import BODY, Figures
+from tests.fault.figures import (
+    BODY,
+    Figures,
+    acknowledged_markers,
+    applied_markers,
+    marked_feedback,
+)
 from tests.processes import free_port
 from tests.services import EmbeddedServer
 
@@ -73,15 +78,7 @@ async def test_restart_mongodb_under_load(settings: Settings) -> None:
                 seq = 0
                 while not stop:
                     seq += 1
-                    items = [
-                        {
-                            "stream_id": sid,
-                            "status": "in_progress",
-                            "version": 1,
-                            "error": f"{sid}:{seq}",
-                        }
-                        for sid in mine
-                    ]
+                    items = marked_feedback(mine, seq)
                     figures.requests_sent += 1
                     started = time.monotonic()
                     resp = await client.post(
@@ -94,8 +91,7 @@ async def test_restart_mongodb_under_load(settings: Settings) -> None:
                         figures.request_errors += 1
                         await asyncio.sleep(0.2)
                         continue
-                    modified = {m["stream_id"] for m in body["streams"]["modified"]}
-                    acknowledged.extend(i["error"] for i in items if i["stream_id"] in modified)
+                    acknowledged.extend(acknowledged_markers(items, body))
                     last_ok = time.monotonic()
                     # a read while the database may be away: a clean error, never a hang
                     figures.requests_sent += 1
@@ -121,9 +117,7 @@ async def test_restart_mongodb_under_load(settings: Settings) -> None:
             await asyncio.gather(restarter(), *(agent(ids[n::3]) for n in range(3)))
         database = await open_database(mongo.uri, s.db_name)
         try:
-            markers: Counter[str] = Counter()
-            async for row in database.stream_logs.find({"error": {"$ne": None}}, {"error": 1}):
-                markers[row["error"]] += 1
+            markers = await applied_markers(database)
             figures.acknowledged_feedback_lost = sum(1 for m in acknowledged if not markers[m])
             stored = await database.streams.count_documents({})
         finally:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 
 import aiohttp
 import pytest
 
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.fault.figures import Figures, create_streams
+from tests.fault.figures import (
+    Figures,
+    acknowledged_markers,
+    applied_markers,
+    create_streams,
+    marked_feedback,
+)
 from tests.processes import gateway, running, worker
 
 STREAMS = 20
@@ -47,15 +52,7 @@ async def test_kill_queue_worker_mid_batch(settings: Settings, database: Databas
                 seq = 0
                 while not stop:
                     seq += 1
-                    items = [
-                        {
-                            "stream_id": sid,
-                            "status": "in_progress",
-                            "version": 1,
-                            "error": f"{sid}:{seq}",
-                        }
-                        for sid in mine
-                    ]
+                    items = marked_feedback(mine, seq)
                     figures.requests_sent += 1
                     try:
                         async with session.post(
@@ -68,8 +65,7 @@ async def test_kill_queue_worker_mid_batch(settings: Settings, database: Databas
                     except (aiohttp.ClientError, TimeoutError):
                         figures.request_errors += 1
                         continue
-                    modified = {m["stream_id"] for m in body["streams"]["modified"]}
-                    acknowledged.extend(i["error"] for i in items if i["stream_id"] in modified)
+                    acknowledged.extend(acknowledged_markers(items, body))
                     last_ok = time.monotonic()
 
             async def killer() -> None:
@@ -90,9 +86,7 @@ async def test_kill_queue_worker_mid_batch(settings: Settings, database: Databas
                 stop = True
 
             await asyncio.gather(killer(), *(agent(n) for n in range(AGENTS)))
-    markers: Counter[str] = Counter()
-    async for row in database.stream_logs.find({"error": {"$ne": None}}, {"error": 1}):
-        markers[row["error"]] += 1
+    markers = await applied_markers(database)
     figures.acknowledged_feedback_lost = sum(1 for m in acknowledged if markers[m] == 0)
     duplicated = sum(1 for n in markers.values() if n > 1)
     figures.time_to_recover_s = round(max(recover, default=0.0), 2)
