@@ -27,6 +27,17 @@ OTHER_ACCOUNT = "8950722f-3fd4-4223-b48f-03f95f0e8dfb"
 HANDLER_ID = "ee4c42b6-23ae-410e-a2aa-a4220e64ba4b"
 MISSING_ID = "00000000-0000-4000-a000-000000642312"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig"
+#: the video an agent reports in its feedback (``video_info``)
+VIDEO_INFO: Json = {
+    "width": 1920,
+    "height": 1080,
+    "frame_rate": 25,
+    "bit_rate": 4000000,
+    "gop_size": 50,
+    "start_time": "2024-03-01T10:00:00Z",
+    "duration": 12.5,
+    "progress": 0.25,
+}
 
 
 def seed_example(name: str) -> Any:
@@ -137,6 +148,43 @@ async def patch_status(client: Client, stream_id: str, status: str) -> None:
     assert resp.status == 204, await resp.text()
 
 
+async def send_feedback(client: Client, *items: Json) -> Json:
+    """``POST /1/streams/processing/feedback`` with ``items``: its answer (a 200)."""
+    resp = await client.post("/1/streams/processing/feedback", json={"streams": list(items)})
+    answer: Json = await resp.json()
+    assert resp.status == 200, answer
+    return answer
+
+
+def worker_report(stream_id: str, status: str = "in_progress", **fields: Any) -> Json:
+    """A feedback item as the queue worker hands it to ``apply_feedback``: every field there,
+    the optional ones ``None`` unless given."""
+    return {
+        "stream_id": stream_id,
+        "status": status,
+        "version": 1,
+        "error": None,
+        "video_info": None,
+        "preview": None,
+    } | fields
+
+
+def short_periods(settings: Settings, **update: Any) -> Settings:
+    """The settings with the periodic jobs (reconciler, autorestart sweep, downgrade check)
+    every second and a 5 s shutdown; the downgrade far away (streams wait, not taken back)
+    unless ``update`` brings it nearer."""
+    return settings.model_copy(
+        update={
+            "autorestart_sweep_interval": 1.0,
+            "reconcile_interval": 1.0,
+            "stream_status_obsoleting_interval": 1.0,
+            "stream_status_obsoleting_period": 120.0,
+            "shutdown_timeout": 5.0,
+            **update,
+        }
+    )
+
+
 async def claim(
     client: Client, filters: Json | None = None, limit: int = 10, version: int = 1
 ) -> list[Json]:
@@ -216,14 +264,24 @@ async def snapshot(database: Database) -> dict[str, list[Json]]:
     }
 
 
-async def log_rows(database: Database, stream_id: str) -> list[tuple[str, int]]:
-    """``(status, version)`` of a stream's log rows, oldest first.
+async def stream_log(database: Database, stream_id: str) -> list[Json]:
+    """A stream's log rows, oldest first.
 
     The rows of one change (``restart`` then ``pending``) share their ``log_time``; among
     them the order is the server's natural one, which is the order they were inserted in."""
     rows = await database.stream_logs.find({"stream_id": stream_id}).to_list()
     rows.sort(key=lambda row: row["log_time"])  # stable: ties keep the natural order
-    return [(row["status"], row["version"]) for row in rows]
+    return rows
+
+
+async def log_rows(database: Database, stream_id: str) -> list[tuple[str, int]]:
+    """``(status, version)`` of a stream's log rows, oldest first (:func:`stream_log`)."""
+    return [(row["status"], row["version"]) for row in await stream_log(database, stream_id)]
+
+
+async def log_statuses(database: Database, stream_id: str) -> list[str]:
+    """The statuses of a stream's log rows, oldest first (:func:`stream_log`)."""
+    return [row["status"] for row in await stream_log(database, stream_id)]
 
 
 async def set_fields(database: Database, stream_id: str, **fields: Any) -> None:
@@ -281,6 +339,14 @@ DATA_POLICY_DEFAULTS: Json = {
     "ffmpeg_threads_number": 0,
 }
 
+V1_SENDING_DEFAULTS: Json = {
+    "time_period_of_searching": -1,
+    "silent_period": 0,
+    "type": "sec",
+    "number_of_bestshots_to_send": 1,
+    "send_only_full_set": True,
+    "delete_track_after_sending": False,
+}
 #: GET of ``v1_body()``: data, event_handler and policies
 V1_SETTINGS_DEFAULTS: Json = {
     "data": {
@@ -300,14 +366,7 @@ V1_SETTINGS_DEFAULTS: Json = {
         "authorization": {"token": TOKEN},
     },
     "policies": {
-        "sending": {
-            "time_period_of_searching": -1,
-            "silent_period": 0,
-            "type": "sec",
-            "number_of_bestshots_to_send": 1,
-            "send_only_full_set": True,
-            "delete_track_after_sending": False,
-        },
+        "sending": V1_SENDING_DEFAULTS,
         "primary_track_policy": PRIMARY_TRACK_DEFAULTS,
         "liveness": {
             "use_shoulders_liveness_filtration": False,

@@ -19,7 +19,16 @@ import pytest
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.integration.factories import Client, claim, create_pending, get_stream
+from tests.integration.factories import (
+    Client,
+    claim,
+    create_pending,
+    get_stream,
+    log_statuses,
+    send_feedback,
+    short_periods,
+    stream_log,
+)
 from tests.processes import running, worker
 from tests.waits import wait_for
 
@@ -30,16 +39,7 @@ SWEEP = "autorestart:autorestart_sweep"
 
 def short(settings: Settings) -> Settings:
     """Fast periodic jobs; downgrade far away (streams wait in ``failure``, not claimed)."""
-    return settings.model_copy(
-        update={
-            "autorestart_sweep_interval": 1.0,
-            "reconcile_interval": 1.0,
-            "change_sweep_delay": 2.0,
-            "stream_status_obsoleting_interval": 1.0,
-            "stream_status_obsoleting_period": 120.0,
-            "shutdown_timeout": 5.0,
-        }
-    )
+    return short_periods(settings, change_sweep_delay=2.0)
 
 
 def autorestart(restart: int, attempt_count: int = 2, delay: int = 1) -> dict[str, int]:
@@ -60,24 +60,13 @@ async def claim_all(client: Client, count: int) -> list[dict[str, Any]]:
 
 
 async def fail(client: Client, *stream_ids: str, version: int = 1) -> dict[str, Any]:
-    items = [
-        {"stream_id": sid, "status": "failure", "version": version, "error": "connection lost"}
-        for sid in stream_ids
-    ]
-    resp = await client.post("/1/streams/processing/feedback", json={"streams": items})
-    answer: dict[str, Any] = await resp.json()
-    assert resp.status == 200, answer
-    return answer
-
-
-async def rows(database: Database, stream_id: str) -> list[dict[str, Any]]:
-    """The stream's log rows, oldest first."""
-    found = await database.stream_logs.find({"stream_id": stream_id}).to_list()
-    return sorted(found, key=lambda row: row["log_time"])
-
-
-async def statuses(database: Database, stream_id: str) -> list[str]:
-    return [row["status"] for row in await rows(database, stream_id)]
+    return await send_feedback(
+        client,
+        *(
+            {"stream_id": sid, "status": "failure", "version": version, "error": "connection lost"}
+            for sid in stream_ids
+        ),
+    )
 
 
 def parse_time(value: str) -> datetime:
@@ -110,7 +99,7 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
     settings: Settings, client: Client, database: Database, queue_worker: FeedbackWorker
 ) -> None:
     stream_id = await create_pending(client, autorestart=autorestart(1, attempt_count=2, delay=1))
-    assert (await get_stream(client, stream_id))["autorestart"] == {
+    not_yet_restarted = {
         "restart": 1,
         "attempt_count": 2,
         "delay": 1,
@@ -118,6 +107,7 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
         "last_attempt_time": None,
         "status": "enabled",
     }
+    assert (await get_stream(client, stream_id))["autorestart"] == not_yet_restarted
     with running(worker("autorestart_worker", short(settings))):
         for attempt in (1, 2):
             claimed = await claim_all(client, 1)
@@ -141,11 +131,13 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
             state = restarted["autorestart"]
             assert (state["current_attempt"], state["status"]) == (attempt, "enabled")
             assert state["last_attempt_time"] is not None
-            failure_row = [r for r in await rows(database, stream_id) if r["status"] == "failure"]
+            failure_row = [
+                r for r in await stream_log(database, stream_id) if r["status"] == "failure"
+            ]
             waited = parse_time(state["last_attempt_time"]) - failure_row[-1]["log_time"]
             assert waited >= timedelta(seconds=0.99), waited  # the attempt waited ``delay``
 
-        assert [(r["status"], r["version"]) for r in await rows(database, stream_id)] == [
+        assert [(r["status"], r["version"]) for r in await stream_log(database, stream_id)] == [
             (status, 1)
             for status in (
                 "pending",
@@ -175,21 +167,14 @@ async def test_failed_stream_is_restarted_until_attempts_are_used_up(
         await wait_sweeps(database, 2)
         still = await get_stream(client, stream_id)
         assert (still["status"], still["autorestart"]["status"]) == ("failure", "failed")
-        assert (await statuses(database, stream_id)).count("restart") == 2
+        assert (await log_statuses(database, stream_id)).count("restart") == 2
 
     # back to pending by hand: the attempts start again
     resp = await client.patch(f"/1/streams/{stream_id}", json={"status": "pending"})
     assert resp.status == 204, await resp.text()
     reset = await get_stream(client, stream_id)
     assert reset["status"] == "pending"
-    assert reset["autorestart"] == {
-        "restart": 1,
-        "attempt_count": 2,
-        "delay": 1,
-        "current_attempt": 0,
-        "last_attempt_time": None,
-        "status": "enabled",
-    }
+    assert reset["autorestart"] == not_yet_restarted
 
 
 async def test_restart_zero_is_disabled_and_never_restarted(
@@ -212,7 +197,7 @@ async def test_restart_zero_is_disabled_and_never_restarted(
         assert still["autorestart"]["status"] == "disabled"
         assert still["autorestart"]["current_attempt"] == 0
         assert still["autorestart"]["last_attempt_time"] is None
-        assert await statuses(database, stream_id) == ["pending", "in_progress", "failure"]
+        assert await log_statuses(database, stream_id) == ["pending", "in_progress", "failure"]
 
 
 async def test_sweep_restarts_a_due_stream_whose_message_was_lost(
@@ -239,7 +224,7 @@ async def test_sweep_restarts_a_due_stream_whose_message_was_lost(
     with running(worker("autorestart_worker", short(settings))):
         await wait_status(client, stream_id, "pending")
         await wait_sweeps(database, 3)
-        assert await statuses(database, stream_id) == ["pause", "restart", "pending"]
+        assert await log_statuses(database, stream_id) == ["pause", "restart", "pending"]
         state = (await get_stream(client, stream_id))["autorestart"]
         assert (state["current_attempt"], state["status"]) == (1, "enabled")
         # the restart published a queue token: the stream can be claimed
@@ -274,7 +259,7 @@ async def test_killed_worker_loses_no_restart(
     with running(worker("autorestart_worker", s)):
 
         async def all_restarted() -> bool:
-            return all([await statuses(database, sid) == expected for sid in ids])
+            return all([await log_statuses(database, sid) == expected for sid in ids])
 
         await wait_for(all_restarted, timeout=30)
         # every stream has a token: claim until all are handed out, none twice
@@ -292,7 +277,7 @@ async def test_killed_worker_loses_no_restart(
         stream = await get_stream(client, sid)
         assert stream["status"] == "in_progress"
         assert stream["autorestart"]["current_attempt"] == 1
-        assert await statuses(database, sid) == [*expected, "in_progress"]
+        assert await log_statuses(database, sid) == [*expected, "in_progress"]
 
 
 async def test_restart_waits_for_the_latest_failure(
@@ -312,7 +297,7 @@ async def test_restart_waits_for_the_latest_failure(
         await fail(client, stream_id)
 
         await wait_status(client, stream_id, "pending")
-        found = await rows(database, stream_id)
+        found = await stream_log(database, stream_id)
         assert [r["status"] for r in found] == [
             "pending",
             "in_progress",

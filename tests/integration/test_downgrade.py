@@ -18,7 +18,15 @@ import pytest
 from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.store.mongo import Database
-from tests.integration.factories import Client, claim_ids, create_pending, get_stream
+from tests.integration.factories import (
+    Client,
+    claim_ids,
+    create_pending,
+    get_stream,
+    send_feedback,
+    short_periods,
+    stream_log,
+)
 from tests.processes import running, worker
 from tests.waits import wait_for
 
@@ -28,28 +36,13 @@ PERIOD = 2.0
 
 
 def short(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "stream_status_obsoleting_period": PERIOD,
-            "stream_status_obsoleting_interval": 0.5,
-            "reconcile_interval": 1.0,
-            "autorestart_sweep_interval": 1.0,
-            "shutdown_timeout": 5.0,
-        }
+    return short_periods(
+        settings, stream_status_obsoleting_period=PERIOD, stream_status_obsoleting_interval=0.5
     )
 
 
 async def report(client: Client, stream_id: str, status: str = "in_progress") -> dict[str, Any]:
-    item = {"stream_id": stream_id, "status": status, "version": 1}
-    resp = await client.post("/1/streams/processing/feedback", json={"streams": [item]})
-    answer: dict[str, Any] = await resp.json()
-    assert resp.status == 200, answer
-    return answer
-
-
-async def rows(database: Database, stream_id: str) -> list[dict[str, Any]]:
-    found = await database.stream_logs.find({"stream_id": stream_id}).to_list()
-    return sorted(found, key=lambda row: row["log_time"])
+    return await send_feedback(client, {"stream_id": stream_id, "status": status, "version": 1})
 
 
 async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
@@ -58,7 +51,7 @@ async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
     silent = await create_pending(client, name="silent")
     alive = await create_pending(client, name="alive")
     assert sorted(await claim_ids(client)) == sorted([silent, alive])
-    claimed_row = (await rows(database, silent))[-1]
+    claimed_row = (await stream_log(database, silent))[-1]
     assert claimed_row["status"] == "in_progress"
 
     with running(worker("autorestart_worker", short(settings))):
@@ -73,7 +66,7 @@ async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
             await asyncio.sleep(0.5)
         assert (await get_stream(client, alive))["status"] == "in_progress"
 
-        lost = await rows(database, silent)
+        lost = await stream_log(database, silent)
         assert [(r["status"], r["version"]) for r in lost] == [
             ("pending", 1),
             ("in_progress", 1),
@@ -104,8 +97,8 @@ async def test_silent_agent_loses_its_stream_and_a_reporting_one_keeps_it(
 
         await wait_for(claimed_again, timeout=10)
         assert claimed == [silent]
-        assert (await rows(database, silent))[-1]["status"] == "in_progress"
-        assert [r["status"] for r in await rows(database, silent)].count("handler_lost") == 1
+        assert (await stream_log(database, silent))[-1]["status"] == "in_progress"
+        assert [r["status"] for r in await stream_log(database, silent)].count("handler_lost") == 1
 
 
 async def test_downgrade_waits_for_the_period(
@@ -134,10 +127,10 @@ async def test_downgrade_waits_for_the_period(
         assert time.monotonic() - last_report >= PERIOD - 0.1
 
         async def logged() -> bool:  # the rows follow the change that carries them
-            return len(await rows(database, stream_id)) >= 10
+            return len(await stream_log(database, stream_id)) >= 10
 
         await wait_for(logged, timeout=10)
-        statuses = [r["status"] for r in await rows(database, stream_id)]
+        statuses = [r["status"] for r in await stream_log(database, stream_id)]
         assert statuses == [
             "pending",
             "in_progress",

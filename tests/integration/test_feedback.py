@@ -19,6 +19,7 @@ from shared.messaging.broker import QueueNames
 from shared.store.mongo import Database
 from tests.integration.factories import (
     MISSING_ID,
+    VIDEO_INFO,
     Client,
     claim,
     claim_ids,
@@ -35,16 +36,6 @@ from tests.integration.factories import (
 Json = dict[str, Any]
 VERSIONS = pytest.mark.parametrize("version", [1, 2])
 
-VIDEO_INFO: Json = {
-    "width": 1920,
-    "height": 1080,
-    "frame_rate": 25,
-    "bit_rate": 4000000,
-    "gop_size": 50,
-    "start_time": "2024-03-01T10:00:00Z",
-    "duration": 12.5,
-    "progress": 0.25,
-}
 PREVIEW: Json = {
     "live": {"url": "http://127.0.0.1:34569/api/1/streams/live"},
     "last_frame": {"url": "http://127.0.0.1:34569/api/1/streams/last_frame"},

@@ -17,6 +17,7 @@ from shared.domain.models.common import DATE_TIME_MAX_LENGTH, ERROR_MAX_LENGTH, 
 from shared.domain.models.feedback import FEEDBACK_MAX_ITEMS
 from shared.store.mongo import Database
 from tests.integration.factories import (
+    VIDEO_INFO,
     Client,
     claim_ids,
     create_stream,
@@ -26,14 +27,6 @@ from tests.integration.factories import (
 )
 
 Json = dict[str, Any]
-VIDEO_INFO: Json = {
-    "width": 1920,
-    "height": 1080,
-    "frame_rate": 25,
-    "bit_rate": 4000000,
-    "gop_size": 50,
-    "start_time": "2024-03-01T10:00:00Z",
-}
 #: the longest detail a refusal may have: the message quotes a short head of the value
 DETAIL_MAX = 400
 

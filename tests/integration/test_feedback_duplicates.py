@@ -28,6 +28,7 @@ from tests.integration.factories import (
     Client,
     claimed_streams,
     log_rows,
+    worker_report,
 )
 
 Json = dict[str, Any]
@@ -44,17 +45,6 @@ class CountingChanges(StreamChanges):
     async def apply(self, changes: Sequence[Change]) -> list[Change]:
         self.writes.append(len(changes))
         return await super().apply(changes)
-
-
-def report(stream_id: str, status: str = "in_progress", **fields: Any) -> Json:
-    return {
-        "stream_id": stream_id,
-        "status": status,
-        "version": 1,
-        "error": None,
-        "video_info": None,
-        "preview": None,
-    } | fields
 
 
 def entry(stream_id: str, status: str, version: int = 1) -> FeedbackEntry:
@@ -76,12 +66,12 @@ async def feedback_rows(database: Database, stream_id: str) -> list[Json]:
 @pytest.mark.timeout(600)
 async def test_ten_thousand_duplicates_cost_one_change(client: Client, database: Database) -> None:
     target, other, ended = await claimed_streams(client, 3)
-    items = [report(other, error="other")]
-    items += [report(target, error=f"e{n}") for n in range(DUPLICATES)]
+    items = [worker_report(other, error="other")]
+    items += [worker_report(target, error=f"e{n}") for n in range(DUPLICATES)]
     items += [
-        report(target, version=2),  # an old or unknown version among them: unmodified
-        report(ended, "done"),
-        report(ended, error="after done"),  # after its end: unmodified, as before
+        worker_report(target, version=2),  # an old or unknown version among them: unmodified
+        worker_report(ended, "done"),
+        worker_report(ended, error="after done"),  # after its end: unmodified, as before
     ]
     # ten times what an agent may send in one batch (the gateway and the worker refuse
     # that): put together as if from batches that arrived together
@@ -132,10 +122,10 @@ async def test_folded_reports_keep_every_rule(client: Client, database: Database
         {"live": None} | preview,
     )
     items = [
-        report(stream_id, error="warming up", video_info=info),
-        report(stream_id, preview=preview),
-        report(stream_id, "failure", error="eof"),
-        report(stream_id, error="too late"),
+        worker_report(stream_id, error="warming up", video_info=info),
+        worker_report(stream_id, preview=preview),
+        worker_report(stream_id, "failure", error="eof"),
+        worker_report(stream_id, error="too late"),
     ]
     changes = CountingChanges(database)
     [result] = await apply_feedback(database, changes, [FeedbackBatch(batch_id="b", streams=items)])
@@ -168,11 +158,11 @@ async def test_folded_reports_keep_every_rule(client: Client, database: Database
 async def test_folded_batch_redelivered_is_applied_once(client: Client, database: Database) -> None:
     a, b = await claimed_streams(client, 2)
     items = [
-        report(a, error="1"),
-        report(b, "done"),
-        report(a, error="2"),
-        report(b, version=9),
-        report(a, error="3"),
+        worker_report(a, error="1"),
+        worker_report(b, "done"),
+        worker_report(a, error="2"),
+        worker_report(b, version=9),
+        worker_report(a, error="3"),
     ]
     first = await apply_feedback(
         database, StreamChanges(database, None), [FeedbackBatch(batch_id="r", streams=items)]
@@ -204,7 +194,7 @@ async def test_duplicates_do_not_hold_other_agents_feedback(
     """Over HTTP with a real queue worker: one agent sends the largest batch there is, one
     stream a thousand times; another agent's report is answered meanwhile, at once."""
     hostile, honest = await claimed_streams(client, 2)
-    flood = [report(hostile, error=f"e{n}") for n in range(1000)]
+    flood = [worker_report(hostile, error=f"e{n}") for n in range(1000)]
 
     async def post(items: list[Json]) -> tuple[int, Json, float]:
         started = time.monotonic()
@@ -213,7 +203,7 @@ async def test_duplicates_do_not_hold_other_agents_feedback(
 
     flooding = asyncio.create_task(post(flood))
     await asyncio.sleep(0.05)
-    status, answer, waited = await post([report(honest, "done")])
+    status, answer, waited = await post([worker_report(honest, "done")])
     flood_status, flood_answer, flood_took = await flooding
     print(f"\nhonest report answered in {waited:.2f} s; the flood in {flood_took:.2f} s")
     assert status == 200, answer

@@ -39,6 +39,7 @@ from tests.integration.factories import (
     claimed_streams,
     log_rows,
     queue_depth,
+    worker_report,
 )
 from tests.processes import running, worker
 from tests.waits import wait_for
@@ -47,18 +48,6 @@ Json = dict[str, Any]
 
 #: the change sweep's delay in these tests (``LUNA_STREAMS_CHANGE_SWEEP_DELAY``)
 SWEEP_DELAY = timedelta(seconds=10)
-
-
-def report(stream_id: str, status: str, **fields: Any) -> Json:
-    """A feedback item as the queue worker hands it to ``apply_feedback``."""
-    return {
-        "stream_id": stream_id,
-        "status": status,
-        "version": 1,
-        "error": None,
-        "video_info": None,
-        "preview": None,
-    } | fields
 
 
 async def stored(database: Database, ids: list[str]) -> dict[str, Json]:
@@ -107,10 +96,10 @@ async def apply(
 async def test_same_batch_twice_is_applied_once(client: Client, database: Database) -> None:
     a, b, c = await claimed_streams(client, 3)
     items = [
-        report(a, "done"),
-        report(b, "in_progress", error="slow"),
-        report(c, "failure", error="eof"),
-        report(MISSING_ID, "done"),
+        worker_report(a, "done"),
+        worker_report(b, "in_progress", error="slow"),
+        worker_report(c, "failure", error="eof"),
+        worker_report(MISSING_ID, "done"),
     ]
     first = await apply(database, "batch-1", items)
     after_first = await stored(database, [a, b, c])
@@ -134,7 +123,7 @@ async def test_same_batch_twice_is_applied_once(client: Client, database: Databa
     for stream_id in (a, b, c):
         assert len(await log_rows(database, stream_id)) == 3  # pending, in_progress, feedback
     # a new batch is new feedback: applied (and logged) again
-    again = await apply(database, "batch-2", [report(b, "done")])
+    again = await apply(database, "batch-2", [worker_report(b, "done")])
     assert again.modified == [{"stream_id": b, "status": "done", "version": 1}]
     assert await log_rows(database, b) == [
         ("pending", 1),
@@ -149,11 +138,14 @@ async def test_redelivered_batch_does_not_undo_a_later_report(
 ) -> None:
     """batch-1 (in_progress) applied, then batch-2 (done); batch-1 comes back late."""
     [stream_id] = await claimed_streams(client, 1)
-    await apply(database, "batch-1", [report(stream_id, "in_progress", error="late")])
-    await apply(database, "batch-2", [report(stream_id, "done")])
+    await apply(database, "batch-1", [worker_report(stream_id, "in_progress", error="late")])
+    await apply(database, "batch-2", [worker_report(stream_id, "done")])
     before = await stored(database, [stream_id])
     late = await apply(
-        database, "batch-1", [report(stream_id, "in_progress", error="late")], redelivered=True
+        database,
+        "batch-1",
+        [worker_report(stream_id, "in_progress", error="late")],
+        redelivered=True,
     )
     # it was applied, so the agent hears "modified"; but the stream stays done
     assert late.modified == [{"stream_id": stream_id, "status": "in_progress", "version": 1}]
@@ -176,9 +168,9 @@ async def test_worker_dies_between_update_and_log_rows(
 ) -> None:
     ids = await claimed_streams(client, 3)
     items = [
-        report(ids[0], "done"),
-        report(ids[1], "failure", error="boom"),
-        report(ids[2], "in_progress", video_info=None, error="warming up"),
+        worker_report(ids[0], "done"),
+        worker_report(ids[1], "failure", error="boom"),
+        worker_report(ids[2], "in_progress", video_info=None, error="warming up"),
     ]
     calls: list[int] = []
 
@@ -226,9 +218,9 @@ async def test_worker_dies_between_writes_after_the_ttl_loses_no_row(
     which changes no status, was not applied (nor acknowledged): no row, no report."""
     ids = await claimed_streams(client, 3)
     items = [
-        report(ids[0], "done"),
-        report(ids[1], "failure", error="boom"),
-        report(ids[2], "in_progress", error="warming up"),
+        worker_report(ids[0], "done"),
+        worker_report(ids[1], "failure", error="boom"),
+        worker_report(ids[2], "in_progress", error="warming up"),
     ]
 
     async def dies(db: Database, rows: list[Json]) -> None:
@@ -278,7 +270,7 @@ async def test_worker_killed_mid_batch_redelivers_and_applies_once(
     ids = await claimed_streams(client, 4)
     statuses = ["done", "failure", "in_progress", "done"]
     items = [
-        report(sid, status, error=f"e{n}")
+        worker_report(sid, status, error=f"e{n}")
         for n, (sid, status) in enumerate(zip(ids, statuses, strict=True))
     ]
     feedback_queue = QueueNames(settings.queue_prefix).feedback

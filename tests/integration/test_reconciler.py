@@ -23,7 +23,13 @@ from shared.messaging.publisher import BrokerTokenPublisher
 from shared.services import reconciler
 from shared.services.reconciler import reconcile_tokens
 from shared.store.mongo import Database
-from tests.integration.factories import Client, claim_ids, create_pending
+from tests.integration.factories import (
+    Client,
+    claim_ids,
+    create_pending,
+    log_statuses,
+    short_periods,
+)
 from tests.processes import running, worker
 from tests.waits import wait_for
 
@@ -33,20 +39,7 @@ RECONCILE = 1.0
 
 
 def short(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "reconcile_interval": RECONCILE,
-            "autorestart_sweep_interval": 1.0,
-            "stream_status_obsoleting_interval": 1.0,
-            "stream_status_obsoleting_period": 120.0,
-            "shutdown_timeout": 5.0,
-        }
-    )
-
-
-async def statuses(database: Database, stream_id: str) -> list[str]:
-    found = await database.stream_logs.find({"stream_id": stream_id}).to_list()
-    return [row["status"] for row in sorted(found, key=lambda row: row["log_time"])]
+    return short_periods(settings, reconcile_interval=RECONCILE)
 
 
 @pytest.fixture
@@ -105,7 +98,7 @@ async def test_pending_stream_without_token_becomes_claimable(
         await wait_for(two_more_runs, timeout=20)
         assert await claim_ids(client) == []
         assert await depth(channel, settings) == 0
-    assert await statuses(database, stream_id) == ["pending", "in_progress"]
+    assert await log_statuses(database, stream_id) == ["pending", "in_progress"]
 
 
 async def test_duplicated_tokens_claim_each_stream_once(
@@ -136,7 +129,7 @@ async def test_duplicated_tokens_claim_each_stream_once(
         assert await claim_ids(client, limit=10) == []  # the duplicate was stale: dropped
         assert await depth(channel, settings) == 0
     for stream_id in (kept, lost):
-        assert await statuses(database, stream_id) == ["pending", "in_progress"]
+        assert await log_statuses(database, stream_id) == ["pending", "in_progress"]
 
 
 async def test_stale_token_does_not_hide_a_lost_one(
@@ -161,8 +154,8 @@ async def test_stale_token_does_not_hide_a_lost_one(
         await wait_for(claimable, timeout=20, interval=0.5)
         assert claimed == [waiting]
         assert await claim_ids(client) == []
-    assert await statuses(database, waiting) == ["pending", "in_progress"]
-    assert await statuses(database, paused) == ["pending", "pause"]
+    assert await log_statuses(database, waiting) == ["pending", "in_progress"]
+    assert await log_statuses(database, paused) == ["pending", "pause"]
 
 
 async def test_reconciling_does_not_pile_up_queue_objects(

@@ -19,7 +19,7 @@ from queue_worker.worker import FeedbackWorker
 from shared.core.settings import Settings
 from shared.messaging.broker import QueueNames
 from shared.store.mongo import Database
-from tests.integration.factories import v1_body
+from tests.integration.factories import short_periods, v1_body
 from tests.processes import Component, running, worker
 from tests.waits import wait_for
 
@@ -32,17 +32,8 @@ HEALTH = "/healthcheck?include_luna_services=1"
 RESTARTED_AFTER_6_S = v1_body(autorestart={"restart": 1, "attempt_count": 3, "delay": 6})
 
 
-def short(settings: Settings, **update: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "autorestart_sweep_interval": 1.0,
-            "reconcile_interval": 1.0,
-            "stream_status_obsoleting_interval": 1.0,
-            "stream_status_obsoleting_period": 120.0,
-            "shutdown_timeout": SHUTDOWN,
-            **update,
-        }
-    )
+def short(settings: Settings) -> Settings:
+    return short_periods(settings, shutdown_timeout=SHUTDOWN)
 
 
 def stop(component: Component) -> tuple[int, float]:

@@ -41,6 +41,7 @@ from shared.domain.models import (
 )
 from shared.domain.models.common import QueryTime, UUIDStr
 from shared.services.logs import DeleteLogsQuery, LogFilters, LogsQuery
+from tests.integration.factories import V1_SENDING_DEFAULTS
 
 Example = Callable[[str], Any]
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -139,14 +140,7 @@ def test_minimal_v1_create_gets_every_default() -> None:
         "endless": True,
     }
     assert dumped["policies"] == PoliciesV1().model_dump(mode="json")
-    assert dumped["policies"]["sending"] == {
-        "time_period_of_searching": -1,
-        "silent_period": 0,
-        "type": "sec",
-        "number_of_bestshots_to_send": 1,
-        "send_only_full_set": True,
-        "delete_track_after_sending": False,
-    }
+    assert dumped["policies"]["sending"] == V1_SENDING_DEFAULTS
     assert dumped["policies"]["frame_processing_mode"] == "auto"
     assert dumped["policies"]["healthcheck"]["timeout"] == INT32_MAX
     assert dumped["event_handler"]["api_version"] == 6
