@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -96,14 +97,26 @@ def wait_version(port: int, timeout: float) -> None:
     wait_until(lambda: answers_version(port), timeout, what="GET /version answered")
 
 
-@pytest.mark.slow
-def test_all_serves_and_stops_when_a_component_dies(tmp_path: Path, amqp_url: str) -> None:
-    env = cli_env(tmp_path, amqp_url)
+@contextlib.contextmanager
+def serving_all(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``luna-streams all`` with ``env``, once it answers ``GET /version`` (its output
+    captured); killed at the end if it still runs."""
     proc = subprocess.Popen(
         [*CLI, "all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         wait_version(int(env["LUNA_STREAMS_PORT"]), 60)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_all_serves_and_stops_when_a_component_dies(tmp_path: Path, amqp_url: str) -> None:
+    env = cli_env(tmp_path, amqp_url)
+    with serving_all(env) as proc:
         kids = children(proc.pid)
         names = " ".join(kids.values())
         for module in (
@@ -126,19 +139,12 @@ def test_all_serves_and_stops_when_a_component_dies(tmp_path: Path, amqp_url: st
                 not Path(f"/proc/{pid}").exists()
                 or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
             )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.mark.slow
 def test_all_stops_gracefully_on_sigterm(tmp_path: Path, amqp_url: str) -> None:
     env = cli_env(tmp_path, amqp_url)
-    proc = subprocess.Popen(
-        [*CLI, "all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_version(int(env["LUNA_STREAMS_PORT"]), 60)
+    with serving_all(env) as proc:
         kids = children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
@@ -148,9 +154,6 @@ def test_all_stops_gracefully_on_sigterm(tmp_path: Path, amqp_url: str) -> None:
             assert not Path(f"/proc/{pid}").exists()
         # the embedded data survives the run
         assert any((tmp_path / "mongo").iterdir())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_all_without_rabbitmq_exits_at_once(tmp_path: Path) -> None:
@@ -340,11 +343,7 @@ def test_all_serves_every_process_metrics_on_a_port_of_its_own(
     )
     port = int(env["LUNA_STREAMS_PORT"])
     ports = {name: int(env[variable]) for name, variable in METRICS_PORTS.items()}
-    proc = subprocess.Popen(
-        [*CLI, "all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_version(port, 60)
+    with serving_all(env) as proc:
         assert "luna_streams_http_requests_total" in scrape(port)
         assert "process_cpu_seconds_total" in scrape_until(
             ports["queue-worker"], r"^process_cpu_seconds_total "
@@ -369,10 +368,6 @@ def test_all_serves_every_process_metrics_on_a_port_of_its_own(
         assert shown in out, out
         assert f"listening on http://0.0.0.0:{port} (every interface)" in err
         assert " ERROR " not in err, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_removed_worker_metrics_port_stops_the_start(tmp_path: Path, amqp_url: str) -> None:
