@@ -33,6 +33,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from shared.core.backoff import Backoff
 from shared.core.clock import now_utc
 from shared.core.errors import BrokerUnavailable
 from shared.core.types import Doc
@@ -53,6 +54,8 @@ CAP_LOCK = "claims.max_active_streams"
 CAP_LOCK_TTL = timedelta(seconds=30)
 #: how long a capped claim waits for the lock before answering ``[]``
 CAP_LOCK_WAIT = 5.0
+#: a capped claim asks for the lock again after 10-20 ms, less often while it stays held
+CAP_LOCK_BACKOFF = Backoff(first=0.02, cap=0.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,7 @@ class ClaimService:
 
     async def _lock_cap(self) -> bool:
         deadline = time.monotonic() + CAP_LOCK_WAIT
+        tries = 0
         while True:
             now = now_utc()
             try:
@@ -205,7 +209,8 @@ class ClaimService:
                 pass
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(0.02)
+            tries += 1
+            await asyncio.sleep(CAP_LOCK_BACKOFF.delay(tries))
 
     async def _claim(self, filters: QueueFilters, limit: int) -> list[Doc]:
         limit = await self._room(limit)
