@@ -63,7 +63,7 @@ log = logging.getLogger("luna_streams.changes")
 SWEEP_STEP = timedelta(seconds=2)
 SWEEP_CURSOR = "changes.sweep_cursor"
 #: what the sweep reads of a stream whose change it may finish
-SWEEP_READ: Doc = {"outbox": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1}
+SWEEP_READ: Doc = {"outbox": 1, "status": 1, "version": 1, "queued_at": 1}
 #: a guarded change names its stream by ``_id``: the planner is told so (left to itself, the
 #: embedded server may walk a status index, and pay for every stream in that status)
 BY_ID = "_id_"
@@ -345,18 +345,18 @@ class StreamChanges:
 
     async def _sweep_window(self, start: datetime, end: datetime) -> tuple[int, bool]:
         """Finish the changes made in ``[start, end)``: (effects, whether every token the
-        window needed was published)."""
-        window = {"$gte": start, "$lt": end}
-        # two queries, each served by its index (an ``$or`` of the two makes the embedded
-        # server scan the collection)
-        docs = list(
-            {
-                doc["_id"]: doc
-                for field in ("outbox.log.log_time", "outbox.at")
-                for doc in await self.database.streams.find({field: window}, SWEEP_READ).to_list()
-            }.values()
-        )
-        entries = [e for doc in docs for e in doc["outbox"] if start <= _entry_time(e) < end]
+        window needed was published). A group's token of an attach has no row and no time
+        the sweep walks by: a writer that died before publishing it leaves it to the
+        reconciler, which republishes the tokens a group's queue is short of."""
+        docs = await self.database.streams.find(
+            {"outbox.log.log_time": {"$gte": start, "$lt": end}}, SWEEP_READ
+        ).to_list()
+        entries = [
+            e
+            for doc in docs
+            for e in doc["outbox"]
+            if "log" in e and start <= e["log"]["log_time"] < end
+        ]
         if not entries:
             return 0, True
         rows = rows_of(entries)
@@ -370,34 +370,18 @@ class StreamChanges:
         await self.write_rows(missing)
         streams = {doc["_id"]: doc for doc in docs}
         # a writer writes its rows before it publishes: where they are all there, it got
-        # as far as the publish (and a publish that failed then is the reconciler's); a
-        # group token has no row to tell, and goes again (a duplicate costs one stale
-        # compare-and-set)
+        # as far as the publish (and a publish that failed then is the reconciler's)
         unfinished = {row["stream_id"] for row in missing}
         tokens = [
-            entry["token"]
-            for entry in entries
-            if "token" in entry
-            and ("log" not in entry or entry["token"]["stream_id"] in unfinished)
-            and _still_owed(streams[entry["token"]["stream_id"]], entry["token"])
+            token
+            for token in tokens_of(entries)
+            if token["stream_id"] in unfinished
+            and waits_at(streams[token["stream_id"]], token["version"], token["queued_at"])
         ]
         published = await self.publish(tokens)
-        if missing or tokens:
+        if missing:
             log.info("finished %d changes a writer left (%d rows)", len(tokens), len(missing))
         return len(missing) + len(tokens), published
-
-
-def _entry_time(entry: Doc) -> datetime:
-    when: datetime = entry["log"]["log_time"] if "log" in entry else entry["at"]
-    return when
-
-
-def _still_owed(stream: Doc, token: Doc) -> bool:
-    """A token of the outbox is still worth publishing: its stream waits where it put it
-    (and, for a group's token, is still in that group)."""
-    return waits_at(stream, token["version"], token["queued_at"]) and (
-        not token.get("only_groups") or set(token["groups"]) <= set(stream.get("groups") or [])
-    )
 
 
 def _unjournaled(concern: WriteConcern) -> WriteConcern:

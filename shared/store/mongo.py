@@ -71,10 +71,8 @@ INDEXES: Mapping[str, list[IndexModel]] = {
         # a group's streams (group names are unique per account): lists and counts by
         # ``group_name``, claims filtered by group names, group deletes
         IndexModel([("group_names", ASCENDING)], name="group_names"),
-        # the change sweep walks changes by time: by their rows' time, and the group tokens
-        # of attached streams by theirs (few streams carry one: sparse)
+        # the change sweep walks changes by time
         IndexModel([("outbox.log.log_time", ASCENDING)], name="outbox"),
-        IndexModel([("outbox.at", ASCENDING)], name="outbox_group_tokens", sparse=True),
     ],
     # what streams in processing show (shared.store.shown): found by _id only
     STREAM_REPORTS: [],

@@ -4,7 +4,9 @@ remembers having written of them.
 
 An entry is ``{"log": row}`` for each status a change passes through, with ``"token"`` on
 the one that enters ``pending``; a stream that joins a group while ``pending`` gets one
-``{"id", "at", "token"}`` entry with its token for that group's queue only, and no row.
+``{"id", "token"}`` entry with its token for that group's queue only, and no row (its
+writer publishes it; if the writer dies first, the reconciler, which republishes what a
+group's queue is short of).
 """
 
 from __future__ import annotations
@@ -96,7 +98,6 @@ def entries_for(
         entries.append(
             {
                 "id": uuid.uuid4().hex,
-                "at": when,
                 "token": {
                     "stream_id": stream["_id"],
                     "version": version,

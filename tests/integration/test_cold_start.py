@@ -120,7 +120,7 @@ async def test_a_deleted_streams_report_goes_with_it_and_its_row_shows_it(
 async def test_streams_has_only_the_indexes_queries_need(database: Database) -> None:
     names = {index["name"] async for index in await database.streams.list_indexes()}
     assert names == {"_id_"} | {model.document["name"] for model in INDEXES[STREAMS]}
-    assert len(INDEXES[STREAMS]) == 8
+    assert len(INDEXES[STREAMS]) == 7
     # what earlier versions made goes at the next start
     for obsolete in OBSOLETE_INDEXES[STREAMS]:
         await database.streams.create_index([(f"old_{obsolete}", 1)], name=obsolete)

@@ -1,22 +1,23 @@
 """The status machine (:mod:`shared.domain.transitions`) as the change writer applies it:
 every operation writes exactly one log row per status it passes through (group ones none),
 and a stream that enters ``pending`` while it joins a group gets that group's token at once,
-whichever of the two changes lands first (no reconciler runs here)."""
+whichever of the two changes lands first (no reconciler runs there)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from gateway.keys import GROUPS, STREAMS
+from gateway.keys import BROKER, GROUPS, STREAMS
 from shared.core.clock import now_utc
 from shared.domain import transitions
 from shared.domain.feedback_batch import FeedbackBatch
+from shared.messaging.publisher import BrokerTokenPublisher
 from shared.services.downgrade import downgrade_silent
 from shared.services.feedback import apply_feedback
+from shared.services.reconciler import reconcile_tokens
 from shared.services.restarts import restart_due
 from shared.store.changes import Change, StreamChanges
 from shared.store.mongo import Database
@@ -212,19 +213,18 @@ async def test_attaching_a_pending_stream_queues_its_group_token_through_the_out
     assert await claimable_through(client, group_id) == [stream_id]
 
 
-async def test_the_sweep_publishes_a_group_token_its_writer_did_not(
+async def test_a_group_token_its_writer_did_not_publish_is_the_reconcilers(
     client: Client, database: Database
 ) -> None:
-    """A writer that died after the attach landed, before its publish: the change sweep
-    publishes the group token from the outbox (the stream still waits where it was)."""
-    group_id = await create_group(client, "sweep")
+    """A writer that died after the attach landed, before its publish: the reconciler sees
+    the group's queue short of its pending streams and publishes the token."""
+    group_id = await create_group(client, "lost")
     stream_id = await create_stream(client, v1_body(name="cam"))
     doc = await database.streams.find_one({"_id": stream_id})
     assert doc is not None
     silent = StreamChanges(database, None)  # no publisher: its publish is lost
-    await silent.apply([Change(doc, transitions.attach(doc, group_id, "sweep"), now_utc())])
+    await silent.apply([Change(doc, transitions.attach(doc, group_id, "lost"), now_utc())])
     assert await claimable_through(client, group_id) == []
-    sweeper = client.app[GROUPS].changes
-    delay = timedelta(seconds=10)
-    assert await sweeper.sweep(delay, now=now_utc() + delay * 2) >= 1
+    broker = client.app[BROKER]
+    assert await reconcile_tokens(database, broker, BrokerTokenPublisher(broker), grace=0.0) >= 1
     assert await claimable_through(client, group_id) == [stream_id]
