@@ -32,10 +32,12 @@ from tests.stub_rabbitmq import StubServer
 CLOSED_AMQP = "amqp://guest:guest@127.0.0.1:1/"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _docs_built_once() -> Iterator[None]:
-    """The OpenAPI document and the manual are the same for every gateway of the session:
-    built once (by the gateway's own ``build_docs``) instead of ~0.7 s per app."""
+    """The OpenAPI document and the manual are the same for every gateway of the tier:
+    built once (by the gateway's own ``build_docs``) instead of ~0.7 s per app. Only while
+    the tier runs: later tests (the secrets test reads what a gateway's start logs) get the
+    gateway as it is."""
     built: dict[str, DocsBundle] = {}
 
     def docs_once(spec: dict[str, Any]) -> DocsBundle:

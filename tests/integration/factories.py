@@ -170,13 +170,14 @@ def worker_report(stream_id: str, status: str = "in_progress", **fields: Any) ->
 
 
 def short_periods(settings: Settings, **update: Any) -> Settings:
-    """The settings with the periodic jobs (reconciler, autorestart sweep, downgrade check)
-    every second and a 5 s shutdown; the downgrade far away (streams wait, not taken back)
-    unless ``update`` brings it nearer."""
+    """The settings with the periodic jobs (reconciler, change sweep, autorestart sweep,
+    downgrade check) every second and a 5 s shutdown; the downgrade far away (streams wait,
+    not taken back) unless ``update`` brings it nearer."""
     return settings.model_copy(
         update={
             "autorestart_sweep_interval": 1.0,
             "reconcile_interval": 1.0,
+            "change_sweep_interval": 1.0,
             "stream_status_obsoleting_interval": 1.0,
             "stream_status_obsoleting_period": 120.0,
             "shutdown_timeout": 5.0,

@@ -34,6 +34,7 @@ def short(settings: Settings) -> Settings:
             "autorestart_sweep_interval": PERIOD,
             "stream_status_obsoleting_interval": PERIOD,
             "reconcile_interval": PERIOD,
+            "change_sweep_interval": PERIOD,
             "shutdown_timeout": 5.0,
         }
     )

@@ -54,6 +54,7 @@ def settings(settings: Settings) -> Settings:
             "webhook_max_attempts": 5,
             "autorestart_sweep_interval": 0.5,
             "reconcile_interval": 1.0,
+            "change_sweep_interval": 1.0,
             "change_sweep_delay": 2.0,
             "stream_status_obsoleting_interval": 0.5,
             "stream_status_obsoleting_period": 2.0,
