@@ -72,12 +72,6 @@ def stored(value: BaseModel | None) -> Doc | None:
     return None if value is None else value.model_dump(mode="json")
 
 
-def changes_stream(doc: Doc, item: FeedbackItem) -> bool:
-    """Whether a report changes the stream's status or what it shows (else it only proves
-    liveness)."""
-    return changes_status(doc, item) or changes_shown(doc, item)
-
-
 def changes_status(doc: Doc, item: FeedbackItem) -> bool:
     """Whether a report changes the stream's status (a guarded change of the stream)."""
     return bool(item.status != doc["status"])

@@ -65,7 +65,7 @@ def group_view(doc: Doc) -> Doc:
 
 
 #: what attaching a stream reads of it (its guard, and its group token)
-ATTACH_READ: Doc = {"account_id": 1, "status": 1, "version": 1, "queued_at": 1, "groups": 1}
+ATTACH_READ: Doc = {"status": 1, "version": 1, "queued_at": 1, "groups": 1}
 #: an attach reads the streams still out of the group again at most this often
 ATTACH_ROUNDS = 20
 

@@ -29,7 +29,7 @@ from shared.core.types import Doc
 from shared.domain.documents import new_stream, stream_view
 from shared.services.groups import GroupService
 from shared.store.changes import StreamChanges
-from shared.store.mongo import ID_CHUNK, Database, find_by_ids
+from shared.store.mongo import DUPLICATE_KEY, ID_CHUNK, Database, find_by_ids
 from shared.store.outbox import rows_of, tokens_of
 
 #: the uuid5 namespace of imported stream ids
@@ -40,7 +40,6 @@ MAX_LINES: Final = 10_000
 NOT_EXPORTED: Final = frozenset(
     {"status", "version", "create_time", "last_error", "video_info", "preview"}
 )
-DUPLICATE_KEY: Final = 11000
 
 
 def export_line(doc: Doc, api_version: int) -> bytes:

@@ -15,12 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from pymongo.errors import BulkWriteError
-
-from shared.store.mongo import Database
-
-#: the server's code for a duplicate key: a batch recorded before (a redelivery)
-DUPLICATE_KEY = 11000
+from shared.store.mongo import Database, insert_new
 
 
 async def record_reports(
@@ -35,13 +30,7 @@ async def record_reports(
         for batch_id, stream_ids in reported
         if stream_ids
     ]
-    if not records:
-        return
-    try:
-        await database.liveness.insert_many(records, ordered=False)
-    except BulkWriteError as exc:
-        if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
-            raise
+    await insert_new(database.liveness, records)
 
 
 async def reported_since(database: Database, since: datetime) -> set[str]:

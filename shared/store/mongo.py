@@ -23,7 +23,7 @@ from typing import Final
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
 from shared.core import clock
 from shared.core.errors import ConfigurationError, DatabaseUnavailable
@@ -216,6 +216,27 @@ async def find_by_ids(
         chunk = ids[start : start + FIND_CHUNK]
         found += await collection.find({"_id": {"$in": chunk}}, projection).to_list()
     return found
+
+
+#: the server's code for a duplicate key
+DUPLICATE_KEY: Final = 11000
+
+
+async def insert_new(collection: AsyncCollection[Doc], docs: list[Doc]) -> int:
+    """Insert documents with fixed ids, in chunks of :data:`ID_CHUNK`, unordered; one whose
+    ``_id`` exists already was written before (a replay, a redelivery) and stays as it is.
+    How many were new."""
+    inserted = 0
+    for start in range(0, len(docs), ID_CHUNK):
+        chunk = docs[start : start + ID_CHUNK]
+        try:
+            inserted += len((await collection.insert_many(chunk, ordered=False)).inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(error["code"] != DUPLICATE_KEY for error in errors):
+                raise
+            inserted += len(chunk) - len(errors)
+    return inserted
 
 
 async def open_database(

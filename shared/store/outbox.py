@@ -16,17 +16,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo.errors import BulkWriteError
-
 from shared.core.types import Doc
 from shared.domain import statuses
-from shared.store.mongo import ID_CHUNK, Database
+from shared.store.mongo import Database, insert_new
 
 #: outbox entries younger than this are written again before a change replaces them
 CARRY_HORIZON = timedelta(minutes=5)
-
-#: the server's code for a duplicate key: a log row written before
-DUPLICATE_KEY = 11000
 
 
 def log_row(
@@ -122,12 +117,7 @@ def entry_id(entry: Doc) -> str:
 
 async def insert_log_rows(database: Database, rows: list[Doc]) -> None:
     """Insert stream log rows; a row whose ``_id`` exists already was written before."""
-    for start in range(0, len(rows), ID_CHUNK):
-        try:
-            await database.stream_logs.insert_many(rows[start : start + ID_CHUNK], ordered=False)
-        except BulkWriteError as exc:
-            if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                raise
+    await insert_new(database.stream_logs, rows)
 
 
 def carried_rows(stream: Doc, now: datetime) -> list[Doc]:

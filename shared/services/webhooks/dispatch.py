@@ -37,7 +37,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from shared.core.clock import now_utc
 from shared.core.types import Doc
@@ -50,7 +50,7 @@ from shared.services.webhooks.events import (
     STATUS_EVENTS,
     delivery_body,
 )
-from shared.store.mongo import Database, find_by_ids
+from shared.store.mongo import Database, find_by_ids, insert_new
 from shared.store.outbox import rows_of
 
 log = logging.getLogger("luna_streams.webhooks")
@@ -71,7 +71,6 @@ RESCAN: Final = timedelta(minutes=2)
 LOST_POSITION: Final = frozenset({9, 260, 280, 286})
 #: previous-row lookups run at once
 LOOKUPS: Final = 32
-DUPLICATE_KEY: Final = 11000
 PIPELINE: Final = [{"$match": {"operationType": "insert"}}]
 #: what the dispatcher reads of a stream: its name, groups and last change
 STREAM_FIELDS: Final = {
@@ -148,16 +147,7 @@ def new_delivery(hook: Doc, event: str, row: Doc, body: str, now: datetime) -> D
 
 async def insert_deliveries(database: Database, deliveries: list[Doc]) -> int:
     """Insert delivery documents; one written before (a replay) is not written again."""
-    if not deliveries:
-        return 0
-    try:
-        result = await database.webhook_deliveries.insert_many(deliveries, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details["writeErrors"]
-        if any(error["code"] != DUPLICATE_KEY for error in errors):
-            raise
-        return len(deliveries) - len(errors)
-    return len(result.inserted_ids)
+    return await insert_new(database.webhook_deliveries, deliveries)
 
 
 class Dispatcher:
