@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 
 from shared.store.mongo import Database
 from tests.integration.factories import (
@@ -21,6 +20,7 @@ from tests.integration.factories import (
     create_stream,
     expect_error,
     get_stream,
+    link,
     seed_example,
     snapshot,
     v1_body,
@@ -46,13 +46,6 @@ async def count_groups(client: Client, params: Any = None) -> int:
     assert set(body) == {"groups_count"}
     value: int = body["groups_count"]
     return value
-
-
-async def link(
-    client: Client, action: str, group_id: str, stream_ids: list[str], **query: str
-) -> ClientResponse:
-    body = {"action": action, "group_id": group_id, "stream_ids": stream_ids}
-    return await client.patch("/1/linker", params=query, json=body)
 
 
 async def groups_of(client: Client, stream_id: str) -> list[str]:

@@ -228,6 +228,14 @@ async def create_group(
     return group_id
 
 
+async def link(
+    client: Client, action: str, group_id: str, stream_ids: list[str], **query: str
+) -> ClientResponse:
+    """``PATCH /1/linker``: attach or detach streams."""
+    body = {"action": action, "group_id": group_id, "stream_ids": stream_ids}
+    return await client.patch("/1/linker", params=query, json=body)
+
+
 async def expect_error(
     resp: ClientResponse, status: int, code: int, detail: str | None = None
 ) -> Json:

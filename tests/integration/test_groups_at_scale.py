@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 
 from shared.store.mongo import Database
-from tests.fast.test_groups_api import groups_of, link
+from tests.fast.test_groups_api import groups_of
 from tests.integration.factories import (
     Client,
     count,
     create_group,
     create_stream,
     expect_error,
+    link,
     snapshot,
     v1_body,
 )

@@ -27,25 +27,25 @@ from tests.integration.factories import (
     claim_ids,
     create_group,
     create_stream,
+    link,
     log_rows,
     patch_status,
     v1_body,
+    worker_report,
 )
 
 Rows = list[tuple[str, int]]
 
 
-async def link(client: Client, action: str, group_id: str, stream_ids: list[str]) -> None:
-    resp = await client.patch(
-        "/1/linker", json={"action": action, "group_id": group_id, "stream_ids": stream_ids}
-    )
+async def attach_or_detach(client: Client, action: str, group_id: str, ids: list[str]) -> None:
+    resp = await link(client, action, group_id, ids)
     assert resp.status == 204, await resp.text()
 
 
 async def report(
     database: Database, stream_id: str, status: str, batch: str, version: int = 2
 ) -> None:
-    item = {"stream_id": stream_id, "status": status, "version": version, "error": "e"}
+    item = worker_report(stream_id, status, version=version, error="e")
     batches = [FeedbackBatch(batch_id=batch, streams=[item])]
     [answer] = await apply_feedback(database, StreamChanges(database, None), batches)
     assert [entry.stream_id for entry in answer.modified] == [stream_id]
@@ -91,7 +91,7 @@ async def test_each_operation_writes_one_row_per_status_it_passes(
         assert resp.status == 204, await resp.text()
 
     steps: Sequence[tuple[Callable[[], Awaitable[Any]], Rows]] = [
-        (lambda: link(client, "attach", group_id, [stream_id]), []),
+        (lambda: attach_or_detach(client, "attach", group_id, [stream_id]), []),
         (lambda: patch_status(client, stream_id, "pending"), [("pending", 1)]),
         (lambda: patch_status(client, stream_id, "pending"), []),  # already there
         (claim, [("in_progress", 1)]),
@@ -99,13 +99,13 @@ async def test_each_operation_writes_one_row_per_status_it_passes(
         (claim, [("in_progress", 1)]),
         (lose_handler, [("handler_lost", 1), ("restart", 1), ("pending", 1)]),
         (put, [("restart", 2), ("pending", 2)]),
-        (lambda: link(client, "detach", group_id, [stream_id]), []),
+        (lambda: attach_or_detach(client, "detach", group_id, [stream_id]), []),
         (claim, [("in_progress", 2)]),
         (lambda: report(database, stream_id, "in_progress", "b-alive"), [("in_progress", 2)]),
         (fail_then_restart, [("failure", 2)]),
         (restart, [("restart", 2), ("pending", 2)]),
         (lambda: patch_status(client, stream_id, "cancel"), [("cancel", 2)]),
-        (lambda: link(client, "attach", group_id, [stream_id]), []),
+        (lambda: attach_or_detach(client, "attach", group_id, [stream_id]), []),
         (lambda: delete(f"/1/groups/{group_id}"), []),
         (lambda: delete(f"/1/streams/{stream_id}"), [("deleted", 2)]),
     ]
@@ -175,7 +175,7 @@ async def test_queued_again_while_the_attach_was_computed(
         await patch_status(client, stream_id, "pending")
 
     racing(client.app[GROUPS], claimed_and_back)
-    await link(client, "attach", group_id, [stream_id])
+    await attach_or_detach(client, "attach", group_id, [stream_id])
     assert await claimable_through(client, group_id) == [stream_id]
 
 
@@ -199,7 +199,7 @@ async def test_attaching_a_pending_stream_queues_its_group_token_through_the_out
 ) -> None:
     group_id = await create_group(client, "outbox")
     stream_id = await create_stream(client, v1_body(name="cam"))
-    await link(client, "attach", group_id, [stream_id])
+    await attach_or_detach(client, "attach", group_id, [stream_id])
     doc = await database.streams.find_one({"_id": stream_id}, {"outbox": 1, "queued_at": 1})
     assert doc is not None
     [token] = [e["token"] for e in doc["outbox"] if "log" not in e]
@@ -207,7 +207,7 @@ async def test_attaching_a_pending_stream_queues_its_group_token_through_the_out
     # the entries of the create stay beside it (their row and token may be owed still)
     assert [e["log"]["status"] for e in doc["outbox"] if "log" in e] == ["pending"]
     # attaching again changes nothing, and queues nothing
-    await link(client, "attach", group_id, [stream_id])
+    await attach_or_detach(client, "attach", group_id, [stream_id])
     again = await database.streams.find_one({"_id": stream_id}, {"outbox": 1, "queued_at": 1})
     assert again == doc
     assert await claimable_through(client, group_id) == [stream_id]
