@@ -30,7 +30,6 @@ from shared.domain.documents import new_stream, stream_view
 from shared.services.groups import GroupService
 from shared.store.changes import StreamChanges
 from shared.store.mongo import DUPLICATE_KEY, ID_CHUNK, Database, find_by_ids
-from shared.store.outbox import rows_of, tokens_of
 
 #: the uuid5 namespace of imported stream ids
 IMPORT_NAMESPACE: Final = uuid.UUID("5b0e3f6e-7a52-4c1f-9a39-3c0a3d2f1e11")
@@ -147,8 +146,6 @@ async def _create(changes: StreamChanges, docs: list[Doc]) -> int:
         # the writer stopped at the insert: finish what it inserted (rows, then tokens)
         refused = {error["index"] for error in errors}
         made = [doc for index, doc in enumerate(docs) if index not in refused]
-        entries = [entry for doc in made for entry in doc["outbox"]]
-        await changes.write_rows(rows_of(entries))
-        await changes.publish(tokens_of(entries))
+        await changes.finish([entry for doc in made for entry in doc["outbox"]])
         return len(made)
     return len(docs)

@@ -219,7 +219,7 @@ class StreamChanges:
                 else await self._landed(changes)
             )
         count_changes(landed)
-        await self.finish(landed)
+        await self.finish([e for c in landed for e in c.entries])
         return landed
 
     async def _landed(self, changes: Sequence[Change]) -> list[Change]:
@@ -227,12 +227,10 @@ class StreamChanges:
         outbox now. A change without entries cannot be told (it is not counted as landed:
         its caller reads the stream again, and finds it changed or not)."""
         first = {entry_id(c.entries[0]): c for c in changes if c.entries}
-        if not first:
-            return []
-        cursor = self.database.streams.find(
-            {"_id": {"$in": [c.stream_id for c in first.values()]}}, {"outbox": 1}
+        docs = await find_by_ids(
+            self.database.streams, [c.stream_id for c in first.values()], {"outbox": 1}
         )
-        found = {entry_id(e) async for doc in cursor for e in doc.get("outbox") or []}
+        found = {entry_id(e) for doc in docs for e in doc.get("outbox") or []}
         return [c for key, c in first.items() if key in found]
 
     async def join_group(self, scope: Doc, group_id: str, group_name: str) -> int:
@@ -255,9 +253,9 @@ class StreamChanges:
         )
         return int(result.modified_count)
 
-    async def finish(self, landed: Sequence[Change]) -> None:
-        """Write the rows of landed changes, then publish their tokens."""
-        entries = [e for c in landed for e in c.entries]
+    async def finish(self, entries: Sequence[Doc]) -> None:
+        """What outbox entries of changes that landed owe: their rows written, then their
+        tokens published."""
         await self.write_rows(rows_of(entries))
         await self.publish(tokens_of(entries))
 
@@ -314,8 +312,7 @@ class StreamChanges:
             await self.database.streams.insert_many(list(docs), ordered=False)
         entries = [e for doc in docs for e in doc["outbox"]]
         count_entries(entries)
-        await self.write_rows(rows_of(entries))
-        await self.publish(tokens_of(entries))
+        await self.finish(entries)
 
     async def sweep(self, delay: timedelta, now: datetime | None = None, budget: int = 2000) -> int:
         """Finish the changes made since the last sweep and older than ``delay``
